@@ -1,0 +1,130 @@
+//! `kiln build [PATH]`: compile a plugin crate to a wasm32-wasip2 component
+//! and place it (and its `<name>.toml`, if any) in the plugin directory,
+//! atomically, so a running engine never reads a half-written file.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+
+pub const TARGET: &str = "wasm32-wasip2";
+
+pub struct Built {
+    pub name: String,
+    pub wasm: PathBuf,
+    pub installed: PathBuf,
+}
+
+/// Builds the crate at `path` and copies its component into `plugins_dir`.
+pub fn build(path: &Path, plugins_dir: &Path, release: bool) -> anyhow::Result<Built> {
+    let manifest = path.join("Cargo.toml");
+    if !manifest.is_file() {
+        bail!(
+            "{} has no Cargo.toml; point kiln build at a plugin crate (kiln new makes one)",
+            path.display()
+        );
+    }
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.arg("build")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target")
+        .arg(TARGET)
+        .arg("--lib")
+        .arg("--message-format=json-render-diagnostics")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if release {
+        cmd.arg("--release");
+    }
+    let mut child = cmd
+        .spawn()
+        .context("cannot run cargo; is Rust installed?")?;
+    let stdout = child
+        .stdout
+        .take()
+        .context("cargo produced no output stream")?;
+    let mut wasm: Option<(String, PathBuf)> = None;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo output")?;
+        if let Some(found) = artifact(&line) {
+            wasm = Some(found);
+        }
+    }
+    let status = child.wait().context("waiting for cargo")?;
+    if !status.success() {
+        bail!(
+            "cargo build failed (see above). If it says the {TARGET} target is missing, run \
+             `rustup target add {TARGET}`"
+        );
+    }
+    let Some((name, wasm)) = wasm else {
+        bail!("cargo built no .wasm; the crate needs `[lib] crate-type = [\"cdylib\"]`");
+    };
+    std::fs::create_dir_all(plugins_dir)
+        .with_context(|| format!("cannot create {}", plugins_dir.display()))?;
+    let installed = plugins_dir.join(format!("{name}.wasm"));
+    let settings = path.join(format!("{name}.toml"));
+    if settings.is_file() {
+        copy_atomically(&settings, &plugins_dir.join(format!("{name}.toml")))?;
+    }
+    copy_atomically(&wasm, &installed)?;
+    Ok(Built {
+        name,
+        wasm,
+        installed,
+    })
+}
+
+/// A `compiler-artifact` line for a cdylib: (plugin name, path of the .wasm).
+fn artifact(line: &str) -> Option<(String, PathBuf)> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    if v["reason"] != "compiler-artifact" {
+        return None;
+    }
+    let kinds = v["target"]["kind"].as_array()?;
+    if !kinds.iter().any(|k| k == "cdylib") {
+        return None;
+    }
+    let file = v["filenames"]
+        .as_array()?
+        .iter()
+        .filter_map(|f| f.as_str())
+        .find(|f| f.ends_with(".wasm"))?;
+    let name = v["target"]["name"].as_str()?.replace('_', "-");
+    Some((name, PathBuf::from(file)))
+}
+
+/// Copies through a hidden temporary file and a rename, so the watcher sees
+/// either the old file or the whole new one.
+pub fn copy_atomically(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let dir = to.parent().unwrap_or(Path::new("."));
+    let name = to
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::copy(from, &tmp)
+        .with_context(|| format!("cannot copy {} to {}", from.display(), tmp.display()))?;
+    std::fs::rename(&tmp, to)
+        .with_context(|| format!("cannot move {} into place", to.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn artifacts_are_read_from_cargo_json() {
+        let line = r#"{"reason":"compiler-artifact","target":{"kind":["cdylib"],"name":"hello_rust"},"filenames":["/t/hello_rust.wasm"]}"#;
+        assert_eq!(
+            artifact(line),
+            Some(("hello-rust".into(), PathBuf::from("/t/hello_rust.wasm")))
+        );
+        let dep = r#"{"reason":"compiler-artifact","target":{"kind":["lib"],"name":"serde"},"filenames":["/t/libserde.rlib"]}"#;
+        assert_eq!(artifact(dep), None);
+        assert_eq!(artifact("not json"), None);
+    }
+}

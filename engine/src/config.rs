@@ -1,0 +1,628 @@
+//! One typed configuration: built-in defaults, then the TOML file, then
+//! `KILN_*` environment variables, then command-line flags. Every value is
+//! checked once, here, with an error that names the key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}={value:?} is invalid: {message}")]
+    Env {
+        var: &'static str,
+        value: String,
+        message: String,
+    },
+    #[error("config value {key} is invalid: {message}")]
+    Invalid { key: String, message: String },
+}
+
+/// The engine configuration (`kiln.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP server binds (`KILN_LISTEN`).
+    pub listen: SocketAddr,
+    /// Directory watched for `*.wasm` plugins (`KILN_PLUGINS_DIR`).
+    pub plugins_dir: PathBuf,
+    /// Directory for engine data: the compiled-component cache, later the
+    /// SQLite database (`KILN_DATA_DIR`).
+    pub data_dir: PathBuf,
+    pub admin: AdminConfig,
+    pub http: HttpConfig,
+    pub runtime: RuntimeConfig,
+    /// Limits for every plugin unless its own file or `[plugins.<name>]` says otherwise.
+    pub limits: PartialLimits,
+    /// Per-plugin overrides, keyed by the plugin file's stem (`orders` for
+    /// `orders.wasm`). These win over the plugin's own `<name>.toml`.
+    pub plugins: BTreeMap<String, PluginSettings>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            plugins_dir: PathBuf::from("plugins"),
+            data_dir: PathBuf::from(".kiln"),
+            admin: AdminConfig::default(),
+            http: HttpConfig::default(),
+            runtime: RuntimeConfig::default(),
+            limits: PartialLimits::default(),
+            plugins: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Bearer token for `/_kiln/v1/admin/...` (`KILN_ADMIN_TOKEN`). Unset means
+    /// the admin API answers 401 to everyone.
+    pub token: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Largest request body accepted; larger → 413.
+    pub max_request_body: ByteSize,
+    /// Largest response body a plugin may return; larger → 500 naming the plugin.
+    pub max_response_body: ByteSize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_request_body: ByteSize(1024 * 1024),
+            max_response_body: ByteSize(8 * 1024 * 1024),
+        }
+    }
+}
+
+/// How CPU use of a plugin call is bounded. Compiled code differs between the
+/// two, so changing it recompiles every plugin (the cache keys on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CpuLimit {
+    /// Count instructions: deterministic, the `fuel` limit applies.
+    Fuel,
+    /// Only the wall-clock `timeout_ms` applies (slightly faster guests).
+    Epoch,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    pub cpu_limit: CpuLimit,
+    /// How often the engine's clock ticks: the granularity of timeouts and of
+    /// the cooperative yields that keep a busy guest from hogging a thread.
+    pub epoch_tick_ms: u64,
+    /// Instances alive at once across all plugins (pooling allocator slots).
+    pub max_instances: u32,
+    /// The largest memory any plugin may be given (each pool slot is this big).
+    pub max_memory: ByteSize,
+    /// Keep compiled components on disk under `<data_dir>/cache`.
+    pub compile_cache: bool,
+    /// Quiet time after the last file event before plugins are reloaded.
+    pub reload_debounce_ms: u64,
+    /// Linear memory kept resident per pool slot and reset with memset rather
+    /// than returned to the kernel: the main cost of instance-per-call.
+    pub memory_keep_resident: ByteSize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            cpu_limit: CpuLimit::Fuel,
+            epoch_tick_ms: 5,
+            max_instances: 1000,
+            max_memory: ByteSize(256 * 1024 * 1024),
+            compile_cache: true,
+            reload_debounce_ms: 150,
+            memory_keep_resident: ByteSize(2 * 1024 * 1024),
+        }
+    }
+}
+
+/// Per-plugin resource limits, fully resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    /// Instructions per call (with `cpu_limit = "fuel"`).
+    pub fuel: u64,
+    /// Wall-clock time per call.
+    pub timeout_ms: u64,
+    /// Linear memory per instance, in bytes.
+    pub memory: u64,
+    /// Calls running at once.
+    pub max_concurrency: u32,
+    /// Calls waiting for a slot; one more → 503.
+    pub queue_size: u32,
+    /// How long a call may wait for a slot → 503.
+    pub queue_timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel: 2_000_000_000,
+            timeout_ms: 10_000,
+            memory: 64 * 1024 * 1024,
+            max_concurrency: 64,
+            queue_size: 256,
+            queue_timeout_ms: 2_000,
+        }
+    }
+}
+
+/// Limits as written in a file: every field optional, layered over defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartialLimits {
+    pub fuel: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub memory: Option<ByteSize>,
+    pub max_concurrency: Option<u32>,
+    pub queue_size: Option<u32>,
+    pub queue_timeout_ms: Option<u64>,
+}
+
+impl PartialLimits {
+    pub fn apply_to(&self, limits: &mut Limits) {
+        let PartialLimits {
+            fuel,
+            timeout_ms,
+            memory,
+            max_concurrency,
+            queue_size,
+            queue_timeout_ms,
+        } = self;
+        if let Some(v) = fuel {
+            limits.fuel = *v;
+        }
+        if let Some(v) = timeout_ms {
+            limits.timeout_ms = *v;
+        }
+        if let Some(v) = memory {
+            limits.memory = v.0;
+        }
+        if let Some(v) = max_concurrency {
+            limits.max_concurrency = *v;
+        }
+        if let Some(v) = queue_size {
+            limits.queue_size = *v;
+        }
+        if let Some(v) = queue_timeout_ms {
+            limits.queue_timeout_ms = *v;
+        }
+    }
+}
+
+impl Limits {
+    /// Checks resolved limits against the engine's. `source` names where they
+    /// came from, for the error message.
+    pub fn validate(&self, runtime: &RuntimeConfig, source: &str) -> Result<(), ConfigError> {
+        let bad = |field: &str, message: String| ConfigError::Invalid {
+            key: format!("{source}: limits.{field}"),
+            message,
+        };
+        if self.fuel == 0 {
+            return Err(bad("fuel", "must be greater than 0".into()));
+        }
+        if self.timeout_ms == 0 {
+            return Err(bad("timeout_ms", "must be greater than 0".into()));
+        }
+        if self.memory < 64 * 1024 {
+            return Err(bad(
+                "memory",
+                "must be at least 64KiB (one wasm page)".into(),
+            ));
+        }
+        if self.memory > runtime.max_memory.0 {
+            return Err(bad(
+                "memory",
+                format!(
+                    "{} exceeds runtime.max_memory ({}); raise runtime.max_memory",
+                    ByteSize(self.memory),
+                    runtime.max_memory
+                ),
+            ));
+        }
+        if self.max_concurrency == 0 {
+            return Err(bad("max_concurrency", "must be at least 1".into()));
+        }
+        if self.max_concurrency > runtime.max_instances {
+            return Err(bad(
+                "max_concurrency",
+                format!("exceeds runtime.max_instances ({})", runtime.max_instances),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Settings for one plugin, from `<name>.toml` beside the wasm or from
+/// `[plugins.<name>]` in the engine config.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginSettings {
+    pub limits: PartialLimits,
+    /// Plain settings the plugin reads through the `config` interface.
+    pub config: BTreeMap<String, String>,
+    /// Secret name → environment variable holding its value.
+    pub secrets: BTreeMap<String, String>,
+}
+
+impl PluginSettings {
+    /// Parses a plugin's `<name>.toml`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Layers `over` on top of `self` (its values win).
+    pub fn overlay(&mut self, over: &PluginSettings) {
+        let l = &over.limits;
+        let s = &mut self.limits;
+        s.fuel = l.fuel.or(s.fuel);
+        s.timeout_ms = l.timeout_ms.or(s.timeout_ms);
+        s.memory = l.memory.or(s.memory);
+        s.max_concurrency = l.max_concurrency.or(s.max_concurrency);
+        s.queue_size = l.queue_size.or(s.queue_size);
+        s.queue_timeout_ms = l.queue_timeout_ms.or(s.queue_timeout_ms);
+        self.config
+            .extend(over.config.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.secrets
+            .extend(over.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+}
+
+/// A value that must never be printed.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A size in bytes, written as an integer or as `"512KiB"`, `"8MiB"`, `"1GB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (digits, unit) = s.split_at(split);
+        if digits.is_empty() {
+            return Err(format!(
+                "{s:?} is not a size; write e.g. 65536, \"64KiB\" or \"8MiB\""
+            ));
+        }
+        let n: u64 = digits.parse().map_err(|_| format!("{s:?} is too large"))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "kb" => 1_000,
+            "kib" | "k" => 1 << 10,
+            "mb" => 1_000_000,
+            "mib" | "m" => 1 << 20,
+            "gb" => 1_000_000_000,
+            "gib" | "g" => 1 << 30,
+            other => {
+                return Err(format!(
+                    "unknown size unit {other:?} in {s:?}; use B, KB, KiB, MB, MiB, GB or GiB"
+                ));
+            }
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("{s:?} is too large"))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        if n >= 1 << 30 && n % (1 << 30) == 0 {
+            write!(f, "{}GiB", n >> 30)
+        } else if n >= 1 << 20 && n % (1 << 20) == 0 {
+            write!(f, "{}MiB", n >> 20)
+        } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+            write!(f, "{}KiB", n >> 10)
+        } else {
+            write!(f, "{n}B")
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(ByteSize(n)),
+            Raw::Text(s) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path` (when given) over the defaults, then applies `KILN_*`
+    /// variables from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Config::parse(path, &text)?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        Ok(config)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = env("KILN_LISTEN") {
+            self.listen = v.parse().map_err(|e| ConfigError::Env {
+                var: "KILN_LISTEN",
+                value: v.clone(),
+                message: format!("{e}; expected e.g. 127.0.0.1:8080"),
+            })?;
+        }
+        if let Some(v) = env("KILN_PLUGINS_DIR") {
+            self.plugins_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env("KILN_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env("KILN_ADMIN_TOKEN") {
+            self.admin.token = Some(Secret(v));
+        }
+        Ok(())
+    }
+
+    /// Checks everything that can be checked before start.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            key: key.to_string(),
+            message: message.to_string(),
+        };
+        if let Some(token) = &self.admin.token
+            && token.0.len() < 16
+        {
+            return Err(invalid(
+                "admin.token",
+                "must be at least 16 characters; generate one with `openssl rand -hex 32`",
+            ));
+        }
+        if self.runtime.epoch_tick_ms == 0 || self.runtime.epoch_tick_ms > 1000 {
+            return Err(invalid(
+                "runtime.epoch_tick_ms",
+                "must be between 1 and 1000",
+            ));
+        }
+        if self.runtime.max_instances == 0 {
+            return Err(invalid("runtime.max_instances", "must be at least 1"));
+        }
+        if self.runtime.max_memory.0 < 64 * 1024 || self.runtime.max_memory.0 > 4 << 30 {
+            return Err(invalid(
+                "runtime.max_memory",
+                "must be between 64KiB and 4GiB",
+            ));
+        }
+        if self.http.max_request_body.0 > usize::MAX as u64 {
+            return Err(invalid("http.max_request_body", "is too large"));
+        }
+        self.default_limits().validate(&self.runtime, "[limits]")?;
+        for (name, settings) in &self.plugins {
+            let mut limits = self.default_limits();
+            settings.limits.apply_to(&mut limits);
+            limits.validate(&self.runtime, &format!("[plugins.{name}]"))?;
+        }
+        Ok(())
+    }
+
+    /// Built-in limits with `[limits]` applied.
+    pub fn default_limits(&self) -> Limits {
+        let mut limits = Limits::default();
+        self.limits.apply_to(&mut limits);
+        limits
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.data_dir.join("cache")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn byte_sizes_parse_with_units() {
+        for (text, n) in [
+            ("0", 0),
+            ("512", 512),
+            ("64KiB", 64 << 10),
+            ("64 kib", 64 << 10),
+            ("8MiB", 8 << 20),
+            ("1MB", 1_000_000),
+            ("2GiB", 2 << 30),
+            ("3k", 3 << 10),
+        ] {
+            assert_eq!(ByteSize::parse(text), Ok(ByteSize(n)), "{text}");
+        }
+        assert!(ByteSize::parse("MiB").unwrap_err().contains("not a size"));
+        assert!(
+            ByteSize::parse("5 parsecs")
+                .unwrap_err()
+                .contains("unknown size unit")
+        );
+        assert!(
+            ByteSize::parse("99999999999999999999GiB")
+                .unwrap_err()
+                .contains("too large")
+        );
+    }
+
+    #[test]
+    fn byte_sizes_display_in_the_largest_exact_unit() {
+        assert_eq!(ByteSize(8 << 20).to_string(), "8MiB");
+        assert_eq!(ByteSize(1536).to_string(), "1536B");
+        assert_eq!(ByteSize(3 << 10).to_string(), "3KiB");
+    }
+
+    #[test]
+    fn file_values_override_defaults_and_unknown_keys_are_refused() {
+        let c = Config::parse(
+            Path::new("k.toml"),
+            r#"
+                listen = "0.0.0.0:9000"
+                [http]
+                max_request_body = "2MiB"
+                [limits]
+                timeout_ms = 500
+                [plugins.orders.limits]
+                memory = "16MiB"
+                [plugins.orders.config]
+                currency = "EUR"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.http.max_request_body, ByteSize(2 << 20));
+        assert_eq!(c.default_limits().timeout_ms, 500);
+        assert_eq!(c.plugins["orders"].limits.memory, Some(ByteSize(16 << 20)));
+        c.validate().unwrap();
+
+        let err = Config::parse(Path::new("k.toml"), "lisen = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("k.toml") && err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file_and_reports_bad_values() {
+        let env = |k: &str| match k {
+            "KILN_LISTEN" => Some("127.0.0.1:7000".to_string()),
+            "KILN_ADMIN_TOKEN" => Some("0123456789abcdef0123".to_string()),
+            _ => None,
+        };
+        let c = Config::load(None, env).unwrap();
+        assert_eq!(c.listen.port(), 7000);
+        assert_eq!(
+            c.admin.token.as_ref().map(Secret::expose),
+            Some("0123456789abcdef0123")
+        );
+        let bad = |k: &str| (k == "KILN_LISTEN").then(|| "nope".to_string());
+        let err = Config::load(None, bad).unwrap_err().to_string();
+        assert!(err.contains("KILN_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2hunter2hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn limits_are_checked_against_the_runtime() {
+        let mut c = Config::load(None, no_env).unwrap();
+        c.limits.memory = Some(ByteSize(1 << 30));
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("limits.memory") && err.contains("runtime.max_memory"),
+            "{err}"
+        );
+
+        let mut c = Config::default();
+        c.plugins.insert(
+            "x".into(),
+            PluginSettings {
+                limits: PartialLimits {
+                    max_concurrency: Some(0),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        );
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("[plugins.x]: limits.max_concurrency"), "{err}");
+    }
+
+    #[test]
+    fn short_admin_tokens_are_refused() {
+        let mut c = Config::default();
+        c.admin.token = Some(Secret::new("short"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("admin.token")
+        );
+    }
+
+    #[test]
+    fn plugin_settings_layer_with_later_values_winning() {
+        let mut base = PluginSettings::parse(
+            Path::new("p.toml"),
+            "[limits]\nfuel = 10\ntimeout_ms = 20\n[config]\na = \"1\"\nb = \"2\"",
+        )
+        .unwrap();
+        let over = PluginSettings::parse(
+            Path::new("e.toml"),
+            "[limits]\nfuel = 99\n[config]\nb = \"3\"",
+        )
+        .unwrap();
+        base.overlay(&over);
+        assert_eq!(base.limits.fuel, Some(99));
+        assert_eq!(base.limits.timeout_ms, Some(20));
+        assert_eq!(base.config["a"], "1");
+        assert_eq!(base.config["b"], "3");
+    }
+}

@@ -1,0 +1,91 @@
+//! The host's own endpoints under `/_kiln/v1`: an open health check and the
+//! admin API, which answers 401 unless the request carries the configured
+//! bearer token (and always, when no token is configured).
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+use super::error::ApiError;
+use super::request_id::RequestId;
+
+pub async fn health(State(app): State<AppState>) -> Json<serde_json::Value> {
+    let snapshot = app.registry.snapshot();
+    Json(json!({ "status": "ok", "plugins": snapshot.plugins.len() }))
+}
+
+/// Every plugin file: name, version, hash, routes, limits, state, last error,
+/// and how busy it is right now.
+pub async fn plugins(State(app): State<AppState>) -> Json<serde_json::Value> {
+    let snapshot = app.registry.snapshot();
+    let plugins: Vec<serde_json::Value> = app
+        .registry
+        .statuses()
+        .into_iter()
+        .map(|(stem, status)| {
+            let mut v = serde_json::to_value(&status).unwrap_or_default();
+            if let Some(p) = snapshot.plugins.get(&stem) {
+                let (running, waiting) = p.load_now();
+                v["calls"] = json!({ "running": running, "waiting": waiting });
+            }
+            v
+        })
+        .collect();
+    Json(json!({ "plugins": plugins }))
+}
+
+/// Requires `Authorization: Bearer <admin.token>`.
+pub async fn require_admin(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.to_string())
+        .unwrap_or_default();
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let message = match (&app.admin_token, presented) {
+        (None, _) => {
+            "the admin API is disabled: set admin.token (or KILN_ADMIN_TOKEN) to enable it"
+        }
+        (Some(_), None) => "missing bearer token: send Authorization: Bearer <admin token>",
+        (Some(expected), Some(given))
+            if constant_time_eq(expected.expose().as_bytes(), given.as_bytes()) =>
+        {
+            return next.run(request).await;
+        }
+        (Some(_), Some(_)) => "invalid admin token",
+    };
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        .with_request_id(&request_id)
+        .with_header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"kiln-admin\""),
+        )
+        .into_response()
+}
+
+/// Compares without an early exit, so timing does not reveal how much of a
+/// guessed token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn token_comparison() {
+        assert!(super::constant_time_eq(b"abc", b"abc"));
+        assert!(!super::constant_time_eq(b"abc", b"abd"));
+        assert!(!super::constant_time_eq(b"abc", b"abcd"));
+    }
+}

@@ -1,0 +1,197 @@
+//! The path from an HTTP request to a plugin handler and back: route lookup
+//! on the current snapshot, body limit, conversion into the WIT request, the
+//! call, and a checked conversion of whatever the plugin answered.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use super::AppState;
+use super::error::ApiError;
+use super::request_id::RequestId;
+use crate::routes::Lookup;
+use crate::runtime::bindings::types;
+
+pub async fn plugin_route(State(app): State<AppState>, request: Request) -> Response {
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_else(|| Arc::from("-"));
+    match dispatch(&app, request, request_id.clone()).await {
+        Ok(response) => response,
+        Err(e) => e.with_request_id(&request_id).into_response(),
+    }
+}
+
+async fn dispatch(
+    app: &AppState,
+    request: Request,
+    request_id: Arc<str>,
+) -> Result<Response, ApiError> {
+    let snapshot = app.registry.snapshot();
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    let (target, params) = match snapshot.routes.lookup(&parts.method, path) {
+        Ok(Lookup::Found { target, params }) => (target.clone(), params),
+        Ok(Lookup::MethodNotAllowed { allow }) => {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!(
+                    "{} is not allowed on {path}; allowed: {allow}",
+                    parts.method
+                ),
+            )
+            .with_header(
+                header::ALLOW,
+                HeaderValue::from_str(&allow).unwrap_or(HeaderValue::from_static("")),
+            ));
+        }
+        Ok(Lookup::NotFound) => return Err(ApiError::not_found(path)),
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                e.to_string(),
+            ));
+        }
+    };
+
+    let limit = app.max_request_body;
+    if let Some(len) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+    {
+        if len.parse::<u64>().map_or(true, |n| n > limit as u64) {
+            return Err(too_large(limit));
+        }
+    }
+    let body = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large(limit)),
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("could not read the request body: {e}"),
+            ));
+        }
+    };
+
+    let mut headers = Vec::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        let Ok(value) = std::str::from_utf8(value.as_bytes()) else {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("header {name} is not valid UTF-8"),
+            ));
+        };
+        headers.push((name.as_str().to_string(), value.to_string()));
+    }
+    let wit_request = types::HttpRequest {
+        method: wit_method(&parts.method),
+        path: path.to_string(),
+        query: parts.uri.query().unwrap_or("").to_string(),
+        params,
+        headers,
+        body: body.to_vec(),
+    };
+
+    let plugin = &target.plugin;
+    let name = plugin.manifest.name.as_str();
+    let answer = plugin
+        .handle_http(&target.handler, &wit_request, request_id)
+        .await
+        .map_err(|e| ApiError::from_call(name, &e))?;
+    let response = answer.map_err(|e| ApiError::from_plugin(e.code, e.message))?;
+    into_response(
+        name,
+        response,
+        parts.method == Method::HEAD,
+        app.max_response_body,
+    )
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("request body is larger than the limit of {limit} bytes"),
+    )
+}
+
+/// Hop-by-hop and framing headers are the server's business, not a plugin's.
+fn is_reserved_response_header(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "content-length"
+            | "upgrade"
+            | "te"
+            | "trailer"
+    )
+}
+
+fn into_response(
+    plugin: &str,
+    r: types::HttpResponse,
+    head: bool,
+    max_body: usize,
+) -> Result<Response, ApiError> {
+    let bad = |what: String| {
+        tracing::error!(plugin, "plugin returned an invalid response: {what}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "plugin_bad_response",
+            format!("plugin '{plugin}' returned an invalid response: {what}"),
+        )
+    };
+    let status = StatusCode::from_u16(r.status)
+        .map_err(|_| bad(format!("status {} is not between 100 and 999", r.status)))?;
+    if r.body.len() > max_body {
+        return Err(bad(format!(
+            "body of {} bytes exceeds the limit of {max_body} bytes",
+            r.body.len()
+        )));
+    }
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    for (name, value) in r.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| bad(format!("header name {name:?} is invalid")))?;
+        let value = HeaderValue::from_str(&value)
+            .map_err(|_| bad(format!("value of header {name} is invalid")))?;
+        if !is_reserved_response_header(&name) {
+            headers.append(name, value);
+        }
+    }
+    if head {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(r.body.len()));
+    } else {
+        *response.body_mut() = Body::from(Bytes::from(r.body));
+    }
+    Ok(response)
+}
+
+fn wit_method(m: &Method) -> types::Method {
+    match *m {
+        Method::GET => types::Method::Get,
+        Method::POST => types::Method::Post,
+        Method::PUT => types::Method::Put,
+        Method::PATCH => types::Method::Patch,
+        Method::DELETE => types::Method::Delete,
+        Method::HEAD => types::Method::Head,
+        Method::OPTIONS => types::Method::Options,
+        ref other => types::Method::Other(other.as_str().to_string()),
+    }
+}

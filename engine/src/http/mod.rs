@@ -1,0 +1,81 @@
+//! The HTTP face of the engine. The router reads as a table of contents:
+//! host endpoints under the reserved `/_kiln/v1` prefix, reserved names for
+//! the protocols still to come, and everything else to the plugins.
+
+pub mod admin;
+pub mod dispatch;
+pub mod error;
+pub mod request_id;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware;
+use axum::response::IntoResponse;
+use axum::routing::{any, get};
+
+use crate::config::{Config, Secret};
+use crate::registry::Registry;
+use error::ApiError;
+
+#[derive(Clone)]
+pub struct AppState(Arc<AppInner>);
+
+pub struct AppInner {
+    pub registry: Arc<Registry>,
+    pub admin_token: Option<Secret>,
+    pub max_request_body: usize,
+    pub max_response_body: usize,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(config: &Config, registry: Arc<Registry>) -> Self {
+        AppState(Arc::new(AppInner {
+            registry,
+            admin_token: config.admin.token.clone(),
+            max_request_body: usize::try_from(config.http.max_request_body.0).unwrap_or(usize::MAX),
+            max_response_body: usize::try_from(config.http.max_response_body.0)
+                .unwrap_or(usize::MAX),
+        }))
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let admin = Router::new()
+        .route("/plugins", get(admin::plugins))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_admin,
+        ));
+    Router::new()
+        .route("/_kiln/v1/health", get(admin::health))
+        .nest("/_kiln/v1/admin", admin)
+        // Reserved: answered by the host, never by a plugin.
+        .route("/_kiln", any(reserved))
+        .route("/_kiln/{*rest}", any(reserved))
+        .route("/graphql", any(reserved))
+        .route("/graphql/{*rest}", any(reserved))
+        .route("/mcp", any(reserved))
+        .route("/mcp/{*rest}", any(reserved))
+        .fallback(dispatch::plugin_route)
+        .layer(middleware::from_fn(request_id::layer))
+        .with_state(state)
+}
+
+async fn reserved(request: Request) -> axum::response::Response {
+    let id = request
+        .extensions()
+        .get::<request_id::RequestId>()
+        .map(|r| r.0.to_string());
+    let mut e = ApiError::not_found(request.uri().path());
+    e.request_id = id;
+    e.into_response()
+}

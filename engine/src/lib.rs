@@ -1,0 +1,14 @@
+//! Kiln: a programmable API engine serving WebAssembly component plugins.
+//!
+//! See `docs/architecture.md` for the map of this crate.
+
+pub mod cli;
+pub mod config;
+pub mod host;
+pub mod http;
+pub mod manifest;
+pub mod registry;
+pub mod routes;
+pub mod runtime;
+pub mod server;
+pub mod watcher;

@@ -1,0 +1,127 @@
+//! The `kiln` command: a thin layer over the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use kiln::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "kiln",
+    version,
+    about = "A programmable API engine for WebAssembly component plugins"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the plugins in a directory, reloading them when their files change.
+    Serve {
+        /// Directory of *.wasm plugins (default: plugins; env KILN_PLUGINS_DIR).
+        #[arg(long, value_name = "DIR")]
+        plugins: Option<PathBuf>,
+        /// Address to listen on (default: 127.0.0.1:8080; env KILN_LISTEN).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Engine config file (TOML). See docs/configuration.md.
+        #[arg(long, value_name = "FILE", env = "KILN_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Create a new Rust plugin crate that builds as is.
+    New {
+        /// Plugin name: a-z, 0-9, '-' and '_'.
+        name: String,
+        /// Where to create it (default: ./NAME).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Path to the Kiln guest SDK (default: KILN_SDK_PATH, else the SDK this kiln was built from).
+        #[arg(long, value_name = "PATH")]
+        sdk: Option<PathBuf>,
+    },
+    /// Build a plugin crate to a .wasm component and put it in the plugin directory.
+    Build {
+        /// The plugin crate (default: the current directory).
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Where to put the .wasm (default: plugins; env KILN_PLUGINS_DIR).
+        #[arg(long, value_name = "DIR")]
+        plugins: Option<PathBuf>,
+        /// Build without optimisations (faster to build, slower to run).
+        #[arg(long)]
+        debug: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve {
+            plugins,
+            listen,
+            config,
+        } => {
+            let mut cfg = Config::load(config.as_deref(), |k| std::env::var(k).ok())?;
+            if let Some(dir) = plugins {
+                cfg.plugins_dir = dir;
+            }
+            if let Some(addr) = listen {
+                cfg.listen = addr.parse().map_err(|e| {
+                    anyhow::anyhow!("--listen {addr:?}: {e}; expected e.g. 127.0.0.1:8080")
+                })?;
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(kiln::server::serve(cfg, kiln::server::shutdown_signal()))
+        }
+        Command::New { name, dir, sdk } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            let sdk = kiln::cli::scaffold::sdk_path(sdk.as_deref())?;
+            kiln::cli::scaffold::create(&name, &dir, &sdk)?;
+            println!(
+                "created {} — build it with: kiln build {}",
+                dir.display(),
+                dir.display()
+            );
+            Ok(())
+        }
+        Command::Build {
+            path,
+            plugins,
+            debug,
+        } => {
+            let plugins = plugins
+                .or_else(|| std::env::var_os("KILN_PLUGINS_DIR").map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("plugins"));
+            let built = kiln::cli::build::build(&path, &plugins, !debug)?;
+            println!("built {} → {}", built.name, built.installed.display());
+            Ok(())
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,155 @@
+//! Everything loaded, as one immutable [`Snapshot`] swapped atomically on
+//! reload: a request takes the snapshot once and finishes on it, so a swap
+//! never disturbs a call in flight. Beside it, the status of every plugin
+//! file (also the failed ones) for the admin API.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use crate::config::Limits;
+use crate::routes::RouteTable;
+use crate::runtime::{CacheOutcome, Plugin};
+
+#[derive(Default)]
+pub struct Snapshot {
+    /// Serving plugins by file stem.
+    pub plugins: BTreeMap<String, Arc<Plugin>>,
+    pub routes: RouteTable<Arc<Plugin>>,
+}
+
+/// Where a plugin file stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginState {
+    /// The current file is serving.
+    Active,
+    /// The current file was refused; the previous good version still serves.
+    ServingPrevious,
+    /// The current file was refused and nothing serves from it.
+    Failed,
+}
+
+/// One plugin file, as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginStatus {
+    pub file: String,
+    pub state: PluginState,
+    /// From the serving version's manifest.
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub description: Option<String>,
+    /// SHA-256 of the serving wasm.
+    pub hash: Option<String>,
+    /// SHA-256 of the file on disk when it differs from the serving one.
+    pub attempted_hash: Option<String>,
+    pub routes: Vec<String>,
+    pub limits: Option<Limits>,
+    pub compile_cache: Option<CacheOutcome>,
+    /// Unix seconds when the serving version was loaded.
+    pub loaded_at: Option<u64>,
+    pub last_error: Option<String>,
+    /// Unix seconds of the last failed attempt.
+    pub last_error_at: Option<u64>,
+}
+
+impl PluginStatus {
+    pub fn serving(plugin: &Plugin) -> Self {
+        PluginStatus {
+            file: plugin
+                .path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            state: PluginState::Active,
+            name: Some(plugin.manifest.name.clone()),
+            version: Some(plugin.manifest.version.clone()),
+            description: plugin.manifest.description.clone(),
+            hash: Some(plugin.hash.clone()),
+            attempted_hash: None,
+            routes: plugin
+                .manifest
+                .routes
+                .iter()
+                .map(|r| format!("{} {}", r.method, r.path.as_str()))
+                .collect(),
+            limits: Some(plugin.limits.clone()),
+            compile_cache: Some(plugin.cache),
+            loaded_at: Some(now()),
+            last_error: None,
+            last_error_at: None,
+        }
+    }
+
+    /// `self` after a failed attempt with a file hashed `attempted`.
+    pub fn failed(mut self, error: String, attempted: Option<String>) -> Self {
+        self.state = if self.hash.is_some() {
+            PluginState::ServingPrevious
+        } else {
+            PluginState::Failed
+        };
+        self.attempted_hash = attempted.filter(|a| self.hash.as_ref() != Some(a));
+        self.last_error = Some(error);
+        self.last_error_at = Some(now());
+        self
+    }
+
+    pub fn never_loaded(file: String) -> Self {
+        PluginStatus {
+            file,
+            state: PluginState::Failed,
+            name: None,
+            version: None,
+            description: None,
+            hash: None,
+            attempted_hash: None,
+            routes: Vec::new(),
+            limits: None,
+            compile_cache: None,
+            loaded_at: None,
+            last_error: None,
+            last_error_at: None,
+        }
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[derive(Default)]
+pub struct Registry {
+    snapshot: ArcSwap<Snapshot>,
+    statuses: Mutex<BTreeMap<String, PluginStatus>>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The snapshot to serve one request from.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Publishes a new snapshot and the statuses that go with it.
+    pub fn publish(&self, snapshot: Snapshot, statuses: BTreeMap<String, PluginStatus>) {
+        // Statuses first: a reader who sees the new snapshot finds them current.
+        *self.statuses.lock().unwrap_or_else(|p| p.into_inner()) = statuses;
+        self.snapshot.store(Arc::new(snapshot));
+    }
+
+    pub fn statuses(&self) -> BTreeMap<String, PluginStatus> {
+        self.statuses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}

@@ -1,0 +1,15 @@
+//! Host-side bindings generated from `wit/`. Generated code stays generated;
+//! behaviour lives in `crate::host` (imports) and `super::plugin` (exports).
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "kiln:plugin/http-plugin",
+    // Guest exports run on fibers so a busy guest can yield to tokio at each
+    // epoch tick; host imports are quick and synchronous.
+    imports: { default: trappable },
+    exports: { default: async },
+});
+
+pub use exports::kiln::plugin::http_handler::GuestIndices as HttpHandlerIndices;
+pub use exports::kiln::plugin::plugin::GuestIndices as PluginIndices;
+pub use kiln::plugin::types;

@@ -1,0 +1,97 @@
+//! Compiled components on disk, keyed by the wasm's SHA-256 and the engine's
+//! compatibility hash (wasmtime version + every setting that changes code,
+//! fuel on/off included). A restart or an unchanged reload maps the file in
+//! instead of compiling again.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Whether a load hit the cache, for logs and the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheOutcome {
+    Hit,
+    Compiled,
+    Disabled,
+}
+
+pub struct CompileCache {
+    dir: Option<PathBuf>,
+    engine_key: String,
+}
+
+impl CompileCache {
+    pub fn new(engine: &Engine, dir: Option<PathBuf>) -> Self {
+        let mut hasher = ShaHasher(Sha256::new());
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_key = hex::encode(&hasher.0.finalize()[..8]);
+        CompileCache { dir, engine_key }
+    }
+
+    fn path_for(&self, dir: &Path, wasm_hash: &str) -> PathBuf {
+        dir.join(format!("{wasm_hash}-{}.cwasm", self.engine_key))
+    }
+
+    /// The component for `wasm`, from the cache when possible. Blocking:
+    /// call it off the async runtime.
+    pub fn load(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        wasm_hash: &str,
+    ) -> wasmtime::Result<(Component, CacheOutcome)> {
+        let Some(dir) = &self.dir else {
+            return Ok((Component::new(engine, wasm)?, CacheOutcome::Disabled));
+        };
+        let path = self.path_for(dir, wasm_hash);
+        if path.exists() {
+            // SAFETY: files in the cache directory are written only by this
+            // function, from `precompile_component` of an engine with the
+            // same compatibility hash (it is in the file name); wasmtime
+            // also checks the header and refuses a mismatch.
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(c) => return Ok((c, CacheOutcome::Hit)),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled-component cache entry");
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        let compiled = engine.precompile_component(wasm)?;
+        if let Err(e) = write_atomically(dir, &path, &compiled) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write compiled-component cache; continuing without it");
+        }
+        // SAFETY: `compiled` was just produced by `precompile_component` on this engine.
+        let component = unsafe { Component::deserialize(engine, &compiled)? };
+        Ok((component, CacheOutcome::Compiled))
+    }
+}
+
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Feeds `Hash` output into SHA-256 so the key is stable across runs (std's
+/// hashers are not guaranteed to be).
+struct ShaHasher(Sha256);
+
+impl Hasher for ShaHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+    fn finish(&self) -> u64 {
+        0
+    }
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}

@@ -1,0 +1,390 @@
+//! A loaded plugin: the pre-linked component, its checked manifest, limits
+//! and admission gate. Every call gets a fresh instance from `InstancePre`,
+//! so a trap or a limit hit never leaves a poisoned instance behind.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Instance, InstancePre};
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use super::Runtime;
+use super::bindings::{HttpHandlerIndices, PluginIndices, types};
+use super::cache::{CacheOutcome, sha256_hex};
+use super::gate::{Gate, Refusal};
+use super::state::CallState;
+use crate::config::{CpuLimit, Limits, PluginSettings};
+use crate::host::PluginContext;
+use crate::manifest::{Manifest, RawManifest};
+
+/// A plugin file as read from disk, with its resolved settings.
+pub struct PluginSource {
+    pub path: PathBuf,
+    /// The file name without `.wasm`: the key for settings and for the registry.
+    pub stem: String,
+    pub wasm: Vec<u8>,
+    pub settings: PluginSettings,
+    pub limits: Limits,
+}
+
+/// Why a plugin file could not be loaded. The previous good version (if any)
+/// keeps serving; the message reaches the log and the admin API.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("not a WebAssembly component: {0}")]
+    NotAComponent(String),
+    #[error("compiling failed: {0}")]
+    Compile(String),
+    #[error("the component needs imports this engine does not provide: {0}")]
+    Imports(String),
+    #[error(
+        "the component does not export kiln:plugin/plugin@0.1.0 ({0}); build it with kiln-sdk \
+         or target the kiln:plugin world"
+    )]
+    NoDescribe(String),
+    #[error("secret '{secret}' names environment variable {var}, which is not set")]
+    MissingSecret { secret: String, var: String },
+    #[error("describe() failed: {0}")]
+    Describe(CallError),
+    #[error("invalid manifest: {0}")]
+    Manifest(String),
+}
+
+/// Why a call into a plugin did not return normally.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    #[error("too busy: {}", match .0 { Refusal::QueueFull => "its wait queue is full", Refusal::WaitTimeout => "no free slot within the queue timeout" })]
+    Busy(Refusal),
+    #[error("timed out after {limit_ms} ms")]
+    Timeout { limit_ms: u64 },
+    #[error("ran out of fuel (CPU limit of {limit} instructions)")]
+    OutOfFuel { limit: u64 },
+    #[error("exceeded its memory limit of {limit} bytes (asked for {requested})")]
+    OutOfMemory { limit: u64, requested: usize },
+    #[error("crashed: {detail}")]
+    Trap { detail: String },
+}
+
+pub struct Plugin {
+    pub path: PathBuf,
+    pub stem: String,
+    /// SHA-256 of the wasm file.
+    pub hash: String,
+    pub manifest: Manifest,
+    pub limits: Limits,
+    pub cache: CacheOutcome,
+    pub context: Arc<PluginContext>,
+    pre: InstancePre<CallState>,
+    http: Option<HttpHandlerIndices>,
+    gate: Gate,
+    cpu_limit: CpuLimit,
+    tick: Duration,
+}
+
+/// The two header forms a `.wasm` can have.
+fn check_header(wasm: &[u8]) -> Result<(), LoadError> {
+    match wasm.get(0..8) {
+        Some([0, b'a', b's', b'm', _, _, 1, 0]) => Ok(()),
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Err(LoadError::NotAComponent(
+            "this is a core WebAssembly module; build with `--target wasm32-wasip2` (kiln build does) \
+             or wrap it with `wasm-tools component new`"
+                .into(),
+        )),
+        _ => Err(LoadError::NotAComponent(format!(
+            "the file does not start with the wasm magic bytes ({} bytes long)",
+            wasm.len()
+        ))),
+    }
+}
+
+impl Runtime {
+    /// Compiles (or maps from cache), links, and describes `source`. Slow
+    /// parts run on the blocking pool, never on a request path.
+    pub async fn load(self: &Arc<Self>, source: PluginSource) -> Result<Plugin, LoadError> {
+        check_header(&source.wasm)?;
+        let hash = sha256_hex(&source.wasm);
+        let wasm = source.wasm;
+        let (component, cache) = {
+            let this = self.clone();
+            let hash = hash.clone();
+            tokio::task::spawn_blocking(move || this.cache.load(&this.engine, &wasm, &hash))
+                .await
+                .map_err(|e| LoadError::Compile(format!("compiler task failed: {e}")))?
+                .map_err(|e| LoadError::Compile(format!("{e:#}")))?
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Imports(format!("{e:#}")))?;
+        let describe =
+            PluginIndices::new(&pre).map_err(|e| LoadError::NoDescribe(e.to_string()))?;
+        let http = HttpHandlerIndices::new(&pre).ok();
+
+        let mut secrets = std::collections::BTreeMap::new();
+        for (secret, var) in &source.settings.secrets {
+            let value = std::env::var(var).map_err(|_| LoadError::MissingSecret {
+                secret: secret.clone(),
+                var: var.clone(),
+            })?;
+            secrets.insert(secret.clone(), value);
+        }
+        let mut context = PluginContext {
+            name: source.stem.clone(),
+            config: source.settings.config.clone(),
+            secrets,
+        };
+
+        let limits = source.limits;
+        let gate = Gate::new(
+            limits.max_concurrency,
+            limits.queue_size,
+            Duration::from_millis(limits.queue_timeout_ms),
+        );
+        let mut plugin = Plugin {
+            path: source.path,
+            stem: source.stem,
+            hash,
+            manifest: Manifest {
+                name: String::new(),
+                version: String::new(),
+                description: None,
+                routes: Vec::new(),
+            },
+            limits,
+            cache,
+            context: Arc::new(context.clone()),
+            pre,
+            http,
+            gate,
+            cpu_limit: self.cpu_limit,
+            tick: self.tick,
+        };
+        let raw = plugin
+            .describe(&describe)
+            .await
+            .map_err(LoadError::Describe)?;
+        let manifest = raw.validate().map_err(LoadError::Manifest)?;
+        if !manifest.routes.is_empty() && plugin.http.is_none() {
+            return Err(LoadError::Manifest(format!(
+                "declares {} route(s) but does not export kiln:plugin/http-handler@0.1.0",
+                manifest.routes.len()
+            )));
+        }
+        // From now on log lines carry the plugin's own name.
+        context.name = manifest.name.clone();
+        plugin.context = Arc::new(context);
+        plugin.manifest = manifest;
+        Ok(plugin)
+    }
+}
+
+impl Plugin {
+    fn new_store(&self, request_id: Arc<str>) -> Store<CallState> {
+        let deadline = Instant::now() + Duration::from_millis(self.limits.timeout_ms);
+        let state = CallState::new(
+            self.context.clone(),
+            request_id,
+            self.limits.memory,
+            deadline,
+        );
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        if self.cpu_limit == CpuLimit::Fuel {
+            // Cannot fail: fuel is enabled on the engine whenever cpu_limit is Fuel.
+            let _ = store.set_fuel(self.limits.fuel);
+        }
+        // Every tick past the deadline check: interrupt when the call's time
+        // is up, otherwise yield to tokio so other requests keep moving.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                ctx.data_mut().timed_out = true;
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store
+    }
+
+    /// The backstop for guests blocked in a host call, where epochs cannot
+    /// interrupt them: the future is dropped, and the instance with it.
+    fn hard_timeout(&self) -> Duration {
+        Duration::from_millis(self.limits.timeout_ms) + self.tick * 4
+    }
+
+    /// Turns a failed call into what happened, using what the store saw
+    /// rather than the trap code alone, and logs it with the plugin's name.
+    fn failure(&self, store: &Store<CallState>, error: Option<wasmtime::Error>) -> CallError {
+        let state = store.data();
+        let output = state.stderr.text();
+        let err = if state.timed_out || error.is_none() {
+            CallError::Timeout {
+                limit_ms: self.limits.timeout_ms,
+            }
+        } else if let Some(requested) = state.limiter.refused {
+            CallError::OutOfMemory {
+                limit: self.limits.memory,
+                requested,
+            }
+        } else {
+            let error = error.as_ref();
+            match error.and_then(|e| e.downcast_ref::<Trap>()) {
+                Some(Trap::OutOfFuel) => CallError::OutOfFuel {
+                    limit: self.limits.fuel,
+                },
+                Some(Trap::Interrupt) => CallError::Timeout {
+                    limit_ms: self.limits.timeout_ms,
+                },
+                Some(trap) => CallError::Trap {
+                    detail: panic_message(&output).unwrap_or_else(|| trap.to_string()),
+                },
+                None => CallError::Trap {
+                    detail: error.map(|e| format!("{e:#}")).unwrap_or_default(),
+                },
+            }
+        };
+        tracing::error!(
+            plugin = %self.manifest_name(),
+            request_id = %state.request_id,
+            error = %err,
+            guest_stderr = %output,
+            "plugin call failed"
+        );
+        err
+    }
+
+    fn finish<R>(
+        &self,
+        store: Store<CallState>,
+        outcome: Result<wasmtime::Result<R>, tokio::time::error::Elapsed>,
+    ) -> Result<R, CallError> {
+        match outcome {
+            Ok(Ok(value)) => {
+                let state = store.data();
+                for (stream, text) in [
+                    ("stdout", state.stdout.text()),
+                    ("stderr", state.stderr.text()),
+                ] {
+                    if !text.is_empty() {
+                        tracing::info!(target: "plugin", plugin = %self.manifest_name(), request_id = %state.request_id, stream, "{text}");
+                    }
+                }
+                Ok(value)
+            }
+            Ok(Err(e)) => Err(self.failure(&store, Some(e))),
+            Err(_) => Err(self.failure(&store, None)),
+        }
+    }
+
+    fn manifest_name(&self) -> &str {
+        if self.manifest.name.is_empty() {
+            &self.stem
+        } else {
+            &self.manifest.name
+        }
+    }
+
+    async fn describe(&self, indices: &PluginIndices) -> Result<RawManifest, CallError> {
+        let mut store = self.new_store(Arc::from("describe"));
+        let outcome = tokio::time::timeout(self.hard_timeout(), async {
+            let instance: Instance = self.pre.instantiate_async(&mut store).await?;
+            let guest = indices.load(&mut store, &instance)?;
+            guest.call_describe(&mut store).await
+        })
+        .await;
+        let m = self.finish(store, outcome)?;
+        Ok(RawManifest {
+            name: m.name,
+            version: m.version,
+            description: m.description,
+            routes: m
+                .routes
+                .into_iter()
+                .map(|r| (method_name(r.method), r.path, r.handler))
+                .collect(),
+        })
+    }
+
+    /// Calls the plugin's HTTP handler on a fresh instance. The outer error
+    /// is the host's (limits, traps); the inner one is the plugin's answer.
+    pub async fn handle_http(
+        &self,
+        handler: &str,
+        request: &types::HttpRequest,
+        request_id: Arc<str>,
+    ) -> Result<Result<types::HttpResponse, types::Error>, CallError> {
+        let Some(http) = &self.http else {
+            // Manifests with routes are refused at load without this export.
+            return Err(CallError::Trap {
+                detail: "no http-handler export".into(),
+            });
+        };
+        let _slot = self.gate.enter().await.map_err(CallError::Busy)?;
+        let mut store = self.new_store(request_id);
+        let outcome = tokio::time::timeout(self.hard_timeout(), async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            let guest = http.load(&mut store, &instance)?;
+            guest.call_handle(&mut store, handler, request).await
+        })
+        .await;
+        self.finish(store, outcome)
+    }
+
+    /// Calls running and waiting now.
+    pub fn load_now(&self) -> (u32, u32) {
+        (
+            self.gate.running(self.limits.max_concurrency),
+            self.gate.waiting(),
+        )
+    }
+}
+
+fn method_name(m: types::Method) -> String {
+    use types::Method::*;
+    match m {
+        Get => "GET".into(),
+        Post => "POST".into(),
+        Put => "PUT".into(),
+        Patch => "PATCH".into(),
+        Delete => "DELETE".into(),
+        Head => "HEAD".into(),
+        Options => "OPTIONS".into(),
+        Other(s) => s,
+    }
+}
+
+/// A Rust guest's panic message from what it printed to stderr.
+fn panic_message(stderr: &str) -> Option<String> {
+    let start = stderr.find("panicked at ")?;
+    let line = stderr[start..]
+        .lines()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(": ");
+    Some(crate::host::log::cut(&line, 512).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_tell_modules_from_components() {
+        assert!(check_header(b"\0asm\x0d\0\x01\0rest").is_ok());
+        let e = check_header(b"\0asm\x01\0\0\0").unwrap_err().to_string();
+        assert!(e.contains("core WebAssembly module"), "{e}");
+        let e = check_header(b"garbage").unwrap_err().to_string();
+        assert!(e.contains("magic"), "{e}");
+    }
+
+    #[test]
+    fn panic_messages_are_extracted() {
+        let s = "\nthread '<unnamed>' panicked at src/lib.rs:10:5:\nboom\nnote: run with RUST_BACKTRACE=1";
+        assert_eq!(
+            panic_message(s).unwrap(),
+            "panicked at src/lib.rs:10:5:: boom"
+        );
+        assert_eq!(panic_message("nothing"), None);
+    }
+}

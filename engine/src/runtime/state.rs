@@ -1,0 +1,134 @@
+//! What a store carries for one call: WASI context, the memory limiter, the
+//! plugin's identity and settings, and what the call observed (timed out,
+//! memory refused, log lines used) so errors can name the real cause.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::output::GuestOutput;
+use crate::host::PluginContext;
+
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limiter: MemoryLimiter,
+    /// The plugin being called: name, settings, secrets.
+    pub plugin: Arc<PluginContext>,
+    /// The request this call serves, for log lines.
+    pub request_id: Arc<str>,
+    /// When the epoch callback interrupts the guest.
+    pub deadline: Instant,
+    /// Set by the epoch callback when it interrupted the guest.
+    pub timed_out: bool,
+    /// Log lines the guest may still write in this call.
+    pub log_budget: u32,
+    pub stdout: GuestOutput,
+    pub stderr: GuestOutput,
+}
+
+impl CallState {
+    pub fn new(
+        plugin: Arc<PluginContext>,
+        request_id: Arc<str>,
+        memory_limit: u64,
+        deadline: Instant,
+    ) -> Self {
+        let stdout = GuestOutput::default();
+        let stderr = GuestOutput::default();
+        // No environment, arguments, preopened directories or sockets: a
+        // plugin reaches the world only through Kiln's own interfaces.
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        CallState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(memory_limit),
+            plugin,
+            request_id,
+            deadline,
+            timed_out: false,
+            log_budget: crate::host::log::MAX_LINES_PER_CALL,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps each linear memory of the instance and remembers a refusal: a guest
+/// denied memory usually aborts itself with `unreachable`, so the trap code
+/// alone would not tell the user what happened.
+pub struct MemoryLimiter {
+    max_bytes: usize,
+    /// The size the guest asked for when it was refused.
+    pub refused: Option<usize>,
+}
+
+/// Tables only hold function references; this is generous for real programs
+/// and small enough that a runaway `table.grow` cannot eat the host.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl MemoryLimiter {
+    pub fn new(max_bytes: u64) -> Self {
+        MemoryLimiter {
+            max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
+            refused: None,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.refused = Some(desired);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn limiter_refuses_growth_past_the_cap_and_remembers_it() {
+        let mut l = MemoryLimiter::new(1 << 20);
+        assert!(l.memory_growing(0, 1 << 20, None).unwrap());
+        assert_eq!(l.refused, None);
+        assert!(!l.memory_growing(1 << 20, 2 << 20, None).unwrap());
+        assert_eq!(l.refused, Some(2 << 20));
+        assert!(!l.table_growing(0, MAX_TABLE_ELEMENTS + 1, None).unwrap());
+    }
+}

@@ -1,0 +1,81 @@
+//! Start-up: check the config, build the runtime, load the plugin directory,
+//! watch it, and serve until `shutdown` resolves.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::http::{AppState, router};
+use crate::registry::Registry;
+use crate::runtime::Runtime;
+use crate::watcher::{Reloader, watch};
+
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let config = Arc::new(config);
+    std::fs::create_dir_all(&config.plugins_dir).with_context(|| {
+        format!(
+            "cannot create the plugin directory {}",
+            config.plugins_dir.display()
+        )
+    })?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+
+    let runtime = Arc::new(Runtime::new(&config)?);
+    let registry = Arc::new(Registry::new());
+    let mut reloader = Reloader::new(runtime, registry.clone(), config.clone());
+    reloader.sync().await;
+    let _watch = watch(
+        reloader,
+        Duration::from_millis(config.runtime.reload_debounce_ms),
+    )?;
+    if config.admin.token.is_none() {
+        tracing::warn!("no admin token configured: the admin API answers 401 to every request");
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(plugins_dir = %config.plugins_dir.display(), "listening on http://{addr}");
+    axum::serve(listener, router(AppState::new(&config, registry)))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("the HTTP server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,355 @@
+//! Keeps the registry in step with the plugin directory: a `notify` watcher
+//! signals changes, a quiet period (debounce) lets writers finish, then one
+//! reload pass compiles and describes what changed — off the request path —
+//! validates it against everything else and swaps a new snapshot in.
+//!
+//! A file that fails at any step leaves the previous good version serving
+//! and records the reason, for the log and the admin API.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use crate::config::{Config, PluginSettings};
+use crate::registry::{PluginStatus, Registry, Snapshot};
+use crate::routes::RouteTable;
+use crate::runtime::cache::sha256_hex;
+use crate::runtime::{Plugin, PluginSource, Runtime};
+
+/// Files larger than this are refused before reading them whole.
+const MAX_PLUGIN_FILE: u64 = 256 * 1024 * 1024;
+
+/// A plugin file and its optional settings file, as found on disk.
+struct Found {
+    wasm: PathBuf,
+    settings: Option<PathBuf>,
+}
+
+/// What the last attempt at a stem saw, to skip files that did not change.
+#[derive(Clone, PartialEq, Eq)]
+struct Fingerprint {
+    wasm: String,
+    settings: Option<String>,
+}
+
+pub struct Reloader {
+    runtime: Arc<Runtime>,
+    registry: Arc<Registry>,
+    config: Arc<Config>,
+    seen: BTreeMap<String, Fingerprint>,
+}
+
+impl Reloader {
+    pub fn new(runtime: Arc<Runtime>, registry: Arc<Registry>, config: Arc<Config>) -> Self {
+        Reloader {
+            runtime,
+            registry,
+            config,
+            seen: BTreeMap::new(),
+        }
+    }
+
+    /// One pass: load what changed, unmount what is gone, publish.
+    pub async fn sync(&mut self) {
+        let found = match scan(&self.config.plugins_dir) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(dir = %self.config.plugins_dir.display(), error = %e, "cannot read the plugin directory");
+                return;
+            }
+        };
+        let current = self.registry.snapshot();
+        let mut statuses = self.registry.statuses();
+
+        // Gone: unmount.
+        let removed: Vec<String> = self
+            .seen
+            .keys()
+            .filter(|stem| !found.contains_key(*stem))
+            .cloned()
+            .collect();
+        for stem in &removed {
+            self.seen.remove(stem);
+            statuses.remove(stem);
+            if current.plugins.contains_key(stem) {
+                tracing::info!(plugin = %stem, "plugin file removed; its routes are unmounted");
+            }
+        }
+
+        // Changed or new: load, in file-name order so "the later one" is well defined.
+        let mut loaded: Vec<Plugin> = Vec::new();
+        for (stem, files) in &found {
+            let (wasm, settings_text) = match read_files(files) {
+                Ok(v) => v,
+                Err(e) => {
+                    record_failure(&mut statuses, stem, files, e, None);
+                    continue;
+                }
+            };
+            let fingerprint = Fingerprint {
+                wasm: sha256_hex(&wasm),
+                settings: settings_text.as_deref().map(|t| sha256_hex(t.as_bytes())),
+            };
+            if self.seen.get(stem) == Some(&fingerprint) {
+                continue;
+            }
+            self.seen.insert(stem.clone(), fingerprint.clone());
+            let source = match self.source(stem, files, wasm, settings_text.as_deref()) {
+                Ok(source) => source,
+                Err(e) => {
+                    record_failure(&mut statuses, stem, files, e, Some(fingerprint.wasm));
+                    continue;
+                }
+            };
+            match self.runtime.load(source).await {
+                Ok(plugin) => loaded.push(plugin),
+                Err(e) => record_failure(
+                    &mut statuses,
+                    stem,
+                    files,
+                    e.to_string(),
+                    Some(fingerprint.wasm),
+                ),
+            }
+        }
+        if removed.is_empty() && loaded.is_empty() && statuses_unchanged(&statuses, &self.registry)
+        {
+            return;
+        }
+
+        // Compose: plugins that did not change keep their place; each newly
+        // loaded one must fit beside them or is refused.
+        let reloaded: Vec<&str> = loaded.iter().map(|p| p.stem.as_str()).collect();
+        let mut next = Snapshot {
+            plugins: BTreeMap::new(),
+            routes: RouteTable::new(),
+        };
+        for (stem, plugin) in current.plugins.iter() {
+            if removed.contains(stem) || reloaded.contains(&stem.as_str()) {
+                continue;
+            }
+            if let Err(e) = admit(&mut next, plugin.clone()) {
+                // Cannot happen: these plugins were admitted together before.
+                tracing::error!(plugin = %stem, error = %e, "dropping a plugin that no longer fits");
+            }
+        }
+        for plugin in loaded {
+            let plugin = Arc::new(plugin);
+            let stem = plugin.stem.clone();
+            match admit(&mut next, plugin.clone()) {
+                Ok(()) => {
+                    tracing::info!(
+                        plugin = %plugin.manifest.name,
+                        version = %plugin.manifest.version,
+                        file = %plugin.path.display(),
+                        routes = plugin.manifest.routes.len(),
+                        cache = ?plugin.cache,
+                        "plugin loaded"
+                    );
+                    statuses.insert(stem, PluginStatus::serving(&plugin));
+                }
+                Err(reason) => {
+                    tracing::error!(file = %plugin.path.display(), error = %reason, "plugin refused");
+                    // Keep the previous version if it still fits.
+                    if let Some(previous) = current.plugins.get(&stem)
+                        && admit(&mut next, previous.clone()).is_err()
+                    {
+                        tracing::error!(plugin = %stem, "the previous version no longer fits either; unmounted");
+                    }
+                    let status = next
+                        .plugins
+                        .get(&stem)
+                        .map(|p| PluginStatus::serving(p))
+                        .unwrap_or_else(|| PluginStatus::never_loaded(file_name(&plugin.path)));
+                    statuses.insert(stem, status.failed(reason, Some(plugin.hash.clone())));
+                }
+            }
+        }
+        self.registry.publish(next, statuses);
+    }
+
+    fn source(
+        &self,
+        stem: &str,
+        files: &Found,
+        wasm: Vec<u8>,
+        settings_text: Option<&str>,
+    ) -> Result<PluginSource, String> {
+        let mut settings = match (&files.settings, settings_text) {
+            (Some(path), Some(text)) => {
+                PluginSettings::parse(path, text).map_err(|e| e.to_string())?
+            }
+            _ => PluginSettings::default(),
+        };
+        if let Some(over) = self.config.plugins.get(stem) {
+            settings.overlay(over);
+        }
+        let mut limits = self.config.default_limits();
+        settings.limits.apply_to(&mut limits);
+        let origin = files
+            .settings
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| format!("[plugins.{stem}]"));
+        limits
+            .validate(&self.config.runtime, &origin)
+            .map_err(|e| e.to_string())?;
+        Ok(PluginSource {
+            path: files.wasm.clone(),
+            stem: stem.to_string(),
+            wasm,
+            settings,
+            limits,
+        })
+    }
+}
+
+/// Adds `plugin` to `next` if its name is free and its routes fit.
+fn admit(next: &mut Snapshot, plugin: Arc<Plugin>) -> Result<(), String> {
+    if let Some(other) = next
+        .plugins
+        .values()
+        .find(|p| p.manifest.name == plugin.manifest.name)
+    {
+        return Err(format!(
+            "plugin name '{}' of {} is already used by {}; rename one of them",
+            plugin.manifest.name,
+            file_name(&plugin.path),
+            file_name(&other.path)
+        ));
+    }
+    next.routes
+        .add(&plugin.manifest, plugin.clone())
+        .map_err(|c| {
+            format!(
+                "{} ({}): {c}",
+                plugin.manifest.name,
+                file_name(&plugin.path)
+            )
+        })?;
+    next.plugins.insert(plugin.stem.clone(), plugin);
+    Ok(())
+}
+
+fn statuses_unchanged(statuses: &BTreeMap<String, PluginStatus>, registry: &Registry) -> bool {
+    let old = registry.statuses();
+    old.len() == statuses.len()
+        && old
+            .iter()
+            .zip(statuses.iter())
+            .all(|((a, x), (b, y))| a == b && x.last_error == y.last_error && x.hash == y.hash)
+}
+
+fn record_failure(
+    statuses: &mut BTreeMap<String, PluginStatus>,
+    stem: &str,
+    files: &Found,
+    error: String,
+    attempted: Option<String>,
+) {
+    tracing::error!(file = %files.wasm.display(), error = %error, "plugin not loaded; the previous version (if any) keeps serving");
+    let status = statuses
+        .remove(stem)
+        .unwrap_or_else(|| PluginStatus::never_loaded(file_name(&files.wasm)));
+    statuses.insert(stem.to_string(), status.failed(error, attempted));
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Plugin files by stem: every `*.wasm` not starting with `.`, and a
+/// `<stem>.toml` beside it if present.
+fn scan(dir: &Path) -> std::io::Result<BTreeMap<String, Found>> {
+    let mut found = BTreeMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("wasm") || !path.is_file() {
+            continue;
+        }
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            tracing::warn!(file = %path.display(), "skipping a plugin file whose name is not UTF-8");
+            continue;
+        };
+        if stem.starts_with('.') {
+            continue;
+        }
+        let settings = path.with_extension("toml");
+        let settings = settings.is_file().then_some(settings);
+        found.insert(
+            stem.to_string(),
+            Found {
+                wasm: path.clone(),
+                settings,
+            },
+        );
+    }
+    Ok(found)
+}
+
+fn read_files(files: &Found) -> Result<(Vec<u8>, Option<String>), String> {
+    let meta = std::fs::metadata(&files.wasm).map_err(|e| format!("cannot read: {e}"))?;
+    if meta.len() > MAX_PLUGIN_FILE {
+        return Err(format!(
+            "file is {} bytes; the limit is {MAX_PLUGIN_FILE}",
+            meta.len()
+        ));
+    }
+    let wasm = std::fs::read(&files.wasm).map_err(|e| format!("cannot read: {e}"))?;
+    let settings = match &files.settings {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    Ok((wasm, settings))
+}
+
+/// Watches the plugin directory until the returned guard is dropped.
+pub fn watch(mut reloader: Reloader, debounce: Duration) -> anyhow::Result<WatchGuard> {
+    let dir = reloader.config.plugins_dir.clone();
+    let (tx, mut rx) = mpsc::channel::<()>(1);
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        match event {
+            Ok(e) if matches!(e.kind, EventKind::Access(_)) => {}
+            // A full channel already holds a pending signal: nothing is lost.
+            Ok(_) => {
+                let _ = tx.try_send(());
+            }
+            Err(e) => tracing::warn!(error = %e, "file watcher error"),
+        }
+    })
+    .map_err(|e| anyhow::anyhow!("cannot start the file watcher: {e}"))?;
+    watcher
+        .watch(&dir, RecursiveMode::NonRecursive)
+        .map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", dir.display()))?;
+    let task = tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            // Wait until the directory has been quiet for `debounce`.
+            while let Ok(Some(())) = tokio::time::timeout(debounce, rx.recv()).await {}
+            reloader.sync().await;
+        }
+    });
+    Ok(WatchGuard {
+        _watcher: watcher,
+        task,
+    })
+}
+
+pub struct WatchGuard {
+    _watcher: notify::RecommendedWatcher,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

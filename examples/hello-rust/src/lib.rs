@@ -1,0 +1,31 @@
+//! The smallest useful Kiln plugin: a greeting and a JSON echo.
+
+use kiln_sdk::{Error, Plugin, Request, Response, Result, Router};
+use serde_json::{Value, json};
+
+struct Hello;
+
+impl Plugin for Hello {
+    fn routes() -> Router {
+        Router::new()
+            .get("/hello/{name}", hello)
+            .post("/echo", echo)
+    }
+}
+
+/// `GET /hello/{name}` → `{"message":"Hello, <name>!"}`
+fn hello(req: Request) -> Result<Response> {
+    let name = req.param("name").unwrap_or("world");
+    Response::json(&json!({ "message": format!("Hello, {name}!") }))
+}
+
+/// `POST /echo` → the JSON body back, as `{"echo": <body>}`.
+fn echo(req: Request) -> Result<Response> {
+    let body: Value = req.json()?;
+    if !body.is_object() && !body.is_array() {
+        return Err(Error::bad_request("expected a JSON object or array"));
+    }
+    Response::json(&json!({ "echo": body }))
+}
+
+kiln_sdk::export_plugin!(Hello);

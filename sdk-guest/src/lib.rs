@@ -1,0 +1,133 @@
+//! Kiln guest SDK for Rust plugins.
+//!
+//! A plugin is a type that implements [`Plugin`] and lists its routes; the
+//! [`export_plugin!`] macro wires it to the WIT exports:
+//!
+//! ```ignore
+//! use kiln_sdk::{Plugin, Request, Response, Result, Router};
+//!
+//! struct Hello;
+//!
+//! impl Plugin for Hello {
+//!     fn routes() -> Router {
+//!         Router::new().get("/hello/{name}", hello)
+//!     }
+//! }
+//!
+//! fn hello(req: Request) -> Result<Response> {
+//!     let name = req.param("name").unwrap_or("world");
+//!     Response::json(&serde_json::json!({ "message": format!("Hello, {name}!") }))
+//! }
+//!
+//! kiln_sdk::export_plugin!(Hello);
+//! ```
+
+// Lets generated code name this crate by its public path from inside it too.
+extern crate self as kiln_sdk;
+
+mod error;
+mod request;
+mod response;
+mod router;
+
+pub mod config;
+pub mod log;
+
+pub use error::{Error, ErrorCode, Result};
+pub use request::Request;
+pub use response::Response;
+pub use router::{Handler, Method, Router};
+
+/// Generated bindings for the `kiln:plugin/http-plugin` world. Plugins rarely
+/// need them directly; they are public for the [`export_plugin!`] macro and for
+/// interfaces the SDK does not wrap yet.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "kiln:plugin/http-plugin",
+        pub_export_macro: true,
+        export_macro_name: "__export_http_plugin",
+        default_bindings_module: "::kiln_sdk::bindings",
+        runtime_path: "::kiln_sdk::__wit_bindgen_rt",
+    });
+}
+
+#[doc(hidden)]
+pub use wit_bindgen::rt as __wit_bindgen_rt;
+
+/// What a plugin provides. The name, version and description in the manifest
+/// come from the plugin crate's `Cargo.toml` through [`export_plugin!`].
+pub trait Plugin {
+    /// The routes the plugin serves. Called when the plugin is described and
+    /// on every request (it is cheap: a list of function pointers).
+    fn routes() -> Router;
+}
+
+#[doc(hidden)]
+pub mod __export {
+    //! Glue used by [`export_plugin!`](crate::export_plugin); not a stable API.
+    use crate::bindings::kiln::plugin::types;
+    use crate::{Plugin, Request};
+
+    pub fn describe<P: Plugin>(name: &str, version: &str, description: &str) -> types::Manifest {
+        types::Manifest {
+            name: name.to_string(),
+            version: version.to_string(),
+            description: (!description.is_empty()).then(|| description.to_string()),
+            routes: P::routes().manifest_routes(),
+        }
+    }
+
+    pub fn handle<P: Plugin>(
+        handler: String,
+        request: types::HttpRequest,
+    ) -> Result<types::HttpResponse, types::Error> {
+        let router = P::routes();
+        let Some(route) = router.find(&handler) else {
+            return Err(crate::Error::not_found(format!(
+                "this plugin has no handler named '{handler}'"
+            ))
+            .into());
+        };
+        (route.handler)(Request::from(request))
+            .map(Into::into)
+            .map_err(Into::into)
+    }
+}
+
+/// Exports a type implementing [`Plugin`] as the plugin's WIT exports.
+///
+/// The manifest name is the crate name, the version the crate version, and the
+/// description the crate description from `Cargo.toml`.
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        #[doc(hidden)]
+        struct __KilnExports;
+
+        impl $crate::bindings::exports::kiln::plugin::plugin::Guest for __KilnExports {
+            fn describe() -> $crate::bindings::kiln::plugin::types::Manifest {
+                $crate::__export::describe::<$plugin>(
+                    env!("CARGO_PKG_NAME"),
+                    env!("CARGO_PKG_VERSION"),
+                    env!("CARGO_PKG_DESCRIPTION"),
+                )
+            }
+        }
+
+        impl $crate::bindings::exports::kiln::plugin::http_handler::Guest for __KilnExports {
+            fn handle(
+                handler: ::std::string::String,
+                request: $crate::bindings::kiln::plugin::types::HttpRequest,
+            ) -> ::std::result::Result<
+                $crate::bindings::kiln::plugin::types::HttpResponse,
+                $crate::bindings::kiln::plugin::types::Error,
+            > {
+                $crate::__export::handle::<$plugin>(handler, request)
+            }
+        }
+
+        $crate::bindings::__export_http_plugin!(__KilnExports with_types_in $crate::bindings);
+    };
+}
