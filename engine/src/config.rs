@@ -112,8 +112,11 @@ pub struct RuntimeConfig {
     pub max_instances: u32,
     /// The largest memory any plugin may be given (each pool slot is this big).
     pub max_memory: ByteSize,
-    /// Keep compiled components on disk under `<data_dir>/cache`.
+    /// Keep compiled components on disk.
     pub compile_cache: bool,
+    /// Where (default `<data_dir>/cache`). Engines with different settings
+    /// may share one: entries are keyed by the engine's compatibility hash.
+    pub cache_dir: Option<PathBuf>,
     /// Quiet time after the last file event before plugins are reloaded.
     pub reload_debounce_ms: u64,
     /// Linear memory kept resident per pool slot and reset with memset rather
@@ -129,6 +132,7 @@ impl Default for RuntimeConfig {
             max_instances: 1000,
             max_memory: ByteSize(256 * 1024 * 1024),
             compile_cache: true,
+            cache_dir: None,
             reload_debounce_ms: 150,
             memory_keep_resident: ByteSize(2 * 1024 * 1024),
         }
@@ -471,7 +475,7 @@ impl Config {
     }
 
     pub fn cache_dir(&self) -> PathBuf {
-        self.data_dir.join("cache")
+        self.runtime.cache_dir.clone().unwrap_or_else(|| self.data_dir.join("cache"))
     }
 }
 

@@ -32,6 +32,11 @@ impl From<types::HttpRequest> for Request {
 }
 
 impl Request {
+    /// The method as sent on the wire, e.g. `"GET"`.
+    pub fn method_name(&self) -> &str {
+        crate::router::method_name(&self.method)
+    }
+
     /// The value of the route parameter `{name}` (or `{*name}`).
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params

@@ -1,1 +1,291 @@
+//! Test harness: builds the `kiln` binary and the fixture plugins, starts a
+//! real engine process on an ephemeral port with its own directories, and
+//! captures its log so tests can assert on what it said.
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub use reqwest;
+pub use serde_json::{Value, json};
+
+/// A token long enough for `admin.token`.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(workspace_root());
+    c
+}
+
+fn run(mut cmd: Command, what: &str) {
+    let status = cmd.status().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(status.success(), "{what} failed: {status}");
+}
+
+/// The debug `kiln` binary, built once per test process.
+pub fn kiln_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let mut c = cargo();
+        c.args(["build", "--quiet", "-p", "kiln", "--bin", "kiln"]);
+        run(c, "cargo build -p kiln");
+        target_dir().join("debug").join("kiln")
+    })
+}
+
+pub const FIXTURES: &[&str] = &[
+    "fixture-basic",
+    "fixture-limits",
+    "fixture-reload-v1",
+    "fixture-reload-v2",
+    "fixture-configurable",
+    "hello-rust",
+];
+
+/// The component built from `tests/fixtures/<name>` (or `examples/hello-rust`).
+pub fn fixture(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let mut c = cargo();
+        c.args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"]);
+        for f in FIXTURES {
+            c.args(["-p", f]);
+        }
+        run(c, "cargo build of the fixture plugins");
+    });
+    assert!(FIXTURES.contains(&name), "unknown fixture {name}");
+    target_dir()
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+/// Compiled components are shared between the engines of a test run.
+fn shared_cache_dir() -> PathBuf {
+    target_dir().join("e2e-compile-cache")
+}
+
+pub struct EngineBuilder {
+    config: String,
+    runtime: String,
+    admin_token: bool,
+    plugins: Vec<(String, PathBuf, Option<String>)>,
+}
+
+impl EngineBuilder {
+    /// Lines for the `[runtime]` table.
+    pub fn runtime(mut self, toml: &str) -> Self {
+        self.runtime.push_str(toml);
+        self.runtime.push('\n');
+        self
+    }
+
+    /// Start without an admin token (the admin API is then closed to all).
+    pub fn without_admin_token(mut self) -> Self {
+        self.admin_token = false;
+        self
+    }
+
+    /// Extra engine config tables (TOML, not `[runtime]`), appended.
+    pub fn config(mut self, toml: &str) -> Self {
+        self.config.push_str(toml);
+        self.config.push('\n');
+        self
+    }
+
+    /// Installs fixture `name` as `<stem>.wasm`, with optional `<stem>.toml`.
+    pub fn plugin(mut self, stem: &str, fixture_name: &str, settings: Option<&str>) -> Self {
+        self.plugins.push((stem.into(), fixture(fixture_name), settings.map(String::from)));
+        self
+    }
+
+    pub async fn start(self) -> Engine {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugins).expect("plugins dir");
+        for (stem, wasm, settings) in &self.plugins {
+            if let Some(s) = settings {
+                std::fs::write(plugins.join(format!("{stem}.toml")), s).expect("write settings");
+            }
+            std::fs::copy(wasm, plugins.join(format!("{stem}.wasm"))).expect("copy plugin");
+        }
+        let config_path = dir.path().join("kiln.toml");
+        let admin = match self.admin_token {
+            true => format!("[admin]\ntoken = {ADMIN_TOKEN:?}\n"),
+            false => String::new(),
+        };
+        let config = format!(
+            "data_dir = {data:?}\n[runtime]\ncache_dir = {cache:?}\nreload_debounce_ms = 100\n{runtime}\n{admin}{extra}",
+            data = dir.path().join("data"),
+            cache = shared_cache_dir(),
+            runtime = self.runtime,
+            extra = self.config,
+        );
+        std::fs::write(&config_path, config).expect("write config");
+
+        let mut child = Command::new(kiln_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config_path)
+            .arg("--plugins")
+            .arg(&plugins)
+            .env("KILN_LOG", "info,kiln=debug")
+            .env_remove("KILN_ADMIN_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kiln");
+        let logs = Arc::new(Mutex::new(Vec::<String>::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let logs = logs.clone();
+            let stderr = child.stderr.take().expect("stderr");
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Some(addr) = line.split("listening on http://").nth(1) {
+                        let addr = addr.split_whitespace().next().unwrap_or_default().to_string();
+                        let _ = tx.send(addr);
+                    }
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("kiln did not start; log:\n{}", logs.lock().unwrap().join("\n"));
+            }
+        };
+        Engine {
+            child,
+            base: format!("http://{addr}"),
+            dir,
+            logs,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+        }
+    }
+}
+
+pub struct Engine {
+    child: Child,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    logs: Arc<Mutex<Vec<String>>>,
+    pub client: reqwest::Client,
+}
+
+impl Engine {
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder {
+            config: String::new(),
+            runtime: String::new(),
+            admin_token: true,
+            plugins: Vec::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.dir.path().join("plugins")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    /// Replaces `<stem>.wasm` the way `kiln build` does: write aside, rename.
+    pub fn install(&self, stem: &str, wasm: &Path) {
+        let dir = self.plugins_dir();
+        let tmp = dir.join(format!(".{stem}.tmp"));
+        std::fs::copy(wasm, &tmp).expect("copy");
+        std::fs::rename(&tmp, dir.join(format!("{stem}.wasm"))).expect("rename");
+    }
+
+    pub fn install_bytes(&self, stem: &str, bytes: &[u8]) {
+        let dir = self.plugins_dir();
+        let tmp = dir.join(format!(".{stem}.tmp"));
+        std::fs::write(&tmp, bytes).expect("write");
+        std::fs::rename(&tmp, dir.join(format!("{stem}.wasm"))).expect("rename");
+    }
+
+    pub fn log_text(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Log lines containing every one of `parts`.
+    pub fn log_lines_with(&self, parts: &[&str]) -> Vec<String> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .cloned()
+            .collect()
+    }
+
+    /// The admin listing of plugins.
+    pub async fn admin_plugins(&self) -> Value {
+        let r = self
+            .client
+            .get(self.url("/_kiln/v1/admin/plugins"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("admin request");
+        assert_eq!(r.status(), 200, "admin API answered {}", r.status());
+        r.json().await.expect("admin JSON")
+    }
+
+    /// The admin entry for file `<stem>.wasm`.
+    pub async fn admin_plugin(&self, stem: &str) -> Option<Value> {
+        let all = self.admin_plugins().await;
+        all["plugins"]
+            .as_array()?
+            .iter()
+            .find(|p| p["file"] == format!("{stem}.wasm"))
+            .cloned()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` every 25 ms until it returns `Some` or `timeout` passes.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

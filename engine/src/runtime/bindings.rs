@@ -10,6 +10,6 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use exports::kiln::plugin::http_handler::GuestIndices as HttpHandlerIndices;
-pub use exports::kiln::plugin::plugin::GuestIndices as PluginIndices;
-pub use kiln::plugin::types;
+pub use self::exports::kiln::plugin::http_handler::GuestIndices as HttpHandlerIndices;
+pub use self::exports::kiln::plugin::plugin::GuestIndices as PluginIndices;
+pub use self::kiln::plugin::types;

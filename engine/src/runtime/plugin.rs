@@ -194,15 +194,17 @@ impl Plugin {
             // Cannot fail: fuel is enabled on the engine whenever cpu_limit is Fuel.
             let _ = store.set_fuel(self.limits.fuel);
         }
-        // Every tick past the deadline check: interrupt when the call's time
-        // is up, otherwise yield to tokio so other requests keep moving.
+        // Every tick: interrupt when the call's time is up, otherwise yield.
+        // `tokio::task::yield_now` (not a plain self-wake) makes the worker
+        // poll the IO driver before resuming this guest, so a busy guest
+        // cannot starve the sockets of every other request.
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
             if Instant::now() >= ctx.data().deadline {
                 ctx.data_mut().timed_out = true;
                 return Ok(UpdateDeadline::Interrupt);
             }
-            Ok(UpdateDeadline::Yield(1))
+            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
         });
         store
     }

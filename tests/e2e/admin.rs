@@ -1,0 +1,108 @@
+use std::time::Duration;
+
+use kiln_e2e::{ADMIN_TOKEN, Engine, Value, wait_for};
+
+#[tokio::test]
+async fn the_admin_api_requires_the_token() {
+    let e = Engine::builder().plugin("hello", "hello-rust", None).start().await;
+    let url = e.url("/_kiln/v1/admin/plugins");
+    let r = e.client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+    let r = e.client.get(&url).bearer_auth("wrong-token-wrong-token").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = e.client.get(&url).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    let v: Value = r.json().await.unwrap();
+    let p = &v["plugins"][0];
+    assert_eq!(p["file"], "hello.wasm");
+    assert_eq!(p["name"], "hello-rust");
+    assert_eq!(p["version"], "0.1.0");
+    assert_eq!(p["state"], "active");
+    assert_eq!(p["hash"].as_str().unwrap().len(), 64);
+    assert_eq!(p["routes"], serde_json::json!(["GET /hello/{name}", "POST /echo"]));
+    assert_eq!(p["limits"]["timeout_ms"], 10000);
+    assert!(p["last_error"].is_null());
+
+    // The health check is open.
+    let r = e.get("/_kiln/v1/health").await;
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "ok");
+}
+
+#[tokio::test]
+async fn without_a_configured_token_the_admin_api_is_closed() {
+    let e = Engine::builder().without_admin_token().start().await;
+    let r = e
+        .client
+        .get(e.url("/_kiln/v1/admin/plugins"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("disabled"));
+}
+
+const CONF: &str = "fixture-configurable";
+
+async fn error_of(e: &Engine, stem: &str) -> String {
+    wait_for(Duration::from_secs(10), || async {
+        let p = e.admin_plugin(stem).await?;
+        p["last_error"].as_str().map(String::from)
+    })
+    .await
+    .unwrap_or_else(|| panic!("no error reported for {stem}; log:\n{}", e.log_text()))
+}
+
+#[tokio::test]
+async fn the_same_route_in_two_plugins_refuses_the_later_naming_both() {
+    let e = Engine::builder()
+        .plugin("hello", "hello-rust", None)
+        .plugin(
+            "zz-copycat",
+            CONF,
+            Some("[config]\nname = \"copycat\"\nroutes = \"GET /other,GET /hello/{who}\""),
+        )
+        .start()
+        .await;
+    let err = error_of(&e, "zz-copycat").await;
+    assert!(err.contains("'copycat'") && err.contains("'hello-rust'"), "{err}");
+    assert!(err.contains("GET /hello/{who}") && err.contains("GET /hello/{name}"), "{err}");
+    // The earlier plugin keeps its route, and nothing of the refused one is mounted.
+    assert_eq!(e.get("/hello/x").await.status(), 200);
+    assert_eq!(e.get("/other").await.status(), 404);
+    let p = e.admin_plugin("zz-copycat").await.unwrap();
+    assert_eq!(p["state"], "failed");
+}
+
+#[tokio::test]
+async fn bad_manifests_and_trapping_describe_are_refused_with_reasons() {
+    let e = Engine::builder()
+        .plugin("reserved", CONF, Some("[config]\nname = \"r\"\nroutes = \"GET /_kiln/v1/plugins\""))
+        .plugin("badpath", CONF, Some("[config]\nname = \"b\"\nroutes = \"GET no-slash\""))
+        .plugin("badname", CONF, Some("[config]\nname = \"Not Valid\"\nroutes = \"GET /ok\""))
+        .plugin("panics", CONF, Some("[config]\ndescribe = \"panic\""))
+        .plugin("dup-a", CONF, Some("[config]\nname = \"same\"\nroutes = \"GET /a\""))
+        .plugin("dup-b", CONF, Some("[config]\nname = \"same\"\nroutes = \"GET /b\""))
+        .plugin("badlimits", CONF, Some("[limits]\nmax_concurrency = 0"))
+        .plugin("typo", CONF, Some("[limitz]\nfuel = 1"))
+        .start()
+        .await;
+    let cases = [
+        ("reserved", "reserves for itself"),
+        ("badpath", "must start with '/'"),
+        ("badname", "name \"Not Valid\""),
+        ("panics", "describe() failed"),
+        ("dup-b", "plugin name 'same' of dup-b.wasm is already used by dup-a.wasm"),
+        ("badlimits", "limits.max_concurrency"),
+        ("typo", "limitz"),
+    ];
+    for (stem, want) in cases {
+        let err = error_of(&e, stem).await;
+        assert!(err.contains(want), "{stem}: {err}");
+    }
+    assert_eq!(e.get("/a").await.text().await.unwrap(), "same:GET /a");
+    assert_eq!(e.get("/b").await.status(), 404);
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: each starts a real `kiln` process on an ephemeral port
+//! with real plugin components and talks to it over HTTP.
+
+mod admin;
+mod cli;
+mod limits;
+mod reload;
+mod routes;

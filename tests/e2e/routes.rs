@@ -1,0 +1,170 @@
+use kiln_e2e::{Engine, Value, json};
+
+async fn basic() -> Engine {
+    Engine::builder()
+        .config("[http]\nmax_request_body = \"1KiB\"\nmax_response_body = \"64KiB\"")
+        .plugin("basic", "fixture-basic", Some("[config]\ncolour = \"blue\""))
+        .plugin("hello", "hello-rust", None)
+        .start()
+        .await
+}
+
+#[tokio::test]
+async fn hello_example_greets_and_echoes() {
+    let e = basic().await;
+    let r = e.get("/hello/Kiln").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"message": "Hello, Kiln!"}));
+
+    let r = e.client.post(e.url("/echo")).json(&json!({"a": [1, 2]})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"echo": {"a": [1, 2]}}));
+
+    let r = e.client.post(e.url("/echo")).body("{nope").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "bad_request");
+    assert!(body["error"]["message"].as_str().unwrap().contains("not valid JSON"));
+}
+
+#[tokio::test]
+async fn params_query_headers_and_methods_reach_the_plugin() {
+    let e = basic().await;
+    let r = e
+        .client
+        .get(e.url("/basic/items/J%C3%B6rg?q=a+b&z=1"))
+        .header("X-Test", "yes")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-plugin"], "basic");
+    assert!(r.headers().contains_key("x-request-id"));
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["id"], "Jörg");
+    assert_eq!(v["q"], "a b");
+    assert_eq!(v["x_test"], "yes");
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["path"], "/basic/items/J%C3%B6rg");
+
+    let r = e.client.post(e.url("/basic/items")).json(&json!({"n": 1})).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"created": {"n": 1}}));
+
+    let r = e.client.put(e.url("/basic/items/9")).body("abc").send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"put": "9", "len": 3}));
+
+    let r = e.client.delete(e.url("/basic/items/9")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+
+    let r = e.get("/basic/files/a/b/c.txt").await;
+    assert_eq!(r.text().await.unwrap(), "a/b/c.txt");
+
+    let r = e.get("/basic/status/418").await;
+    assert_eq!(r.status(), 418);
+    assert_eq!(r.headers()["x-custom"], "yes");
+
+    let r = e.get("/basic/config/colour").await;
+    assert_eq!(r.text().await.unwrap(), "blue");
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_and_wrong_methods_405_with_allow() {
+    let e = basic().await;
+    let r = e.get("/nothing/here").await;
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "not_found");
+    assert!(v["error"]["request_id"].is_string());
+
+    let r = e.client.patch(e.url("/basic/items/1")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "DELETE, GET, HEAD, PUT");
+
+    // The wildcard needs at least one character.
+    assert_eq!(e.get("/basic/files/").await.status(), 404);
+    // Reserved prefixes never reach plugins.
+    assert_eq!(e.get("/graphql").await.status(), 404);
+    assert_eq!(e.get("/_kiln/v1/nope").await.status(), 404);
+}
+
+#[tokio::test]
+async fn head_is_served_by_get_without_a_body() {
+    let e = basic().await;
+    let full = e.get("/hello/x").await.bytes().await.unwrap();
+    let r = e.client.head(e.url("/hello/x")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-length"], full.len().to_string().as_str());
+    assert_eq!(r.bytes().await.unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn request_bodies_over_the_limit_are_413() {
+    let e = basic().await;
+    let big = vec![b'x'; 2048];
+    let r = e.client.put(e.url("/basic/items/1")).body(big.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "payload_too_large");
+
+    // Without a Content-Length (chunked), the limit applies while reading.
+    let stream = futures_stream(big);
+    let r = e
+        .client
+        .put(e.url("/basic/items/1"))
+        .body(kiln_e2e::reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+
+    // At the limit is fine.
+    let r = e.client.put(e.url("/basic/items/1")).body(vec![b'x'; 1024]).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+fn futures_stream(
+    data: Vec<u8>,
+) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        data.chunks(256).map(|c| Ok(c.to_vec())).collect();
+    tokio_stream::iter(chunks)
+}
+
+#[tokio::test]
+async fn plugin_errors_and_bad_responses_are_clear() {
+    let e = basic().await;
+    let r = e.get("/basic/fail").await;
+    assert_eq!(r.status(), 409);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "conflict");
+    assert_eq!(v["error"]["message"], "this item is locked");
+
+    let r = e.get("/basic/bad-header").await;
+    assert_eq!(r.status(), 500);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "plugin_bad_response");
+    assert!(v["error"]["message"].as_str().unwrap().contains("fixture-basic"));
+
+    let r = e.get("/basic/status/1000").await;
+    assert_eq!(r.status(), 500);
+
+    // Responses over http.max_response_body (64KiB) are refused.
+    assert_eq!(e.get("/basic/bytes/65536").await.status(), 200);
+    let r = e.get("/basic/bytes/70000").await;
+    assert_eq!(r.status(), 500);
+    assert!(r.text().await.unwrap().contains("exceeds the limit"));
+}
+
+#[tokio::test]
+async fn plugin_log_lines_carry_plugin_and_request_id() {
+    let e = basic().await;
+    let r = e.client.get(e.url("/basic/log")).header("x-request-id", "trace-me-42").send().await.unwrap();
+    assert_eq!(r.headers()["x-request-id"], "trace-me-42");
+    let found = kiln_e2e::wait_for(std::time::Duration::from_secs(5), || async {
+        let lines = e.log_lines_with(&["basic fixture says hi", "fixture-basic", "trace-me-42"]);
+        (!lines.is_empty()).then_some(lines)
+    })
+    .await;
+    assert!(found.is_some(), "log:\n{}", e.log_text());
+}
