@@ -91,7 +91,7 @@ impl<P: Clone> RouteTable<P> {
     }
 
     /// Adds every route of `manifest`, served by `plugin`, or none of them.
-    pub fn add(&mut self, manifest: &Manifest, plugin: P) -> Result<(), Conflict> {
+    pub fn add(&mut self, manifest: &Manifest, plugin: P) -> Result<(), Box<Conflict>> {
         // Check everything first so a refusal leaves the table untouched.
         let mut router = self.router.clone();
         let mut new_shapes: BTreeMap<String, usize> = BTreeMap::new();
@@ -111,7 +111,7 @@ impl<P: Clone> RouteTable<P> {
                     .iter()
                     .find(|(m, _, _)| *m == route.method)
                 {
-                    return Err(conflict(owner, m.as_str(), &t.pattern));
+                    return Err(Box::new(conflict(owner, m.as_str(), &t.pattern)));
                 }
                 continue;
             }
@@ -129,7 +129,7 @@ impl<P: Clone> RouteTable<P> {
                     .get(&with)
                     .cloned()
                     .unwrap_or_else(|| (manifest.name.clone(), String::from("a route")));
-                return Err(conflict(&owner, &their_method, &with));
+                return Err(Box::new(conflict(&owner, &their_method, &with)));
             }
             new_shapes.insert(shape, index);
         }

@@ -21,7 +21,7 @@ pub struct Request {
 impl From<types::HttpRequest> for Request {
     fn from(r: types::HttpRequest) -> Self {
         Request {
-            method: r.method.into(),
+            method: r.method,
             path: r.path,
             query: r.query,
             params: r.params,

@@ -4,14 +4,34 @@ use kiln_e2e::{ADMIN_TOKEN, Engine, Value, wait_for};
 
 #[tokio::test]
 async fn the_admin_api_requires_the_token() {
-    let e = Engine::builder().plugin("hello", "hello-rust", None).start().await;
+    let e = Engine::builder()
+        .plugin("hello", "hello-rust", None)
+        .start()
+        .await;
     let url = e.url("/_kiln/v1/admin/plugins");
     let r = e.client.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
-    let r = e.client.get(&url).bearer_auth("wrong-token-wrong-token").send().await.unwrap();
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    let r = e
+        .client
+        .get(&url)
+        .bearer_auth("wrong-token-wrong-token")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = e.client.get(&url).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let r = e
+        .client
+        .get(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 
     let v: Value = r.json().await.unwrap();
@@ -21,7 +41,10 @@ async fn the_admin_api_requires_the_token() {
     assert_eq!(p["version"], "0.1.0");
     assert_eq!(p["state"], "active");
     assert_eq!(p["hash"].as_str().unwrap().len(), 64);
-    assert_eq!(p["routes"], serde_json::json!(["GET /hello/{name}", "POST /echo"]));
+    assert_eq!(
+        p["routes"],
+        serde_json::json!(["GET /hello/{name}", "POST /echo"])
+    );
     assert_eq!(p["limits"]["timeout_ms"], 10000);
     assert!(p["last_error"].is_null());
 
@@ -68,8 +91,14 @@ async fn the_same_route_in_two_plugins_refuses_the_later_naming_both() {
         .start()
         .await;
     let err = error_of(&e, "zz-copycat").await;
-    assert!(err.contains("'copycat'") && err.contains("'hello-rust'"), "{err}");
-    assert!(err.contains("GET /hello/{who}") && err.contains("GET /hello/{name}"), "{err}");
+    assert!(
+        err.contains("'copycat'") && err.contains("'hello-rust'"),
+        "{err}"
+    );
+    assert!(
+        err.contains("GET /hello/{who}") && err.contains("GET /hello/{name}"),
+        "{err}"
+    );
     // The earlier plugin keeps its route, and nothing of the refused one is mounted.
     assert_eq!(e.get("/hello/x").await.status(), 200);
     assert_eq!(e.get("/other").await.status(), 404);
@@ -80,12 +109,32 @@ async fn the_same_route_in_two_plugins_refuses_the_later_naming_both() {
 #[tokio::test]
 async fn bad_manifests_and_trapping_describe_are_refused_with_reasons() {
     let e = Engine::builder()
-        .plugin("reserved", CONF, Some("[config]\nname = \"r\"\nroutes = \"GET /_kiln/v1/plugins\""))
-        .plugin("badpath", CONF, Some("[config]\nname = \"b\"\nroutes = \"GET no-slash\""))
-        .plugin("badname", CONF, Some("[config]\nname = \"Not Valid\"\nroutes = \"GET /ok\""))
+        .plugin(
+            "reserved",
+            CONF,
+            Some("[config]\nname = \"r\"\nroutes = \"GET /_kiln/v1/plugins\""),
+        )
+        .plugin(
+            "badpath",
+            CONF,
+            Some("[config]\nname = \"b\"\nroutes = \"GET no-slash\""),
+        )
+        .plugin(
+            "badname",
+            CONF,
+            Some("[config]\nname = \"Not Valid\"\nroutes = \"GET /ok\""),
+        )
         .plugin("panics", CONF, Some("[config]\ndescribe = \"panic\""))
-        .plugin("dup-a", CONF, Some("[config]\nname = \"same\"\nroutes = \"GET /a\""))
-        .plugin("dup-b", CONF, Some("[config]\nname = \"same\"\nroutes = \"GET /b\""))
+        .plugin(
+            "dup-a",
+            CONF,
+            Some("[config]\nname = \"same\"\nroutes = \"GET /a\""),
+        )
+        .plugin(
+            "dup-b",
+            CONF,
+            Some("[config]\nname = \"same\"\nroutes = \"GET /b\""),
+        )
         .plugin("badlimits", CONF, Some("[limits]\nmax_concurrency = 0"))
         .plugin("typo", CONF, Some("[limitz]\nfuel = 1"))
         .start()
@@ -95,7 +144,10 @@ async fn bad_manifests_and_trapping_describe_are_refused_with_reasons() {
         ("badpath", "must start with '/'"),
         ("badname", "name \"Not Valid\""),
         ("panics", "describe() failed"),
-        ("dup-b", "plugin name 'same' of dup-b.wasm is already used by dup-a.wasm"),
+        (
+            "dup-b",
+            "plugin name 'same' of dup-b.wasm is already used by dup-a.wasm",
+        ),
         ("badlimits", "limits.max_concurrency"),
         ("typo", "limitz"),
     ];

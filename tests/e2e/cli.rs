@@ -15,7 +15,11 @@ async fn new_and_build_produce_a_plugin_the_engine_serves() {
         .arg(&crate_dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Share a target dir between runs so dependencies compile once.
     let target = workspace_root().join("target/e2e-kiln-new");
@@ -27,7 +31,11 @@ async fn new_and_build_produce_a_plugin_the_engine_serves() {
         .env("CARGO_TARGET_DIR", &target)
         .output()
         .unwrap();
-    assert!(out.status.success(), "kiln build failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kiln build failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(e.plugins_dir().join("greeter.wasm").is_file());
     assert!(e.plugins_dir().join("greeter.toml").is_file());
 
@@ -44,7 +52,11 @@ async fn new_and_build_produce_a_plugin_the_engine_serves() {
 #[test]
 fn build_explains_a_missing_crate() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = Command::new(kiln_bin()).arg("build").arg(tmp.path()).output().unwrap();
+    let out = Command::new(kiln_bin())
+        .arg("build")
+        .arg(tmp.path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("has no Cargo.toml"));
 }
@@ -52,7 +64,10 @@ fn build_explains_a_missing_crate() {
 #[test]
 fn every_command_has_help() {
     for cmd in ["serve", "new", "build"] {
-        let out = Command::new(kiln_bin()).args([cmd, "--help"]).output().unwrap();
+        let out = Command::new(kiln_bin())
+            .args([cmd, "--help"])
+            .output()
+            .unwrap();
         assert!(out.status.success());
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("Usage: kiln"), "{cmd}: {text}");
@@ -71,5 +86,8 @@ fn a_bad_config_stops_start_up_with_the_key_named() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("kiln.toml") && err.contains("unknown size unit"), "{err}");
+    assert!(
+        err.contains("kiln.toml") && err.contains("unknown size unit"),
+        "{err}"
+    );
 }

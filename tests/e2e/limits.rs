@@ -8,7 +8,10 @@ async fn error_code(r: kiln_e2e::reqwest::Response) -> (u16, String, String) {
     (
         status,
         v["error"]["code"].as_str().unwrap_or_default().to_string(),
-        v["error"]["message"].as_str().unwrap_or_default().to_string(),
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
     )
 }
 
@@ -16,7 +19,11 @@ async fn error_code(r: kiln_e2e::reqwest::Response) -> (u16, String, String) {
 async fn a_spinning_plugin_is_stopped_at_its_timeout_while_others_keep_serving() {
     let e = Engine::builder()
         .runtime("cpu_limit = \"epoch\"")
-        .plugin("limits", "fixture-limits", Some("[limits]\ntimeout_ms = 1500"))
+        .plugin(
+            "limits",
+            "fixture-limits",
+            Some("[limits]\ntimeout_ms = 1500"),
+        )
         .plugin("hello", "hello-rust", None)
         .start()
         .await;
@@ -40,13 +47,26 @@ async fn a_spinning_plugin_is_stopped_at_its_timeout_while_others_keep_serving()
     );
     for s in spins {
         let (status, code, message) = error_code(s.await.unwrap()).await;
-        assert_eq!((status, code.as_str()), (504, "plugin_timeout"), "{message}");
-        assert!(message.contains("fixture-limits") && message.contains("1500 ms"), "{message}");
+        assert_eq!(
+            (status, code.as_str()),
+            (504, "plugin_timeout"),
+            "{message}"
+        );
+        assert!(
+            message.contains("fixture-limits") && message.contains("1500 ms"),
+            "{message}"
+        );
     }
     let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_millis(1500), "stopped early: {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(1500),
+        "stopped early: {elapsed:?}"
+    );
     // Generous: the point is that it stops, not how fast the machine is.
-    assert!(elapsed < Duration::from_secs(10), "not stopped: {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "not stopped: {elapsed:?}"
+    );
     assert_eq!(e.get("/limits/ok").await.status(), 200);
 }
 
@@ -54,11 +74,19 @@ async fn a_spinning_plugin_is_stopped_at_its_timeout_while_others_keep_serving()
 async fn fuel_stops_a_busy_loop() {
     let e = Engine::builder()
         .runtime("cpu_limit = \"fuel\"")
-        .plugin("limits", "fixture-limits", Some("[limits]\nfuel = 50000000\ntimeout_ms = 60000"))
+        .plugin(
+            "limits",
+            "fixture-limits",
+            Some("[limits]\nfuel = 50000000\ntimeout_ms = 60000"),
+        )
         .start()
         .await;
     let (status, code, message) = error_code(e.get("/limits/spin").await).await;
-    assert_eq!((status, code.as_str()), (500, "plugin_cpu_limit"), "{message}");
+    assert_eq!(
+        (status, code.as_str()),
+        (500, "plugin_cpu_limit"),
+        "{message}"
+    );
     assert!(message.contains("50000000 instructions"), "{message}");
     assert_eq!(e.get("/limits/ok").await.status(), 200);
 }
@@ -66,22 +94,37 @@ async fn fuel_stops_a_busy_loop() {
 #[tokio::test]
 async fn growing_past_the_memory_cap_is_a_clean_error() {
     let e = Engine::builder()
-        .plugin("limits", "fixture-limits", Some("[limits]\nmemory = \"16MiB\""))
+        .plugin(
+            "limits",
+            "fixture-limits",
+            Some("[limits]\nmemory = \"16MiB\""),
+        )
         .start()
         .await;
     let (status, code, message) = error_code(e.get("/limits/grow").await).await;
-    assert_eq!((status, code.as_str()), (500, "plugin_memory_limit"), "{message}");
+    assert_eq!(
+        (status, code.as_str()),
+        (500, "plugin_memory_limit"),
+        "{message}"
+    );
     assert!(message.contains("16777216 bytes"), "{message}");
     assert_eq!(e.get("/limits/ok").await.status(), 200);
 }
 
 #[tokio::test]
 async fn a_panic_is_a_500_named_in_the_log_and_the_next_call_works() {
-    let e = Engine::builder().plugin("limits", "fixture-limits", None).start().await;
+    let e = Engine::builder()
+        .plugin("limits", "fixture-limits", None)
+        .start()
+        .await;
     let r = e.get("/limits/panic").await;
     let request_id = r.headers()["x-request-id"].to_str().unwrap().to_string();
     let (status, code, message) = error_code(r).await;
-    assert_eq!((status, code.as_str()), (500, "plugin_crashed"), "{message}");
+    assert_eq!(
+        (status, code.as_str()),
+        (500, "plugin_crashed"),
+        "{message}"
+    );
     assert!(message.contains("fixture-limits"), "{message}");
     let logged = kiln_e2e::wait_for(Duration::from_secs(5), || async {
         let lines = e.log_lines_with(&["plugin call failed", "fixture-limits", &request_id]);

@@ -6,7 +6,10 @@ use kiln_e2e::{Engine, fixture, wait_for};
 
 #[tokio::test]
 async fn replacing_a_plugin_under_load_fails_no_request() {
-    let e = Engine::builder().plugin("app", "fixture-reload-v1", None).start().await;
+    let e = Engine::builder()
+        .plugin("app", "fixture-reload-v1", None)
+        .start()
+        .await;
     assert_eq!(e.get("/version").await.text().await.unwrap(), "v1");
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -59,15 +62,29 @@ async fn replacing_a_plugin_under_load_fails_no_request() {
         }
     }
     assert!(total > 50, "the client loops made only {total} requests");
-    assert!(failures.is_empty(), "{} of {total} requests failed: {:?}", failures.len(), &failures[..failures.len().min(5)]);
-    assert_eq!(v1_after_switch, 0, "the old version answered after the swap");
+    assert!(
+        failures.is_empty(),
+        "{} of {total} requests failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert_eq!(
+        v1_after_switch, 0,
+        "the old version answered after the swap"
+    );
     let took = switched - replaced;
-    assert!(took <= Duration::from_secs(2), "the new version answered only after {took:?}");
+    assert!(
+        took <= Duration::from_secs(2),
+        "the new version answered only after {took:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_corrupt_file_keeps_the_old_version_and_is_reported() {
-    let e = Engine::builder().plugin("app", "fixture-reload-v1", None).start().await;
+    let e = Engine::builder()
+        .plugin("app", "fixture-reload-v1", None)
+        .start()
+        .await;
     e.install_bytes("app", b"\0asm\x0d\0\x01\0 this is not a component");
     let status = wait_for(Duration::from_secs(10), || async {
         let p = e.admin_plugin("app").await?;
@@ -78,9 +95,20 @@ async fn a_corrupt_file_keeps_the_old_version_and_is_reported() {
     assert_eq!(status["state"], "serving_previous");
     assert_eq!(status["name"], "fixture-reload-v1");
     assert!(status["attempted_hash"].is_string());
-    assert!(status["last_error"].as_str().unwrap().contains("compiling failed"), "{status}");
+    assert!(
+        status["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("compiling failed"),
+        "{status}"
+    );
     assert_eq!(e.get("/version").await.text().await.unwrap(), "v1");
-    assert!(!e.log_lines_with(&["plugin not loaded", "app.wasm"]).is_empty(), "{}", e.log_text());
+    assert!(
+        !e.log_lines_with(&["plugin not loaded", "app.wasm"])
+            .is_empty(),
+        "{}",
+        e.log_text()
+    );
 
     // A core module (not a component) is refused with a hint.
     e.install_bytes("app", b"\0asm\x01\0\0\0");
@@ -118,7 +146,10 @@ async fn removing_a_file_unmounts_its_routes() {
         (e.get("/version").await.status() == 404).then_some(())
     })
     .await;
-    assert!(gone.is_some(), "route still served after the file was removed");
+    assert!(
+        gone.is_some(),
+        "route still served after the file was removed"
+    );
     assert!(e.admin_plugin("app").await.is_none());
     assert_eq!(e.get("/hello/x").await.status(), 200);
 }
@@ -133,4 +164,23 @@ async fn a_new_file_is_served_without_restart() {
     })
     .await;
     assert!(served.is_some());
+}
+
+#[tokio::test]
+async fn a_restart_maps_compiled_components_from_the_cache() {
+    let mut e = Engine::builder().own_cache().plugin("hello", "hello-rust", None).start().await;
+    let first = e.admin_plugin("hello").await.unwrap();
+    assert_eq!(first["compile_cache"], "compiled");
+    let cached: Vec<_> = std::fs::read_dir(e.dir.path().join("data/cache"))
+        .unwrap()
+        .filter_map(|f| f.ok())
+        .filter(|f| f.path().extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    assert_eq!(cached.len(), 1);
+    assert!(cached[0].file_name().to_string_lossy().starts_with(first["hash"].as_str().unwrap()));
+
+    e.restart();
+    let second = e.admin_plugin("hello").await.unwrap();
+    assert_eq!(second["compile_cache"], "hit");
+    assert_eq!(e.get("/hello/again").await.status(), 200);
 }

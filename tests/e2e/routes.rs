@@ -3,7 +3,11 @@ use kiln_e2e::{Engine, Value, json};
 async fn basic() -> Engine {
     Engine::builder()
         .config("[http]\nmax_request_body = \"1KiB\"\nmax_response_body = \"64KiB\"")
-        .plugin("basic", "fixture-basic", Some("[config]\ncolour = \"blue\""))
+        .plugin(
+            "basic",
+            "fixture-basic",
+            Some("[config]\ncolour = \"blue\""),
+        )
         .plugin("hello", "hello-rust", None)
         .start()
         .await
@@ -15,17 +19,40 @@ async fn hello_example_greets_and_echoes() {
     let r = e.get("/hello/Kiln").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/json");
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"message": "Hello, Kiln!"}));
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"message": "Hello, Kiln!"})
+    );
 
-    let r = e.client.post(e.url("/echo")).json(&json!({"a": [1, 2]})).send().await.unwrap();
+    let r = e
+        .client
+        .post(e.url("/echo"))
+        .json(&json!({"a": [1, 2]}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"echo": {"a": [1, 2]}}));
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"echo": {"a": [1, 2]}})
+    );
 
-    let r = e.client.post(e.url("/echo")).body("{nope").send().await.unwrap();
+    let r = e
+        .client
+        .post(e.url("/echo"))
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "bad_request");
-    assert!(body["error"]["message"].as_str().unwrap().contains("not valid JSON"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON")
+    );
 }
 
 #[tokio::test]
@@ -48,14 +75,37 @@ async fn params_query_headers_and_methods_reach_the_plugin() {
     assert_eq!(v["method"], "GET");
     assert_eq!(v["path"], "/basic/items/J%C3%B6rg");
 
-    let r = e.client.post(e.url("/basic/items")).json(&json!({"n": 1})).send().await.unwrap();
+    let r = e
+        .client
+        .post(e.url("/basic/items"))
+        .json(&json!({"n": 1}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"created": {"n": 1}}));
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"created": {"n": 1}})
+    );
 
-    let r = e.client.put(e.url("/basic/items/9")).body("abc").send().await.unwrap();
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"put": "9", "len": 3}));
+    let r = e
+        .client
+        .put(e.url("/basic/items/9"))
+        .body("abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"put": "9", "len": 3})
+    );
 
-    let r = e.client.delete(e.url("/basic/items/9")).send().await.unwrap();
+    let r = e
+        .client
+        .delete(e.url("/basic/items/9"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
 
     let r = e.get("/basic/files/a/b/c.txt").await;
@@ -78,7 +128,12 @@ async fn unknown_paths_are_404_and_wrong_methods_405_with_allow() {
     assert_eq!(v["error"]["code"], "not_found");
     assert!(v["error"]["request_id"].is_string());
 
-    let r = e.client.patch(e.url("/basic/items/1")).send().await.unwrap();
+    let r = e
+        .client
+        .patch(e.url("/basic/items/1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "DELETE, GET, HEAD, PUT");
 
@@ -95,7 +150,10 @@ async fn head_is_served_by_get_without_a_body() {
     let full = e.get("/hello/x").await.bytes().await.unwrap();
     let r = e.client.head(e.url("/hello/x")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["content-length"], full.len().to_string().as_str());
+    assert_eq!(
+        r.headers()["content-length"],
+        full.len().to_string().as_str()
+    );
     assert_eq!(r.bytes().await.unwrap().len(), 0);
 }
 
@@ -103,9 +161,18 @@ async fn head_is_served_by_get_without_a_body() {
 async fn request_bodies_over_the_limit_are_413() {
     let e = basic().await;
     let big = vec![b'x'; 2048];
-    let r = e.client.put(e.url("/basic/items/1")).body(big.clone()).send().await.unwrap();
+    let r = e
+        .client
+        .put(e.url("/basic/items/1"))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "payload_too_large");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "payload_too_large"
+    );
 
     // Without a Content-Length (chunked), the limit applies while reading.
     let stream = futures_stream(big);
@@ -119,7 +186,13 @@ async fn request_bodies_over_the_limit_are_413() {
     assert_eq!(r.status(), 413);
 
     // At the limit is fine.
-    let r = e.client.put(e.url("/basic/items/1")).body(vec![b'x'; 1024]).send().await.unwrap();
+    let r = e
+        .client
+        .put(e.url("/basic/items/1"))
+        .body(vec![b'x'; 1024])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -144,7 +217,12 @@ async fn plugin_errors_and_bad_responses_are_clear() {
     assert_eq!(r.status(), 500);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "plugin_bad_response");
-    assert!(v["error"]["message"].as_str().unwrap().contains("fixture-basic"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("fixture-basic")
+    );
 
     let r = e.get("/basic/status/1000").await;
     assert_eq!(r.status(), 500);
@@ -159,7 +237,13 @@ async fn plugin_errors_and_bad_responses_are_clear() {
 #[tokio::test]
 async fn plugin_log_lines_carry_plugin_and_request_id() {
     let e = basic().await;
-    let r = e.client.get(e.url("/basic/log")).header("x-request-id", "trace-me-42").send().await.unwrap();
+    let r = e
+        .client
+        .get(e.url("/basic/log"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["x-request-id"], "trace-me-42");
     let found = kiln_e2e::wait_for(std::time::Duration::from_secs(5), || async {
         let lines = e.log_lines_with(&["basic fixture says hi", "fixture-basic", "trace-me-42"]);

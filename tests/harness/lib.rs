@@ -15,7 +15,10 @@ pub use serde_json::{Value, json};
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 fn target_dir() -> PathBuf {
@@ -31,7 +34,9 @@ fn cargo() -> Command {
 }
 
 fn run(mut cmd: Command, what: &str) {
-    let status = cmd.status().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
     assert!(status.success(), "{what} failed: {status}");
 }
 
@@ -81,6 +86,7 @@ pub struct EngineBuilder {
     config: String,
     runtime: String,
     admin_token: bool,
+    own_cache: bool,
     plugins: Vec<(String, PathBuf, Option<String>)>,
 }
 
@@ -89,6 +95,13 @@ impl EngineBuilder {
     pub fn runtime(mut self, toml: &str) -> Self {
         self.runtime.push_str(toml);
         self.runtime.push('\n');
+        self
+    }
+
+    /// Use the default cache under the engine's own data directory instead
+    /// of the one shared by the test run.
+    pub fn own_cache(mut self) -> Self {
+        self.own_cache = true;
         self
     }
 
@@ -107,7 +120,11 @@ impl EngineBuilder {
 
     /// Installs fixture `name` as `<stem>.wasm`, with optional `<stem>.toml`.
     pub fn plugin(mut self, stem: &str, fixture_name: &str, settings: Option<&str>) -> Self {
-        self.plugins.push((stem.into(), fixture(fixture_name), settings.map(String::from)));
+        self.plugins.push((
+            stem.into(),
+            fixture(fixture_name),
+            settings.map(String::from),
+        ));
         self
     }
 
@@ -126,57 +143,65 @@ impl EngineBuilder {
             true => format!("[admin]\ntoken = {ADMIN_TOKEN:?}\n"),
             false => String::new(),
         };
+        let cache = match self.own_cache {
+            true => String::new(),
+            false => format!("cache_dir = {:?}\n", shared_cache_dir()),
+        };
         let config = format!(
-            "data_dir = {data:?}\n[runtime]\ncache_dir = {cache:?}\nreload_debounce_ms = 100\n{runtime}\n{admin}{extra}",
+            "data_dir = {data:?}\n[runtime]\n{cache}reload_debounce_ms = 100\n{runtime}\n{admin}{extra}",
             data = dir.path().join("data"),
-            cache = shared_cache_dir(),
             runtime = self.runtime,
             extra = self.config,
         );
         std::fs::write(&config_path, config).expect("write config");
 
-        let mut child = Command::new(kiln_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&config_path)
-            .arg("--plugins")
-            .arg(&plugins)
-            .env("KILN_LOG", "info,kiln=debug")
-            .env_remove("KILN_ADMIN_TOKEN")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn kiln");
-        let logs = Arc::new(Mutex::new(Vec::<String>::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        {
-            let logs = logs.clone();
-            let stderr = child.stderr.take().expect("stderr");
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Some(addr) = line.split("listening on http://").nth(1) {
-                        let addr = addr.split_whitespace().next().unwrap_or_default().to_string();
-                        let _ = tx.send(addr);
-                    }
-                    logs.lock().unwrap().push(line);
-                }
-            });
-        }
-        let addr = match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("kiln did not start; log:\n{}", logs.lock().unwrap().join("\n"));
-            }
-        };
+        let (child, base, logs) = spawn(&config_path, &plugins);
         Engine {
             child,
-            base: format!("http://{addr}"),
+            base,
             dir,
             logs,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("client"),
+        }
+    }
+}
+
+/// Starts `kiln serve` and waits until it listens; its log is collected.
+fn spawn(config_path: &Path, plugins: &Path) -> (Child, String, Arc<Mutex<Vec<String>>>) {
+    let mut child = Command::new(kiln_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config_path)
+        .arg("--plugins")
+        .arg(plugins)
+        .env("KILN_LOG", "info,kiln=debug")
+        .env_remove("KILN_ADMIN_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kiln");
+    let logs = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let logs = logs.clone();
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on http://").nth(1) {
+                    let addr = addr.split_whitespace().next().unwrap_or_default().to_string();
+                    let _ = tx.send(addr);
+                }
+                logs.lock().unwrap().push(line);
+            }
+        });
+    }
+    match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(addr) => (child, format!("http://{addr}"), logs),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("kiln did not start; log:\n{}", logs.lock().unwrap().join("\n"));
         }
     }
 }
@@ -195,8 +220,20 @@ impl Engine {
             config: String::new(),
             runtime: String::new(),
             admin_token: true,
+            own_cache: false,
             plugins: Vec::new(),
         }
+    }
+
+    /// Stops the process and starts it again on the same directories.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, base, logs) =
+            spawn(&self.dir.path().join("kiln.toml"), &self.plugins_dir());
+        self.child = child;
+        self.base = base;
+        self.logs = logs;
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -67,10 +67,9 @@ async fn dispatch(
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
+        && len.parse::<u64>().map_or(true, |n| n > limit as u64)
     {
-        if len.parse::<u64>().map_or(true, |n| n > limit as u64) {
-            return Err(too_large(limit));
-        }
+        return Err(too_large(limit));
     }
     let body = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),

@@ -1,0 +1,58 @@
+# The two commands of the README:
+#   make run   build everything and serve the example plugins on http://127.0.0.1:8080
+#   make test  run the whole test suite (what CI runs)
+# Both install what they need first.
+
+CARGO      ?= cargo
+WASM       := wasm32-wasip2
+PLUGINS    ?= plugins
+EXAMPLES   := hello-rust
+FIXTURES   := fixture-basic fixture-limits fixture-reload-v1 fixture-reload-v2 fixture-configurable
+GUEST_OUT  := target/$(WASM)/release
+
+.PHONY: run test setup examples fixtures lint unit e2e bench clean
+
+run: setup examples
+	$(CARGO) run --release -p kiln -- serve --plugins $(PLUGINS)
+
+test: setup lint fixtures unit e2e
+
+# The wasm target comes with the pinned toolchain (rust-toolchain.toml); this
+# covers a rustup that did not install it.
+setup:
+	@rustup target list --installed 2>/dev/null | grep -qx $(WASM) || rustup target add $(WASM)
+
+# Examples are built into the plugin directory, each moved into place in one
+# rename so a running engine never reads half a file.
+examples:
+	$(CARGO) build --release --target $(WASM) $(addprefix -p ,$(EXAMPLES))
+	@mkdir -p $(PLUGINS)
+	@for e in $(EXAMPLES); do \
+	  f=$$(echo $$e | tr - _); \
+	  cp $(GUEST_OUT)/$$f.wasm $(PLUGINS)/.$$e.wasm.tmp && mv $(PLUGINS)/.$$e.wasm.tmp $(PLUGINS)/$$e.wasm; \
+	  echo "installed $(PLUGINS)/$$e.wasm"; \
+	done
+
+fixtures:
+	$(CARGO) build --release --target $(WASM) $(addprefix -p ,$(FIXTURES) $(EXAMPLES))
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -p kiln -p kiln-sdk -p kiln-e2e -- -D warnings
+
+unit:
+	$(CARGO) test -p kiln -p kiln-sdk
+
+e2e:
+	$(CARGO) build -p kiln --bin kiln
+	$(CARGO) test -p kiln-e2e
+
+# Not part of `make test`: numbers, not pass/fail. See docs/performance.md.
+bench: setup examples
+	$(CARGO) build --release -p kiln
+	$(CARGO) bench -p kiln --bench instantiate
+	bench/http.sh
+
+clean:
+	$(CARGO) clean
+	rm -f $(PLUGINS)/*.wasm

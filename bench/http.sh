@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# HTTP throughput and latency of GET /hello/{name} on a release engine with
+# the example plugins, plus the engine's resident memory. Needs wrk
+# (apt-get install wrk). Usage: bench/http.sh [seconds] [connections]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+secs=${1:-10}
+conns=${2:-50}
+port=${KILN_BENCH_PORT:-18099}
+bin=target/release/kiln
+command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
+[ -x "$bin" ] || { echo "$bin missing: cargo build --release -p kiln" >&2; exit 1; }
+[ -f plugins/hello-rust.wasm ] || { echo "plugins/hello-rust.wasm missing: make examples" >&2; exit 1; }
+
+data=$(mktemp -d)
+trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT
+KILN_LOG=warn KILN_DATA_DIR="$data" "$bin" serve --plugins plugins --listen "127.0.0.1:$port" &
+pid=$!
+for _ in $(seq 1 100); do
+  curl -fs "http://127.0.0.1:$port/hello/warmup" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+rss() { awk '/VmRSS/ {print $2 " " $3}' "/proc/$pid/status"; }
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+echo "rss after start (examples loaded): $(rss)"
+echo "--- wrk -t1 -c$conns -d${secs}s --latency http://127.0.0.1:$port/hello/world"
+wrk -t1 -c"$conns" -d"${secs}s" --latency "http://127.0.0.1:$port/hello/world"
+echo "rss after load: $(rss)"
