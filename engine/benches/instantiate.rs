@@ -34,8 +34,10 @@ fn bench(c: &mut Criterion) {
     let data = tempfile::tempdir().unwrap();
     let mut group = c.benchmark_group("hello");
     for cpu_limit in ["fuel", "epoch"] {
-        let mut config = Config::default();
-        config.data_dir = data.path().to_path_buf();
+        let mut config = Config {
+            data_dir: data.path().to_path_buf(),
+            ..Default::default()
+        };
         config.runtime.compile_cache = false;
         config.runtime.cpu_limit = if cpu_limit == "fuel" {
             kiln::config::CpuLimit::Fuel

@@ -182,6 +182,16 @@ pub struct PartialLimits {
 }
 
 impl PartialLimits {
+    /// Layers `over` on top of `self` (its values win).
+    pub fn overlay(&mut self, over: &PartialLimits) {
+        self.fuel = over.fuel.or(self.fuel);
+        self.timeout_ms = over.timeout_ms.or(self.timeout_ms);
+        self.memory = over.memory.or(self.memory);
+        self.max_concurrency = over.max_concurrency.or(self.max_concurrency);
+        self.queue_size = over.queue_size.or(self.queue_size);
+        self.queue_timeout_ms = over.queue_timeout_ms.or(self.queue_timeout_ms);
+    }
+
     pub fn apply_to(&self, limits: &mut Limits) {
         let PartialLimits {
             fuel,
@@ -278,14 +288,7 @@ impl PluginSettings {
 
     /// Layers `over` on top of `self` (its values win).
     pub fn overlay(&mut self, over: &PluginSettings) {
-        let l = &over.limits;
-        let s = &mut self.limits;
-        s.fuel = l.fuel.or(s.fuel);
-        s.timeout_ms = l.timeout_ms.or(s.timeout_ms);
-        s.memory = l.memory.or(s.memory);
-        s.max_concurrency = l.max_concurrency.or(s.max_concurrency);
-        s.queue_size = l.queue_size.or(s.queue_size);
-        s.queue_timeout_ms = l.queue_timeout_ms.or(s.queue_timeout_ms);
+        self.limits.overlay(&over.limits);
         self.config
             .extend(over.config.iter().map(|(k, v)| (k.clone(), v.clone())));
         self.secrets

@@ -82,11 +82,12 @@ impl Reloader {
 
         // Changed or new: load, in file-name order so "the later one" is well defined.
         let mut loaded: Vec<Plugin> = Vec::new();
+        let mut failed = false;
         for (stem, files) in &found {
             let (wasm, settings_text) = match read_files(files) {
                 Ok(v) => v,
                 Err(e) => {
-                    record_failure(&mut statuses, stem, files, e, None);
+                    failed |= record_failure(&mut statuses, stem, files, e, None);
                     continue;
                 }
             };
@@ -101,23 +102,19 @@ impl Reloader {
             let source = match self.source(stem, files, wasm, settings_text.as_deref()) {
                 Ok(source) => source,
                 Err(e) => {
-                    record_failure(&mut statuses, stem, files, e, Some(fingerprint.wasm));
+                    failed |= record_failure(&mut statuses, stem, files, e, Some(fingerprint.wasm));
                     continue;
                 }
             };
             match self.runtime.load(source).await {
                 Ok(plugin) => loaded.push(plugin),
-                Err(e) => record_failure(
-                    &mut statuses,
-                    stem,
-                    files,
-                    e.to_string(),
-                    Some(fingerprint.wasm),
-                ),
+                Err(e) => {
+                    let attempted = Some(fingerprint.wasm);
+                    failed |= record_failure(&mut statuses, stem, files, e.to_string(), attempted);
+                }
             }
         }
-        if removed.is_empty() && loaded.is_empty() && statuses_unchanged(&statuses, &self.registry)
-        {
+        if removed.is_empty() && loaded.is_empty() && !failed {
             return;
         }
 
@@ -235,27 +232,20 @@ fn admit(next: &mut Snapshot, plugin: Arc<Plugin>) -> Result<(), String> {
     Ok(())
 }
 
-fn statuses_unchanged(statuses: &BTreeMap<String, PluginStatus>, registry: &Registry) -> bool {
-    let old = registry.statuses();
-    old.len() == statuses.len()
-        && old
-            .iter()
-            .zip(statuses.iter())
-            .all(|((a, x), (b, y))| a == b && x.last_error == y.last_error && x.hash == y.hash)
-}
-
 fn record_failure(
     statuses: &mut BTreeMap<String, PluginStatus>,
     stem: &str,
     files: &Found,
     error: String,
     attempted: Option<String>,
-) {
+) -> bool {
     tracing::error!(file = %files.wasm.display(), error = %error, "plugin not loaded; the previous version (if any) keeps serving");
     let status = statuses
         .remove(stem)
         .unwrap_or_else(|| PluginStatus::never_loaded(file_name(&files.wasm)));
+    let changed = status.last_error.as_ref() != Some(&error);
     statuses.insert(stem.to_string(), status.failed(error, attempted));
+    changed
 }
 
 fn file_name(path: &Path) -> String {

@@ -168,7 +168,11 @@ async fn a_new_file_is_served_without_restart() {
 
 #[tokio::test]
 async fn a_restart_maps_compiled_components_from_the_cache() {
-    let mut e = Engine::builder().own_cache().plugin("hello", "hello-rust", None).start().await;
+    let mut e = Engine::builder()
+        .own_cache()
+        .plugin("hello", "hello-rust", None)
+        .start()
+        .await;
     let first = e.admin_plugin("hello").await.unwrap();
     assert_eq!(first["compile_cache"], "compiled");
     let cached: Vec<_> = std::fs::read_dir(e.dir.path().join("data/cache"))
@@ -177,7 +181,12 @@ async fn a_restart_maps_compiled_components_from_the_cache() {
         .filter(|f| f.path().extension().is_some_and(|x| x == "cwasm"))
         .collect();
     assert_eq!(cached.len(), 1);
-    assert!(cached[0].file_name().to_string_lossy().starts_with(first["hash"].as_str().unwrap()));
+    assert!(
+        cached[0]
+            .file_name()
+            .to_string_lossy()
+            .starts_with(first["hash"].as_str().unwrap())
+    );
 
     e.restart();
     let second = e.admin_plugin("hello").await.unwrap();

@@ -190,7 +190,11 @@ fn spawn(config_path: &Path, plugins: &Path) -> (Child, String, Arc<Mutex<Vec<St
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(addr) = line.split("listening on http://").nth(1) {
-                    let addr = addr.split_whitespace().next().unwrap_or_default().to_string();
+                    let addr = addr
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
                     let _ = tx.send(addr);
                 }
                 logs.lock().unwrap().push(line);
@@ -201,7 +205,10 @@ fn spawn(config_path: &Path, plugins: &Path) -> (Child, String, Arc<Mutex<Vec<St
         Ok(addr) => (child, format!("http://{addr}"), logs),
         Err(_) => {
             let _ = child.kill();
-            panic!("kiln did not start; log:\n{}", logs.lock().unwrap().join("\n"));
+            panic!(
+                "kiln did not start; log:\n{}",
+                logs.lock().unwrap().join("\n")
+            );
         }
     }
 }
@@ -229,8 +236,7 @@ impl Engine {
     pub fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, base, logs) =
-            spawn(&self.dir.path().join("kiln.toml"), &self.plugins_dir());
+        let (child, base, logs) = spawn(&self.dir.path().join("kiln.toml"), &self.plugins_dir());
         self.child = child;
         self.base = base;
         self.logs = logs;
