@@ -193,3 +193,28 @@ async fn a_restart_maps_compiled_components_from_the_cache() {
     assert_eq!(second["compile_cache"], "hit");
     assert_eq!(e.get("/hello/again").await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_call_in_flight_finishes_on_the_version_it_started_on() {
+    let e = Engine::builder()
+        .plugin("app", "fixture-reload-v1", None)
+        .start()
+        .await;
+    let slow = {
+        let client = e.client.clone();
+        let url = e.url("/version/slow/1500");
+        tokio::spawn(async move { client.get(url).send().await.unwrap().text().await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    e.install("app", &fixture("fixture-reload-v2"));
+    wait_for(Duration::from_secs(10), || async {
+        (e.get("/version").await.text().await.ok()? == "v2").then_some(())
+    })
+    .await
+    .expect("v2 never answered");
+    assert!(
+        !slow.is_finished(),
+        "the slow call should still be running after the swap"
+    );
+    assert_eq!(slow.await.unwrap(), "v1");
+}
