@@ -355,14 +355,23 @@ mod tests {
     }
 
     #[test]
-    fn paths_that_overlap_in_the_router_are_refused() {
+    fn a_param_beside_a_wildcard_is_refused_naming_both() {
         let mut t = table(&[("a", &[("GET", "/x/{*rest}")])]);
-        let r = t.add(&manifest("b", &[("GET", "/x/{id}")]), "b");
-        // matchit accepts a param beside a catch-all; if it ever refuses, the
-        // error must name the owner.
-        if let Err(e) = r {
-            assert!(e.to_string().contains("'a'"), "{e}");
-        }
+        let err = t
+            .add(&manifest("b", &[("GET", "/x/{id}")]), "b")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("GET /x/{id} of plugin 'b'"), "{err}");
+        assert!(err.contains("/x/{*rest} of plugin 'a'"), "{err}");
+        // Distinct literal prefixes do not collide.
+        t.add(&manifest("c", &[("GET", "/y/{id}")]), "c").unwrap();
+        check(
+            &t,
+            &[
+                ("GET", "/x/1/2", "a:GET /x/{*rest} [rest=1/2]"),
+                ("GET", "/y/1", "c:GET /y/{id} [id=1]"),
+            ],
+        );
     }
 
     #[test]
