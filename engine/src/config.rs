@@ -40,6 +40,7 @@ pub struct Config {
     /// SQLite database (`KILN_DATA_DIR`).
     pub data_dir: PathBuf,
     pub admin: AdminConfig,
+    pub database: DatabaseConfig,
     pub http: HttpConfig,
     pub runtime: RuntimeConfig,
     /// Limits for every plugin unless its own file or `[plugins.<name>]` says otherwise.
@@ -56,6 +57,7 @@ impl Default for Config {
             plugins_dir: PathBuf::from("plugins"),
             data_dir: PathBuf::from(".kiln"),
             admin: AdminConfig::default(),
+            database: DatabaseConfig::default(),
             http: HttpConfig::default(),
             runtime: RuntimeConfig::default(),
             limits: PartialLimits::default(),
@@ -70,6 +72,49 @@ pub struct AdminConfig {
     /// Bearer token for `/_kiln/v1/admin/...` (`KILN_ADMIN_TOKEN`). Unset means
     /// the admin API answers 401 to everyone.
     pub token: Option<Secret>,
+}
+
+/// The engine's database and its connection pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB` (`KILN_DATABASE_URL`).
+    /// Default: the SQLite file `kiln.db` in the data directory.
+    pub url: Option<Secret>,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    /// How long a caller waits for a free connection.
+    pub acquire_timeout_ms: u64,
+    /// Idle connections above `min_connections` close after this (0 = never).
+    pub idle_timeout_ms: u64,
+    /// Connections are replaced after this age (0 = never).
+    pub max_lifetime_ms: u64,
+    /// Check a connection is alive before handing it out.
+    pub test_before_acquire: bool,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            max_connections: 10,
+            min_connections: 0,
+            acquire_timeout_ms: 5_000,
+            idle_timeout_ms: 600_000,
+            max_lifetime_ms: 1_800_000,
+            test_before_acquire: true,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// The URL to connect to.
+    pub fn url(&self, data_dir: &Path) -> String {
+        match &self.url {
+            Some(url) => url.expose().to_string(),
+            None => format!("sqlite://{}", data_dir.join("kiln.db").display()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -426,6 +471,9 @@ impl Config {
         if let Some(v) = env("KILN_ADMIN_TOKEN") {
             self.admin.token = Some(Secret(v));
         }
+        if let Some(v) = env("KILN_DATABASE_URL") {
+            self.database.url = Some(Secret(v));
+        }
         Ok(())
     }
 
@@ -441,6 +489,22 @@ impl Config {
             return Err(invalid(
                 "admin.token",
                 "must be at least 16 characters; generate one with `openssl rand -hex 32`",
+            ));
+        }
+        let db = &self.database;
+        if db.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+        if db.min_connections > db.max_connections {
+            return Err(invalid(
+                "database.min_connections",
+                "must not exceed max_connections",
+            ));
+        }
+        if db.acquire_timeout_ms == 0 {
+            return Err(invalid(
+                "database.acquire_timeout_ms",
+                "must be greater than 0",
             ));
         }
         if self.runtime.epoch_tick_ms == 0 || self.runtime.epoch_tick_ms > 1000 {

@@ -11,4 +11,5 @@ pub mod registry;
 pub mod routes;
 pub mod runtime;
 pub mod server;
+pub mod store;
 pub mod watcher;

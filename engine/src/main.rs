@@ -32,6 +32,12 @@ enum Command {
         #[arg(long, value_name = "FILE", env = "KILN_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Apply the engine's database migrations and exit (serve does this too).
+    Migrate {
+        /// Engine config file (TOML); the database is `[database] url` or KILN_DATABASE_URL.
+        #[arg(long, value_name = "FILE", env = "KILN_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Create a new Rust plugin crate that builds as is.
     New {
         /// Plugin name: a-z, 0-9, '-' and '_'.
@@ -88,6 +94,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(kiln::server::serve(cfg, kiln::server::shutdown_signal()))
+        }
+        Command::Migrate { config } => {
+            let cfg = Config::load(config.as_deref(), |k| std::env::var(k).ok())?;
+            cfg.validate()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let db = kiln::server::open_database(&cfg).await?;
+                db.close().await;
+                println!("database is up to date");
+                anyhow::Ok(())
+            })
         }
         Command::New { name, dir, sdk } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));

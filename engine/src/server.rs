@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::http::{AppState, router};
 use crate::registry::Registry;
 use crate::runtime::Runtime;
+use crate::store::{Database, redact};
 use crate::watcher::{Reloader, watch};
 
 pub async fn serve(
@@ -32,6 +33,7 @@ pub async fn serve(
         )
     })?;
 
+    let db = open_database(&config).await?;
     let runtime = Arc::new(Runtime::new(&config)?);
     let registry = Arc::new(Registry::new());
     let mut reloader = Reloader::new(runtime, registry.clone(), config.clone());
@@ -49,12 +51,29 @@ pub async fn serve(
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(plugins_dir = %config.plugins_dir.display(), "listening on http://{addr}");
-    axum::serve(listener, router(AppState::new(&config, registry)))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("the HTTP server failed")?;
+    axum::serve(
+        listener,
+        router(AppState::new(&config, registry, db.clone())),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("the HTTP server failed")?;
+    db.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Connects to the configured database and brings its schema up to date;
+/// start-up stops here if either fails.
+pub async fn open_database(config: &Config) -> anyhow::Result<Database> {
+    let db = Database::connect(&config.database, &config.data_dir).await?;
+    let applied = db.migrate().await?;
+    tracing::info!(
+        database = %redact(&config.database.url(&config.data_dir)),
+        migrations = applied.len(),
+        "database ready"
+    );
+    Ok(db)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -6,3 +6,4 @@ mod cli;
 mod limits;
 mod reload;
 mod routes;
+mod store;

@@ -332,3 +332,74 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// A PostgreSQL database created for one test and dropped with it.
+pub struct TestPostgres {
+    admin_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl TestPostgres {
+    /// Creates a fresh database on the server at `KILN_TEST_POSTGRES_URL`
+    /// (default: the local server). Without a server it returns `None` and
+    /// says so — except under `CI=true`, where a missing service fails the test.
+    pub async fn create() -> Option<TestPostgres> {
+        let admin_url = std::env::var("KILN_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let mut conn = match <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await {
+            Ok(c) => c,
+            Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("PostgreSQL is required in CI but {admin_url} is unreachable: {e}")
+            }
+            Err(e) => {
+                eprintln!(
+                    "SKIPPED: PostgreSQL at {admin_url} is unreachable ({e}); set KILN_TEST_POSTGRES_URL"
+                );
+                return None;
+            }
+        };
+        let name = format!("kiln_e2e_{}", uuid::Uuid::new_v4().simple());
+        // `name` is generated above from a UUID: nothing from outside.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .unwrap_or(&admin_url);
+        let url = format!("{base}/{name}");
+        Some(TestPostgres {
+            admin_url,
+            name,
+            url,
+        })
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop runs outside any runtime; use a small one of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
+                    .await
+                    .ok()?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await
+                .ok()
+            })
+        })
+        .join();
+    }
+}

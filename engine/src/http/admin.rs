@@ -13,9 +13,28 @@ use super::AppState;
 use super::error::ApiError;
 use super::request_id::RequestId;
 
-pub async fn health(State(app): State<AppState>) -> Json<serde_json::Value> {
-    let snapshot = app.registry.snapshot();
-    Json(json!({ "status": "ok", "plugins": snapshot.plugins.len() }))
+/// 200 when the engine can serve, 503 (with the reason) when its database
+/// does not answer within a second.
+pub async fn health(State(app): State<AppState>) -> Response {
+    let plugins = app.registry.snapshot().plugins.len();
+    let database = app.db.dialect();
+    match tokio::time::timeout(std::time::Duration::from_secs(1), app.db.ping()).await {
+        Ok(Ok(())) => Json(json!({ "status": "ok", "plugins": plugins, "database": database }))
+            .into_response(),
+        outcome => {
+            let reason = match outcome {
+                Ok(Err(e)) => e.to_string(),
+                _ => "no answer within 1 s".to_string(),
+            };
+            let body = json!({
+                "status": "unavailable",
+                "plugins": plugins,
+                "database": database,
+                "error": format!("database: {reason}"),
+            });
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
 }
 
 /// Every plugin file: name, version, hash, routes, limits, state, last error,

@@ -17,6 +17,7 @@ use axum::routing::{any, get};
 
 use crate::config::{Config, Secret};
 use crate::registry::Registry;
+use crate::store::Database;
 use error::ApiError;
 
 #[derive(Clone)]
@@ -24,6 +25,7 @@ pub struct AppState(Arc<AppInner>);
 
 pub struct AppInner {
     pub registry: Arc<Registry>,
+    pub db: Database,
     pub admin_token: Option<Secret>,
     pub max_request_body: usize,
     pub max_response_body: usize,
@@ -37,9 +39,10 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: &Config, registry: Arc<Registry>) -> Self {
+    pub fn new(config: &Config, registry: Arc<Registry>, db: Database) -> Self {
         AppState(Arc::new(AppInner {
             registry,
+            db,
             admin_token: config.admin.token.clone(),
             max_request_body: usize::try_from(config.http.max_request_body.0).unwrap_or(usize::MAX),
             max_response_body: usize::try_from(config.http.max_response_body.0)

@@ -1,0 +1,263 @@
+//! The engine's database: an sqlx pool for SQLite (the embedded default, one
+//! file under the data directory) or PostgreSQL (scale-out), chosen by the
+//! URL, with the engine's migrations embedded in the binary.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+use crate::config::DatabaseConfig;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database.url {url} is not a sqlite: or postgres: URL")]
+    UnknownScheme { url: String },
+    #[error("database.url {url} is invalid: {message}")]
+    BadUrl { url: String, message: String },
+    #[error("cannot connect to {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("migration {file} failed: {message}")]
+    Migration { file: String, message: String },
+    #[error("migrating {url} failed: {message}")]
+    MigrationState { url: String, message: String },
+}
+
+/// Which kind of database, for SQL that differs between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub enum Database {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Database {
+    /// Opens the pool `config` describes. A SQLite file is created (with its
+    /// directory) when missing and runs in WAL mode.
+    pub async fn connect(config: &DatabaseConfig, data_dir: &Path) -> Result<Database, StoreError> {
+        let url = config.url(data_dir);
+        let shown = redact(&url);
+        let bad = |message: String| StoreError::BadUrl {
+            url: shown.clone(),
+            message,
+        };
+        let connect = |source| StoreError::Connect {
+            url: shown.clone(),
+            source,
+        };
+        let acquire = Duration::from_millis(config.acquire_timeout_ms);
+        let idle =
+            (config.idle_timeout_ms > 0).then(|| Duration::from_millis(config.idle_timeout_ms));
+        let lifetime =
+            (config.max_lifetime_ms > 0).then(|| Duration::from_millis(config.max_lifetime_ms));
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(&url)
+                .map_err(|e| bad(e.to_string()))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true);
+            if let Some(parent) = Path::new(options.get_filename()).parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| bad(format!("cannot create {}: {e}", parent.display())))?;
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(config.max_connections)
+                .min_connections(config.min_connections)
+                .acquire_timeout(acquire)
+                .idle_timeout(idle)
+                .max_lifetime(lifetime)
+                .test_before_acquire(config.test_before_acquire)
+                .connect_with(options)
+                .await
+                .map_err(connect)?;
+            Ok(Database::Sqlite(pool))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let options = PgConnectOptions::from_str(&url).map_err(|e| bad(e.to_string()))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(config.max_connections)
+                .min_connections(config.min_connections)
+                .acquire_timeout(acquire)
+                .idle_timeout(idle)
+                .max_lifetime(lifetime)
+                .test_before_acquire(config.test_before_acquire)
+                .connect_with(options)
+                .await
+                .map_err(connect)?;
+            Ok(Database::Postgres(pool))
+        } else {
+            Err(StoreError::UnknownScheme { url: shown })
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Database::Sqlite(_) => Dialect::Sqlite,
+            Database::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    fn migrator(&self) -> &'static Migrator {
+        match self {
+            Database::Sqlite(_) => &SQLITE_MIGRATIONS,
+            Database::Postgres(_) => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    /// Applies every embedded migration not applied yet, in order. A failure
+    /// names the migration file and carries the database's message.
+    pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        let migrator = self.migrator();
+        let result = match self {
+            Database::Sqlite(pool) => migrator.run(pool).await,
+            Database::Postgres(pool) => migrator.run(pool).await,
+        };
+        result.map_err(|e| match e {
+            MigrateError::ExecuteMigration(source, version) => StoreError::Migration {
+                file: migration_file(migrator, version),
+                message: source.to_string(),
+            },
+            other => StoreError::MigrationState {
+                url: self.dialect_name().to_string(),
+                message: other.to_string(),
+            },
+        })?;
+        Ok(migrator
+            .iter()
+            .map(|m| migration_file(migrator, m.version))
+            .collect())
+    }
+
+    fn dialect_name(&self) -> &'static str {
+        match self {
+            Database::Sqlite(_) => "the SQLite database",
+            Database::Postgres(_) => "the PostgreSQL database",
+        }
+    }
+
+    /// A round trip to the database, for health checks.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        match self {
+            Database::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+            Database::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Database::Sqlite(pool) => pool.close().await,
+            Database::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// `0001_kv.sql` for version 1, as the file is named in `migrations/`.
+fn migration_file(migrator: &Migrator, version: i64) -> String {
+    migrator
+        .iter()
+        .find(|m| m.version == version)
+        .map(|m| format!("{:04}_{}.sql", m.version, m.description.replace(' ', "_")))
+        .unwrap_or_else(|| format!("migration {version}"))
+}
+
+/// The URL without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://kiln:s3cret@db:5432/kiln"),
+            "postgres://kiln:***@db:5432/kiln"
+        );
+        assert_eq!(redact("postgres://kiln@db/kiln"), "postgres://kiln@db/kiln");
+        assert_eq!(redact("sqlite://.kiln/kiln.db"), "sqlite://.kiln/kiln.db");
+    }
+
+    #[test]
+    fn migration_files_are_named_as_on_disk() {
+        assert_eq!(migration_file(&SQLITE_MIGRATIONS, 1), "0001_kv.sql");
+        assert_eq!(migration_file(&POSTGRES_MIGRATIONS, 1), "0001_kv.sql");
+    }
+
+    #[tokio::test]
+    async fn sqlite_is_created_in_wal_mode_and_migrated_twice_safely() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = DatabaseConfig::default();
+        let db = Database::connect(&config, tmp.path()).await.unwrap();
+        assert_eq!(db.migrate().await.unwrap(), ["0001_kv.sql"]);
+        db.migrate().await.unwrap();
+        let Database::Sqlite(pool) = &db else {
+            panic!("expected SQLite")
+        };
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert!(tmp.path().join("kiln.db").is_file());
+    }
+
+    #[tokio::test]
+    async fn a_failing_migration_names_its_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = DatabaseConfig::default();
+        let db = Database::connect(&config, tmp.path()).await.unwrap();
+        let Database::Sqlite(pool) = &db else {
+            panic!("expected SQLite")
+        };
+        sqlx::query("CREATE TABLE kv (x INTEGER)")
+            .execute(pool)
+            .await
+            .unwrap();
+        let err = db.migrate().await.unwrap_err().to_string();
+        assert!(
+            err.contains("0001_kv.sql") && err.contains("already exists"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_schemes_are_refused() {
+        let config = DatabaseConfig {
+            url: Some(crate::config::Secret::new("mysql://x/y")),
+            ..Default::default()
+        };
+        let err = Database::connect(&config, Path::new("."))
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("not a sqlite: or postgres: URL"), "{err}");
+    }
+}
