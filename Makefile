@@ -7,7 +7,7 @@ CARGO      ?= cargo
 WASM       := wasm32-wasip2
 PLUGINS    ?= plugins
 EXAMPLES   := hello-rust
-FIXTURES   := fixture-basic fixture-limits fixture-reload-v1 fixture-reload-v2 fixture-configurable
+FIXTURES   := fixture-basic fixture-limits fixture-reload-v1 fixture-reload-v2 fixture-configurable fixture-kv
 GUEST_OUT  := target/$(WASM)/release
 
 .PHONY: run test setup examples fixtures lint unit e2e bench clean

@@ -44,7 +44,7 @@ fn bench(c: &mut Criterion) {
         } else {
             kiln::config::CpuLimit::Epoch
         };
-        let runtime = Arc::new(Runtime::new(&config).unwrap());
+        let runtime = Arc::new(Runtime::new(&config, Default::default()).unwrap());
         let plugin = rt
             .block_on(runtime.load(PluginSource {
                 path: "hello.wasm".into(),

@@ -8,9 +8,11 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::config::Config;
+use crate::host::HostServices;
 use crate::http::{AppState, router};
 use crate::registry::Registry;
 use crate::runtime::Runtime;
+use crate::store::kv::Kv;
 use crate::store::{Database, redact};
 use crate::watcher::{Reloader, watch};
 
@@ -34,7 +36,9 @@ pub async fn serve(
     })?;
 
     let db = open_database(&config).await?;
-    let runtime = Arc::new(Runtime::new(&config)?);
+    let kv = Kv::new(db.clone());
+    let _sweeper = tokio::spawn(sweep_expired(kv.clone()));
+    let runtime = Arc::new(Runtime::new(&config, HostServices { kv: Some(kv) })?);
     let registry = Arc::new(Registry::new());
     let mut reloader = Reloader::new(runtime, registry.clone(), config.clone());
     reloader.sync().await;
@@ -74,6 +78,19 @@ pub async fn open_database(config: &Config) -> anyhow::Result<Database> {
         "database ready"
     );
     Ok(db)
+}
+
+/// Expired key-value entries are invisible at once; this removes them.
+async fn sweep_expired(kv: Kv) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        match kv.sweep_expired().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(removed = n, "swept expired key-value entries"),
+            Err(e) => tracing::warn!(error = %e, "sweeping expired key-value entries failed"),
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -65,6 +65,15 @@ impl From<Error> for types::Error {
     }
 }
 
+impl From<types::Error> for Error {
+    fn from(e: types::Error) -> Self {
+        Error {
+            code: e.code,
+            message: e.message,
+        }
+    }
+}
+
 /// Serialising a response value failed: that is the plugin's own bug.
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {

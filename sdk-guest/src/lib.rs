@@ -31,6 +31,7 @@ mod response;
 mod router;
 
 pub mod config;
+pub mod kv;
 pub mod log;
 
 pub use error::{Error, ErrorCode, Result};

@@ -3,6 +3,7 @@
 
 mod admin;
 mod cli;
+mod kv;
 mod limits;
 mod reload;
 mod routes;

@@ -57,6 +57,7 @@ pub const FIXTURES: &[&str] = &[
     "fixture-reload-v1",
     "fixture-reload-v2",
     "fixture-configurable",
+    "fixture-kv",
     "hello-rust",
 ];
 

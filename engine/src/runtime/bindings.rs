@@ -5,8 +5,9 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "kiln:plugin/http-plugin",
     // Guest exports run on fibers so a busy guest can yield to tokio at each
-    // epoch tick; host imports are quick and synchronous.
-    imports: { default: trappable },
+    // epoch tick. Imports that reach the database are async; the rest are
+    // quick and synchronous.
+    imports: { "kiln:plugin/kv": async | trappable, default: trappable },
     exports: { default: async },
 });
 

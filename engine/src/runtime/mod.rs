@@ -18,12 +18,14 @@ use wasmtime::component::Linker;
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::config::{Config, CpuLimit};
+use crate::host::HostServices;
 pub use cache::CacheOutcome;
 pub use plugin::{CallError, LoadError, Plugin, PluginSource};
 use state::CallState;
 
 pub struct Runtime {
     engine: Engine,
+    pub(crate) services: HostServices,
     linker: Linker<CallState>,
     cache: cache::CompileCache,
     pub(crate) cpu_limit: CpuLimit,
@@ -32,7 +34,7 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(config: &Config) -> anyhow::Result<Runtime> {
+    pub fn new(config: &Config, services: HostServices) -> anyhow::Result<Runtime> {
         let rt = &config.runtime;
         let mut wasm = wasmtime::Config::new();
         wasm.epoch_interruption(true);
@@ -60,6 +62,7 @@ impl Runtime {
         start_ticker(engine.clone(), tick, ticker_stop.clone())?;
         Ok(Runtime {
             engine,
+            services,
             linker,
             cache,
             cpu_limit: rt.cpu_limit,

@@ -133,6 +133,7 @@ impl Runtime {
             name: source.stem.clone(),
             config: source.settings.config.clone(),
             secrets,
+            kv: None,
         };
 
         let limits = source.limits;
@@ -171,8 +172,10 @@ impl Runtime {
                 manifest.routes.len()
             )));
         }
-        // From now on log lines carry the plugin's own name.
+        // From now on log lines carry the plugin's own name, and its data
+        // lives under that name.
         context.name = manifest.name.clone();
+        self.services.scope_for(&manifest.name, &mut context);
         plugin.context = Arc::new(context);
         plugin.manifest = manifest;
         Ok(plugin)

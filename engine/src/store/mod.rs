@@ -13,6 +13,8 @@ use sqlx::{PgPool, SqlitePool};
 
 use crate::config::DatabaseConfig;
 
+pub mod kv;
+
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
 
