@@ -41,6 +41,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub admin: AdminConfig,
     pub database: DatabaseConfig,
+    pub cache: CacheConfig,
+    pub redis: RedisConfig,
     pub http: HttpConfig,
     pub runtime: RuntimeConfig,
     /// Limits for every plugin unless its own file or `[plugins.<name>]` says otherwise.
@@ -58,6 +60,8 @@ impl Default for Config {
             data_dir: PathBuf::from(".kiln"),
             admin: AdminConfig::default(),
             database: DatabaseConfig::default(),
+            cache: CacheConfig::default(),
+            redis: RedisConfig::default(),
             http: HttpConfig::default(),
             runtime: RuntimeConfig::default(),
             limits: PartialLimits::default(),
@@ -113,6 +117,46 @@ impl DatabaseConfig {
         match &self.url {
             Some(url) => url.expose().to_string(),
             None => format!("sqlite://{}", data_dir.join("kiln.db").display()),
+        }
+    }
+}
+
+/// The plugin cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Capacity of the in-process cache (keys + values).
+    pub max_bytes: ByteSize,
+    /// Largest single value.
+    pub max_value: ByteSize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_bytes: ByteSize(64 << 20),
+            max_value: ByteSize(1 << 20),
+        }
+    }
+}
+
+/// Redis, for scale-out: when `url` is set the plugin cache lives there.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://[:PASSWORD@]HOST:PORT[/DB]` (`KILN_REDIS_URL`).
+    pub url: Option<Secret>,
+    pub connect_timeout_ms: u64,
+    /// A command without an answer in this time fails (the request gets 503).
+    pub response_timeout_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: None,
+            connect_timeout_ms: 1_000,
+            response_timeout_ms: 1_000,
         }
     }
 }
@@ -474,6 +518,9 @@ impl Config {
         if let Some(v) = env("KILN_DATABASE_URL") {
             self.database.url = Some(Secret(v));
         }
+        if let Some(v) = env("KILN_REDIS_URL") {
+            self.redis.url = Some(Secret(v));
+        }
         Ok(())
     }
 
@@ -505,6 +552,18 @@ impl Config {
             return Err(invalid(
                 "database.acquire_timeout_ms",
                 "must be greater than 0",
+            ));
+        }
+        if self.cache.max_value.0 == 0 || self.cache.max_value > self.cache.max_bytes {
+            return Err(invalid(
+                "cache.max_value",
+                "must be between 1 byte and cache.max_bytes",
+            ));
+        }
+        if self.redis.connect_timeout_ms == 0 || self.redis.response_timeout_ms == 0 {
+            return Err(invalid(
+                "redis",
+                "connect_timeout_ms and response_timeout_ms must be greater than 0",
             ));
         }
         if self.runtime.epoch_tick_ms == 0 || self.runtime.epoch_tick_ms > 1000 {

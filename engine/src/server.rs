@@ -12,6 +12,7 @@ use crate::host::HostServices;
 use crate::http::{AppState, router};
 use crate::registry::Registry;
 use crate::runtime::Runtime;
+use crate::store::cache::Cache;
 use crate::store::kv::Kv;
 use crate::store::{Database, redact};
 use crate::watcher::{Reloader, watch};
@@ -38,7 +39,12 @@ pub async fn serve(
     let db = open_database(&config).await?;
     let kv = Kv::new(db.clone());
     let _sweeper = tokio::spawn(sweep_expired(kv.clone()));
-    let runtime = Arc::new(Runtime::new(&config, HostServices { kv: Some(kv) })?);
+    let cache = open_cache(&config).await?;
+    let services = HostServices {
+        kv: Some(kv),
+        cache: Some(cache.clone()),
+    };
+    let runtime = Arc::new(Runtime::new(&config, services)?);
     let registry = Arc::new(Registry::new());
     let mut reloader = Reloader::new(runtime, registry.clone(), config.clone());
     reloader.sync().await;
@@ -57,7 +63,7 @@ pub async fn serve(
     tracing::info!(plugins_dir = %config.plugins_dir.display(), "listening on http://{addr}");
     axum::serve(
         listener,
-        router(AppState::new(&config, registry, db.clone())),
+        router(AppState::new(&config, registry, db.clone(), cache)),
     )
     .with_graceful_shutdown(shutdown)
     .await
@@ -78,6 +84,24 @@ pub async fn open_database(config: &Config) -> anyhow::Result<Database> {
         "database ready"
     );
     Ok(db)
+}
+
+/// The plugin cache: Redis when configured, in process otherwise. An
+/// unreachable Redis does not stop start-up: cache calls answer
+/// `unavailable` until it is back, and the engine reconnects by itself.
+async fn open_cache(config: &Config) -> anyhow::Result<Cache> {
+    let Some(url) = &config.redis.url else {
+        return Ok(Cache::local(&config.cache));
+    };
+    let cache =
+        Cache::redis(&config.cache, &config.redis, url.expose()).map_err(anyhow::Error::msg)?;
+    match cache.ping().await {
+        Ok(()) => tracing::info!(redis = %redact(url.expose()), "plugin cache in Redis"),
+        Err(e) => {
+            tracing::error!(redis = %redact(url.expose()), error = %e, "Redis is not answering; cache calls fail until it does")
+        }
+    }
+    Ok(cache)
 }
 
 /// Expired key-value entries are invisible at once; this removes them.

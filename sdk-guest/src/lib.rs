@@ -30,6 +30,7 @@ mod request;
 mod response;
 mod router;
 
+pub mod cache;
 pub mod config;
 pub mod kv;
 pub mod log;

@@ -2,6 +2,7 @@
 //! with real plugin components and talks to it over HTTP.
 
 mod admin;
+mod cache;
 mod cli;
 mod kv;
 mod limits;

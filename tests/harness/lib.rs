@@ -404,3 +404,81 @@ impl Drop for TestPostgres {
         .join();
     }
 }
+
+/// A private `redis-server` on a free loopback port, which a test may stop
+/// and start again on the same port.
+pub struct TestRedis {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl TestRedis {
+    /// `None` (said aloud) when `redis-server` is not installed, except under
+    /// `CI=true`, where that fails the test.
+    pub fn start() -> Option<TestRedis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let mut r = TestRedis { port, child: None };
+        match r.spawn() {
+            Ok(()) => Some(r),
+            Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("redis-server is required in CI: {e}")
+            }
+            Err(e) => {
+                eprintln!("SKIPPED: cannot start redis-server ({e}); apt-get install redis-server");
+                None
+            }
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!("redis-server did not listen on port {}", self.port))
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn().expect("restart redis-server");
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -4,10 +4,11 @@
 //!
 //! [`PluginContext`]: super::PluginContext
 
+use super::Answer;
 use crate::runtime::bindings::kiln::plugin::kv::Host;
 use crate::runtime::bindings::types::{Error, ErrorCode};
 use crate::runtime::state::CallState;
-use crate::store::kv::{Kv, KvError};
+use crate::store::kv::Kv;
 
 /// A plugin's handle on the store: the store and its own namespace.
 #[derive(Clone)]
@@ -15,8 +16,6 @@ pub struct KvScope {
     pub kv: Kv,
     pub namespace: String,
 }
-
-type Answer<T> = wasmtime::Result<Result<T, Error>>;
 
 impl CallState {
     fn kv_scope(&self) -> Result<KvScope, Error> {
@@ -26,17 +25,8 @@ impl CallState {
         })
     }
 
-    fn kv_answer<T>(&self, result: Result<T, KvError>) -> Answer<T> {
-        Ok(result.map_err(|e| match e {
-            KvError::Invalid(message) => Error { code: ErrorCode::BadRequest, message },
-            KvError::Unavailable(detail) => {
-                tracing::error!(plugin = %self.plugin.name, request_id = %self.request_id, error = %detail, "key-value store failed");
-                Error {
-                    code: ErrorCode::Unavailable,
-                    message: "the key-value store is unavailable; try again later".into(),
-                }
-            }
-        }))
+    fn kv_answer<T>(&self, result: Result<T, crate::store::DataError>) -> Answer<T> {
+        self.data_answer("key-value store", result)
     }
 }
 

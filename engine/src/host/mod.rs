@@ -10,6 +10,7 @@ use wasmtime::component::{HasSelf, Linker};
 use crate::runtime::bindings::kiln::plugin as wit;
 use crate::runtime::state::CallState;
 
+pub mod cache;
 pub mod config;
 pub mod kv;
 pub mod log;
@@ -25,12 +26,15 @@ pub struct PluginContext {
     pub secrets: BTreeMap<String, String>,
     /// The plugin's key-value namespace; none while it is being described.
     pub kv: Option<kv::KvScope>,
+    /// The plugin's cache namespace; none while it is being described.
+    pub cache: Option<cache::CacheScope>,
 }
 
 /// The shared services host interfaces draw on, built once at start.
 #[derive(Clone, Default)]
 pub struct HostServices {
     pub kv: Option<crate::store::kv::Kv>,
+    pub cache: Option<crate::store::cache::Cache>,
 }
 
 impl HostServices {
@@ -39,6 +43,10 @@ impl HostServices {
         context.kv = self.kv.clone().map(|kv| kv::KvScope {
             kv,
             namespace: name.to_string(),
+        });
+        context.cache = self.cache.clone().map(|cache| cache::CacheScope {
+            cache,
+            namespace: std::sync::Arc::from(name),
         });
     }
 }
@@ -49,6 +57,7 @@ pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     wit::log::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?;
     wit::config::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?;
     wit::kv::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?;
+    wit::cache::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?;
     Ok(())
 }
 
@@ -59,8 +68,36 @@ impl std::fmt::Debug for PluginContext {
             .field("config", &self.config)
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("kv", &self.kv.as_ref().map(|k| &k.namespace))
+            .field("cache", &self.cache.as_ref().map(|c| &c.namespace))
             .finish()
     }
 }
 
 impl wit::types::Host for CallState {}
+
+/// What a data import returns: a trap (never used for plugin mistakes) or
+/// the plugin-facing result.
+pub(crate) type Answer<T> = wasmtime::Result<Result<T, wit::types::Error>>;
+
+impl CallState {
+    /// Maps a store error to what the plugin sees: its own mistakes with the
+    /// reason, service failures as `unavailable` with the detail kept in the
+    /// log (it may name hosts and users).
+    pub(crate) fn data_answer<T>(
+        &self,
+        what: &str,
+        result: Result<T, crate::store::DataError>,
+    ) -> Answer<T> {
+        use wit::types::{Error, ErrorCode};
+        Ok(result.map_err(|e| match e {
+            crate::store::DataError::Invalid(message) => Error { code: ErrorCode::BadRequest, message },
+            crate::store::DataError::Unavailable(detail) => {
+                tracing::error!(plugin = %self.plugin.name, request_id = %self.request_id, error = %detail, "{what} failed");
+                Error {
+                    code: ErrorCode::Unavailable,
+                    message: format!("the {what} is unavailable; try again later"),
+                }
+            }
+        }))
+    }
+}

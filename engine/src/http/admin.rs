@@ -14,24 +14,35 @@ use super::error::ApiError;
 use super::request_id::RequestId;
 
 /// 200 when the engine can serve, 503 (with the reason) when its database
-/// does not answer within a second.
+/// does not answer within a second. The cache is reported but does not fail
+/// the check: without it plugins still run, and calls that need it say so.
 pub async fn health(State(app): State<AppState>) -> Response {
+    let second = std::time::Duration::from_secs(1);
     let plugins = app.registry.snapshot().plugins.len();
-    let database = app.db.dialect();
-    match tokio::time::timeout(std::time::Duration::from_secs(1), app.db.ping()).await {
-        Ok(Ok(())) => Json(json!({ "status": "ok", "plugins": plugins, "database": database }))
-            .into_response(),
-        outcome => {
-            let reason = match outcome {
-                Ok(Err(e)) => e.to_string(),
-                _ => "no answer within 1 s".to_string(),
-            };
-            let body = json!({
-                "status": "unavailable",
-                "plugins": plugins,
-                "database": database,
-                "error": format!("database: {reason}"),
-            });
+    let cache = match tokio::time::timeout(second, app.cache.ping()).await {
+        Ok(Ok(())) => json!({ "kind": app.cache.kind(), "status": "ok" }),
+        Ok(Err(e)) => {
+            json!({ "kind": app.cache.kind(), "status": "unavailable", "error": e.to_string() })
+        }
+        Err(_) => {
+            json!({ "kind": app.cache.kind(), "status": "unavailable", "error": "no answer within 1 s" })
+        }
+    };
+    let database = match tokio::time::timeout(second, app.db.ping()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("no answer within 1 s".to_string()),
+    };
+    let mut body = json!({
+        "status": if database.is_none() { "ok" } else { "unavailable" },
+        "plugins": plugins,
+        "database": app.db.dialect(),
+        "cache": cache,
+    });
+    match database {
+        None => Json(body).into_response(),
+        Some(reason) => {
+            body["error"] = json!(format!("database: {reason}"));
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }

@@ -18,6 +18,7 @@ use axum::routing::{any, get};
 use crate::config::{Config, Secret};
 use crate::registry::Registry;
 use crate::store::Database;
+use crate::store::cache::Cache;
 use error::ApiError;
 
 #[derive(Clone)]
@@ -26,6 +27,7 @@ pub struct AppState(Arc<AppInner>);
 pub struct AppInner {
     pub registry: Arc<Registry>,
     pub db: Database,
+    pub cache: Cache,
     pub admin_token: Option<Secret>,
     pub max_request_body: usize,
     pub max_response_body: usize,
@@ -39,10 +41,11 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: &Config, registry: Arc<Registry>, db: Database) -> Self {
+    pub fn new(config: &Config, registry: Arc<Registry>, db: Database, cache: Cache) -> Self {
         AppState(Arc::new(AppInner {
             registry,
             db,
+            cache,
             admin_token: config.admin.token.clone(),
             max_request_body: usize::try_from(config.http.max_request_body.0).unwrap_or(usize::MAX),
             max_response_body: usize::try_from(config.http.max_response_body.0)

@@ -7,7 +7,11 @@ wasmtime::component::bindgen!({
     // Guest exports run on fibers so a busy guest can yield to tokio at each
     // epoch tick. Imports that reach the database are async; the rest are
     // quick and synchronous.
-    imports: { "kiln:plugin/kv": async | trappable, default: trappable },
+    imports: {
+        "kiln:plugin/kv": async | trappable,
+        "kiln:plugin/cache": async | trappable,
+        default: trappable,
+    },
     exports: { default: async },
 });
 

@@ -134,6 +134,7 @@ impl Runtime {
             config: source.settings.config.clone(),
             secrets,
             kv: None,
+            cache: None,
         };
 
         let limits = source.limits;

@@ -13,15 +13,7 @@ pub const MAX_KEY_BYTES: usize = 512;
 pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
 pub const MAX_LIST: u32 = 1000;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum KvError {
-    /// The plugin asked for something the store refuses: shown to it as is.
-    #[error("{0}")]
-    Invalid(String),
-    /// The database failed or did not answer.
-    #[error("key-value store unavailable: {0}")]
-    Unavailable(String),
-}
+use super::DataError as KvError;
 
 fn unavailable(e: sqlx::Error) -> KvError {
     KvError::Unavailable(e.to_string())

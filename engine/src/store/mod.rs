@@ -13,7 +13,19 @@ use sqlx::{PgPool, SqlitePool};
 
 use crate::config::DatabaseConfig;
 
+pub mod cache;
 pub mod kv;
+
+/// How a data operation a plugin asked for failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DataError {
+    /// The plugin asked for something the store refuses: shown to it as is.
+    #[error("{0}")]
+    Invalid(String),
+    /// The backing service failed or did not answer.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
