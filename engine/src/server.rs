@@ -14,6 +14,7 @@ use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::store::cache::Cache;
 use crate::store::kv::Kv;
+use crate::store::sql::SqlService;
 use crate::store::{Database, redact};
 use crate::watcher::{Reloader, watch};
 
@@ -43,6 +44,7 @@ pub async fn serve(
     let services = HostServices {
         kv: Some(kv),
         cache: Some(cache.clone()),
+        sql: Some(SqlService::new(db.clone(), &config.data_dir)),
     };
     let runtime = Arc::new(Runtime::new(&config, services)?);
     let registry = Arc::new(Registry::new());

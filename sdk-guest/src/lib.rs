@@ -34,6 +34,7 @@ pub mod cache;
 pub mod config;
 pub mod kv;
 pub mod log;
+pub mod sql;
 
 pub use error::{Error, ErrorCode, Result};
 pub use request::Request;

@@ -8,4 +8,5 @@ mod kv;
 mod limits;
 mod reload;
 mod routes;
+mod sql;
 mod store;

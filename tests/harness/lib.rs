@@ -58,7 +58,9 @@ pub const FIXTURES: &[&str] = &[
     "fixture-reload-v2",
     "fixture-configurable",
     "fixture-kv",
+    "fixture-sql",
     "hello-rust",
+    "notes-rust",
 ];
 
 /// The component built from `tests/fixtures/<name>` (or `examples/hello-rust`).
@@ -398,7 +400,25 @@ impl Drop for TestPostgres {
                 )))
                 .execute(&mut conn)
                 .await
-                .ok()
+                .ok()?;
+                // Plugin roles are cluster-wide; the engine names them after
+                // this database, so they can go with it.
+                let prefix = kiln::store::sql::pg_role_prefix(&name);
+                let roles: Vec<String> = sqlx::query_scalar(
+                    "SELECT rolname::text FROM pg_roles WHERE starts_with(rolname::text, $1)",
+                )
+                .bind(&prefix)
+                .fetch_all(&mut conn)
+                .await
+                .ok()?;
+                for role in roles {
+                    // `role` comes from pg_roles and matched our own prefix.
+                    let drop = format!("DROP ROLE IF EXISTS \"{role}\"");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+                        .execute(&mut conn)
+                        .await;
+                }
+                Some(())
             })
         })
         .join();

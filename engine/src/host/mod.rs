@@ -14,6 +14,7 @@ pub mod cache;
 pub mod config;
 pub mod kv;
 pub mod log;
+pub mod sql;
 
 /// What every host interface needs to know about the calling plugin. Built
 /// once per load; shared by every call.
@@ -28,6 +29,8 @@ pub struct PluginContext {
     pub kv: Option<kv::KvScope>,
     /// The plugin's cache namespace; none while it is being described.
     pub cache: Option<cache::CacheScope>,
+    /// The plugin's own SQL database or schema; none while it is being described.
+    pub sql: Option<sql::SqlScope>,
 }
 
 /// The shared services host interfaces draw on, built once at start.
@@ -35,6 +38,7 @@ pub struct PluginContext {
 pub struct HostServices {
     pub kv: Option<crate::store::kv::Kv>,
     pub cache: Option<crate::store::cache::Cache>,
+    pub sql: Option<std::sync::Arc<crate::store::sql::SqlService>>,
 }
 
 impl HostServices {
@@ -48,6 +52,10 @@ impl HostServices {
             cache,
             namespace: std::sync::Arc::from(name),
         });
+        context.sql = self.sql.clone().map(|service| sql::SqlScope {
+            service,
+            plugin: name.to_string(),
+        });
     }
 }
 
@@ -58,6 +66,7 @@ pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     wit::config::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?;
     wit::kv::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?;
     wit::cache::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?;
+    wit::sql::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?;
     Ok(())
 }
 
@@ -69,6 +78,7 @@ impl std::fmt::Debug for PluginContext {
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("kv", &self.kv.as_ref().map(|k| &k.namespace))
             .field("cache", &self.cache.as_ref().map(|c| &c.namespace))
+            .field("sql", &self.sql.as_ref().map(|s| &s.plugin))
             .finish()
     }
 }

@@ -10,6 +10,7 @@ wasmtime::component::bindgen!({
     imports: {
         "kiln:plugin/kv": async | trappable,
         "kiln:plugin/cache": async | trappable,
+        "kiln:plugin/sql": async | trappable,
         default: trappable,
     },
     exports: { default: async },

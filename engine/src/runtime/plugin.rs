@@ -135,6 +135,7 @@ impl Runtime {
             secrets,
             kv: None,
             cache: None,
+            sql: None,
         };
 
         let limits = source.limits;

@@ -15,6 +15,7 @@ use crate::config::DatabaseConfig;
 
 pub mod cache;
 pub mod kv;
+pub mod sql;
 
 /// How a data operation a plugin asked for failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -1,0 +1,94 @@
+//! `kiln:plugin/sql`: statements on the calling plugin's own database
+//! (SQLite) or schema and role (PostgreSQL), fixed at load.
+
+use std::sync::Arc;
+
+use super::Answer;
+use crate::runtime::bindings::kiln::plugin::sql::{Host, QueryResult, Statement, Value};
+use crate::runtime::bindings::types::{Error, ErrorCode};
+use crate::runtime::state::CallState;
+use crate::store::sql::{self as store, SqlService};
+
+#[derive(Clone)]
+pub struct SqlScope {
+    pub service: Arc<SqlService>,
+    pub plugin: String,
+}
+
+impl CallState {
+    fn sql_scope(&self) -> Result<SqlScope, Error> {
+        self.plugin.sql.clone().ok_or_else(|| Error {
+            code: ErrorCode::Unavailable,
+            message: "SQL is not available here (not during describe())".into(),
+        })
+    }
+}
+
+fn to_store(values: Vec<Value>) -> Vec<store::Value> {
+    values
+        .into_iter()
+        .map(|v| match v {
+            Value::Null => store::Value::Null,
+            Value::Integer(i) => store::Value::Integer(i),
+            Value::Real(f) => store::Value::Real(f),
+            Value::Text(s) => store::Value::Text(s),
+            Value::Blob(b) => store::Value::Blob(b),
+            Value::Boolean(b) => store::Value::Boolean(b),
+        })
+        .collect()
+}
+
+fn from_store(v: store::Value) -> Value {
+    match v {
+        store::Value::Null => Value::Null,
+        store::Value::Integer(i) => Value::Integer(i),
+        store::Value::Real(f) => Value::Real(f),
+        store::Value::Text(s) => Value::Text(s),
+        store::Value::Blob(b) => Value::Blob(b),
+        store::Value::Boolean(b) => Value::Boolean(b),
+    }
+}
+
+impl Host for CallState {
+    async fn execute(&mut self, sql: String, params: Vec<Value>) -> Answer<u64> {
+        let s = match self.sql_scope() {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        let r = s.service.execute(&s.plugin, &sql, &to_store(params)).await;
+        self.data_answer("SQL database", r)
+    }
+
+    async fn query(&mut self, sql: String, params: Vec<Value>) -> Answer<QueryResult> {
+        let s = match self.sql_scope() {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        let r = s
+            .service
+            .query(&s.plugin, &sql, &to_store(params))
+            .await
+            .map(|r| QueryResult {
+                columns: r.columns,
+                rows: r
+                    .rows
+                    .into_iter()
+                    .map(|row| row.into_iter().map(from_store).collect())
+                    .collect(),
+            });
+        self.data_answer("SQL database", r)
+    }
+
+    async fn transaction(&mut self, statements: Vec<Statement>) -> Answer<Vec<u64>> {
+        let s = match self.sql_scope() {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        let statements: Vec<(String, Vec<store::Value>)> = statements
+            .into_iter()
+            .map(|st| (st.sql, to_store(st.params)))
+            .collect();
+        let r = s.service.transaction(&s.plugin, &statements).await;
+        self.data_answer("SQL database", r)
+    }
+}
