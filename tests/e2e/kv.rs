@@ -166,13 +166,20 @@ async fn a_plugin_cannot_read_another_plugins_keys() {
 }
 
 #[tokio::test]
-async fn two_engines_on_one_postgres_share_a_plugins_data() {
+async fn two_engines_on_one_postgres_and_one_redis_share_state() {
     let Some(pg) = TestPostgres::create().await else {
+        return;
+    };
+    let Some(redis) = kiln_e2e::TestRedis::start() else {
         return;
     };
     let engine = || {
         Engine::builder()
-            .config(&format!("[database]\nurl = {:?}", pg.url))
+            .config(&format!(
+                "[database]\nurl = {:?}\n[redis]\nurl = {:?}",
+                pg.url,
+                redis.url()
+            ))
             .plugin("kv", "fixture-kv", None)
             .start()
     };
@@ -204,4 +211,21 @@ async fn two_engines_on_one_postgres_share_a_plugins_data() {
         .await
         .unwrap();
     assert_eq!(total, json!({"value": 40}));
+
+    // A cache entry set through A is read through B; invalidated on A, gone on B.
+    let r = a
+        .client
+        .put(a.url("/kv/cache/price?ttl_ms=60000"))
+        .body("42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(b.get("/kv/cache/price").await.text().await.unwrap(), "42");
+    a.client
+        .delete(a.url("/kv/cache/price"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(b.get("/kv/cache/price").await.status(), 404);
 }

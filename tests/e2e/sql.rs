@@ -2,6 +2,12 @@ use kiln_e2e::{Engine, TestPostgres, Value, json};
 
 /// The notes example end to end: create, read, list, update, delete, stats.
 async fn notes_round_trip(e: &Engine) {
+    // A fresh plugin: no table yet, reads still answer.
+    assert_eq!(
+        e.get("/notes").await.json::<Value>().await.unwrap(),
+        json!([])
+    );
+    assert_eq!(e.get("/notes/1").await.status(), 404);
     let r = e
         .client
         .post(e.url("/notes"))
@@ -67,6 +73,14 @@ async fn notes_round_trip(e: &Engine) {
 
     let stats: Value = e.get("/notes-stats").await.json().await.unwrap();
     assert_eq!(stats, json!({"created": 2, "stored": 1}));
+
+    let r = e.client.post(e.url("/notes/2/views")).send().await.unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"id": 2, "views": 1})
+    );
+    let v: Value = e.get("/notes/2/views").await.json().await.unwrap();
+    assert_eq!(v, json!({"id": 2, "views": 1}));
 
     // Input the example refuses, with reasons.
     let r = e

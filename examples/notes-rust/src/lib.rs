@@ -8,6 +8,8 @@
 //! PUT    /notes/{id}       replace {"title", "body"}
 //! DELETE /notes/{id}       → 204
 //! GET    /notes-stats      {"created": n, "stored": n}
+//! GET    /notes/{id}/views  the note's view counter (kv get)
+//! POST   /notes/{id}/views  count a view (kv increment)
 
 use kiln_sdk::sql::{self, Value};
 use kiln_sdk::{Error, Plugin, Request, Response, Result, Router, kv};
@@ -25,6 +27,8 @@ impl Plugin for Notes {
             .put("/notes/{id}", update)
             .delete("/notes/{id}", remove)
             .get("/notes-stats", stats)
+            .get("/notes/{id}/views", views)
+            .post("/notes/{id}/views", count_view)
     }
 }
 
@@ -36,8 +40,21 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS notes (
     updated_at BIGINT NOT NULL
 )";
 
-fn ensure_schema() -> Result<()> {
-    sql::execute(SCHEMA, &[]).map(drop)
+/// Runs a query; if it fails (the table may not exist yet: a fresh
+/// plugin), creates the table and tries once more. Reads cost one statement.
+fn query(statement: &str, params: &[Value]) -> Result<sql::QueryResult> {
+    sql::query(statement, params).or_else(|_| {
+        sql::execute(SCHEMA, &[])?;
+        sql::query(statement, params)
+    })
+}
+
+/// `query`'s twin for statements that change rows.
+fn execute(statement: &str, params: &[Value]) -> Result<u64> {
+    sql::execute(statement, params).or_else(|_| {
+        sql::execute(SCHEMA, &[])?;
+        sql::execute(statement, params)
+    })
 }
 
 #[derive(Deserialize)]
@@ -75,7 +92,7 @@ fn id_param(req: &Request) -> Result<i64> {
 const COLUMNS: &str = "id, title, body, created_at, updated_at";
 
 fn find(id: i64) -> Result<serde_json::Value> {
-    let r = sql::query(
+    let r = query(
         &format!("SELECT {COLUMNS} FROM notes WHERE id = $1"),
         &[id.into()],
     )?;
@@ -86,7 +103,6 @@ fn find(id: i64) -> Result<serde_json::Value> {
 }
 
 fn list(req: Request) -> Result<Response> {
-    ensure_schema()?;
     let limit: i64 = req
         .query_param("limit")
         .and_then(|l| l.parse().ok())
@@ -94,7 +110,7 @@ fn list(req: Request) -> Result<Response> {
     if !(1..=100).contains(&limit) {
         return Err(Error::bad_request("limit must be 1-100"));
     }
-    let r = sql::query(
+    let r = query(
         &format!("SELECT {COLUMNS} FROM notes ORDER BY id DESC LIMIT $1"),
         &[limit.into()],
     )?;
@@ -103,10 +119,9 @@ fn list(req: Request) -> Result<Response> {
 
 fn create(req: Request) -> Result<Response> {
     let input = NoteInput::parse(&req)?;
-    ensure_schema()?;
     let id = kv::increment("next-note-id", 1)?;
     let now = now_ms();
-    sql::execute(
+    execute(
         "INSERT INTO notes (id, title, body, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
         &[id.into(), input.title.into(), input.body.into(), now.into()],
     )?;
@@ -117,15 +132,13 @@ fn create(req: Request) -> Result<Response> {
 
 fn get(req: Request) -> Result<Response> {
     let id = id_param(&req)?;
-    ensure_schema()?;
     Response::json(&find(id)?)
 }
 
 fn update(req: Request) -> Result<Response> {
     let id = id_param(&req)?;
     let input = NoteInput::parse(&req)?;
-    ensure_schema()?;
-    let changed = sql::execute(
+    let changed = execute(
         "UPDATE notes SET title = $1, body = $2, updated_at = $3 WHERE id = $4",
         &[
             input.title.into(),
@@ -142,16 +155,14 @@ fn update(req: Request) -> Result<Response> {
 
 fn remove(req: Request) -> Result<Response> {
     let id = id_param(&req)?;
-    ensure_schema()?;
-    match sql::execute("DELETE FROM notes WHERE id = $1", &[id.into()])? {
+    match execute("DELETE FROM notes WHERE id = $1", &[id.into()])? {
         0 => Err(Error::not_found(format!("no note {id}"))),
         _ => Ok(Response::new(204)),
     }
 }
 
 fn stats(_: Request) -> Result<Response> {
-    ensure_schema()?;
-    let stored = sql::query("SELECT count(*) FROM notes", &[])?;
+    let stored = query("SELECT count(*) FROM notes", &[])?;
     let stored = stored
         .rows
         .first()
@@ -163,6 +174,20 @@ fn stats(_: Request) -> Result<Response> {
         .and_then(|s| s.parse::<i64>().ok())
         .unwrap_or(0);
     Response::json(&json!({ "created": created, "stored": stored }))
+}
+
+fn views(req: Request) -> Result<Response> {
+    let id = id_param(&req)?;
+    let views = kv::get(&format!("views:{id}"))?
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|s| s.parse::<i64>().ok())
+        .unwrap_or(0);
+    Response::json(&json!({ "id": id, "views": views }))
+}
+
+fn count_view(req: Request) -> Result<Response> {
+    let id = id_param(&req)?;
+    Response::json(&json!({ "id": id, "views": kv::increment(&format!("views:{id}"), 1)? }))
 }
 
 kiln_sdk::export_plugin!(Notes);
