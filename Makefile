@@ -52,6 +52,7 @@ bench: setup examples
 	$(CARGO) build --release -p kiln
 	$(CARGO) bench -p kiln --bench instantiate
 	bench/http.sh
+	bench/storage.sh
 
 clean:
 	$(CARGO) clean

@@ -1,0 +1,2 @@
+-- wrk script: POST with an empty body (for counters).
+wrk.method = "POST"
