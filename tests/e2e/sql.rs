@@ -110,6 +110,25 @@ fn message(v: &Value) -> &str {
     v["error"]["message"].as_str().unwrap_or_default()
 }
 
+/// The notes example with a secret note, beside a plugin that runs any SQL.
+async fn notes_and_intruder(config: &str) -> Engine {
+    let e = Engine::builder()
+        .config(config)
+        .plugin("notes", "notes-rust", None)
+        .plugin("intruder", "fixture-sql", None)
+        .start()
+        .await;
+    let r = e
+        .client
+        .post(e.url("/notes"))
+        .json(&json!({"title": "secret", "body": "s"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    e
+}
+
 #[tokio::test]
 async fn the_notes_example_works_on_sqlite() {
     let e = Engine::builder()
@@ -135,19 +154,7 @@ async fn the_notes_example_works_on_postgres() {
 
 #[tokio::test]
 async fn on_sqlite_a_plugin_cannot_reach_other_data() {
-    let e = Engine::builder()
-        .plugin("notes", "notes-rust", None)
-        .plugin("intruder", "fixture-sql", None)
-        .start()
-        .await;
-    let r = e
-        .client
-        .post(e.url("/notes"))
-        .json(&json!({"title": "secret", "body": "s"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    let e = notes_and_intruder("").await;
 
     let (status, v) = run_sql(&e, "query", "SELECT * FROM notes").await;
     assert_eq!(status, 400);
@@ -195,20 +202,7 @@ async fn on_postgres_a_plugin_cannot_reach_other_data() {
     let Some(pg) = TestPostgres::create().await else {
         return;
     };
-    let e = Engine::builder()
-        .config(&format!("[database]\nurl = {:?}", pg.url))
-        .plugin("notes", "notes-rust", None)
-        .plugin("intruder", "fixture-sql", None)
-        .start()
-        .await;
-    let r = e
-        .client
-        .post(e.url("/notes"))
-        .json(&json!({"title": "secret", "body": "s"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    let e = notes_and_intruder(&format!("[database]\nurl = {:?}", pg.url)).await;
 
     let (_, v) = run_sql(
         &e,

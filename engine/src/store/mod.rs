@@ -7,8 +7,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::pool::PoolOptions;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
 use crate::config::DatabaseConfig;
@@ -73,11 +74,6 @@ impl Database {
             url: shown.clone(),
             source,
         };
-        let acquire = Duration::from_millis(config.acquire_timeout_ms);
-        let idle =
-            (config.idle_timeout_ms > 0).then(|| Duration::from_millis(config.idle_timeout_ms));
-        let lifetime =
-            (config.max_lifetime_ms > 0).then(|| Duration::from_millis(config.max_lifetime_ms));
         if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(&url)
                 .map_err(|e| bad(e.to_string()))?
@@ -92,26 +88,14 @@ impl Database {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| bad(format!("cannot create {}: {e}", parent.display())))?;
             }
-            let pool = SqlitePoolOptions::new()
-                .max_connections(config.max_connections)
-                .min_connections(config.min_connections)
-                .acquire_timeout(acquire)
-                .idle_timeout(idle)
-                .max_lifetime(lifetime)
-                .test_before_acquire(config.test_before_acquire)
+            let pool = pool_options::<sqlx::Sqlite>(config)
                 .connect_with(options)
                 .await
                 .map_err(connect)?;
             Ok(Database::Sqlite(pool))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(&url).map_err(|e| bad(e.to_string()))?;
-            let pool = PgPoolOptions::new()
-                .max_connections(config.max_connections)
-                .min_connections(config.min_connections)
-                .acquire_timeout(acquire)
-                .idle_timeout(idle)
-                .max_lifetime(lifetime)
-                .test_before_acquire(config.test_before_acquire)
+            let pool = pool_options::<sqlx::Postgres>(config)
                 .connect_with(options)
                 .await
                 .map_err(connect)?;
@@ -180,6 +164,18 @@ impl Database {
             Database::Postgres(pool) => pool.close().await,
         }
     }
+}
+
+/// The pool settings of `[database]`, for either kind of database.
+fn pool_options<DB: sqlx::Database>(config: &DatabaseConfig) -> PoolOptions<DB> {
+    let millis = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms));
+    PoolOptions::new()
+        .max_connections(config.max_connections)
+        .min_connections(config.min_connections)
+        .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
+        .idle_timeout(millis(config.idle_timeout_ms))
+        .max_lifetime(millis(config.max_lifetime_ms))
+        .test_before_acquire(config.test_before_acquire)
 }
 
 /// `0001_kv.sql` for version 1, as the file is named in `migrations/`.
