@@ -169,6 +169,8 @@ async fn request_bodies_over_the_limit_are_413() {
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
+    // The unread rest of the body makes the connection unusable: say so.
+    assert_eq!(r.headers()["connection"], "close");
     assert_eq!(
         r.json::<Value>().await.unwrap()["error"]["code"],
         "payload_too_large"

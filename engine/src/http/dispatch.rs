@@ -36,30 +36,31 @@ async fn dispatch(
     let snapshot = app.registry.snapshot();
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
-    let (target, params) = match snapshot.routes.lookup(&parts.method, path) {
-        Ok(Lookup::Found { target, params }) => (target.clone(), params),
-        Ok(Lookup::MethodNotAllowed { allow }) => {
-            return Err(ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                format!(
-                    "{} is not allowed on {path}; allowed: {allow}",
-                    parts.method
-                ),
-            )
-            .with_header(
-                header::ALLOW,
-                HeaderValue::from_str(&allow).unwrap_or(HeaderValue::from_static("")),
-            ));
-        }
-        Ok(Lookup::NotFound) => return Err(ApiError::not_found(path)),
-        Err(e) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                e.to_string(),
-            ));
-        }
+    let routed = match snapshot.routes.lookup(&parts.method, path) {
+        Ok(Lookup::Found { target, params }) => Ok((target.clone(), params)),
+        Ok(Lookup::MethodNotAllowed { allow }) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!(
+                "{} is not allowed on {path}; allowed: {allow}",
+                parts.method
+            ),
+        )
+        .with_header(
+            header::ALLOW,
+            HeaderValue::from_str(&allow).unwrap_or(HeaderValue::from_static("")),
+        )),
+        Ok(Lookup::NotFound) => Err(ApiError::not_found(path)),
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            e.to_string(),
+        )),
+    };
+    let (target, params) = match routed {
+        Ok(found) => found,
+        Err(e) if has_body(&parts.headers) => return Err(closing(e)),
+        Err(e) => return Err(e),
     };
 
     let limit = app.max_request_body;
@@ -119,11 +120,28 @@ async fn dispatch(
 }
 
 fn too_large(limit: usize) -> ApiError {
-    ApiError::new(
+    closing(ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",
         format!("request body is larger than the limit of {limit} bytes"),
-    )
+    ))
+}
+
+/// Whether the client is sending a body with this request.
+fn has_body(headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v != "0")
+}
+
+/// An answer sent before the request body was read: the rest of the body
+/// is still on the wire, so the connection cannot carry another request.
+/// Saying so lets the client open a new one instead of reusing this one
+/// and failing.
+fn closing(e: ApiError) -> ApiError {
+    e.with_header(header::CONNECTION, HeaderValue::from_static("close"))
 }
 
 /// Hop-by-hop and framing headers are the server's business, not a plugin's.
