@@ -22,7 +22,7 @@ async fn a_spinning_plugin_is_stopped_at_its_timeout_while_others_keep_serving()
         .plugin(
             "limits",
             "fixture-limits",
-            Some("[limits]\ntimeout_ms = 1500"),
+            Some("[limits]\ntimeout_ms = 3000"),
         )
         .plugin("hello", "hello-rust", None)
         .start()
@@ -53,13 +53,13 @@ async fn a_spinning_plugin_is_stopped_at_its_timeout_while_others_keep_serving()
             "{message}"
         );
         assert!(
-            message.contains("fixture-limits") && message.contains("1500 ms"),
+            message.contains("fixture-limits") && message.contains("3000 ms"),
             "{message}"
         );
     }
     let elapsed = started.elapsed();
     assert!(
-        elapsed >= Duration::from_millis(1500),
+        elapsed >= Duration::from_millis(3000),
         "stopped early: {elapsed:?}"
     );
     // Generous: the point is that it stops, not how fast the machine is.
@@ -183,10 +183,10 @@ async fn waiting_longer_than_the_queue_timeout_is_503() {
         .await;
     let slow = {
         let client = e.client.clone();
-        let url = e.url("/limits/sleep/1500");
+        let url = e.url("/limits/sleep/3000");
         tokio::spawn(async move { client.get(url).send().await.unwrap() })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
     let r = e.get("/limits/ok").await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "1");
