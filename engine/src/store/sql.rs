@@ -187,18 +187,12 @@ impl SqlService {
         check_statement(sql, params)?;
         match self.pool(plugin).await? {
             PluginPool::Sqlite(pool) => {
-                let rows = bind_sqlite(sqlx::query(sqlx::AssertSqlSafe(sql)), params)
-                    .fetch_all(&pool)
-                    .await
-                    .map_err(classify)?;
-                collect(&rows, sqlite_value)
+                let rows = bind_sqlite(sqlx::query(sqlx::AssertSqlSafe(sql)), params).fetch(&pool);
+                collect(rows, sqlite_value).await
             }
             PluginPool::Postgres(pool) => {
-                let rows = bind_pg(sqlx::query(sqlx::AssertSqlSafe(sql)), params)
-                    .fetch_all(&pool)
-                    .await
-                    .map_err(classify)?;
-                collect(&rows, pg_value)
+                let rows = bind_pg(sqlx::query(sqlx::AssertSqlSafe(sql)), params).fetch(&pool);
+                collect(rows, pg_value).await
             }
         }
     }
@@ -254,26 +248,29 @@ fn numbered(i: usize, e: DataError) -> DataError {
     }
 }
 
-fn collect<R: Row>(
-    rows: &[R],
+/// Reads rows as the database sends them and stops at the first one past
+/// the row or byte limit, so a plugin's query never holds more than the
+/// limits in host memory.
+async fn collect<R: Row>(
+    mut rows: futures_util::stream::BoxStream<'_, Result<R, sqlx::Error>>,
     value: impl Fn(&R, usize) -> Result<Value, DataError>,
 ) -> Result<QueryResult, DataError> {
-    if rows.len() > MAX_ROWS {
-        return Err(invalid(format!(
-            "the query returned {} rows; at most {MAX_ROWS} — add LIMIT",
-            rows.len()
-        )));
-    }
-    let columns: Vec<String> = rows
-        .first()
-        .map(|r| r.columns().iter().map(|c| c.name().to_string()).collect())
-        .unwrap_or_default();
+    use futures_util::TryStreamExt;
+    let mut columns: Vec<String> = Vec::new();
+    let mut out: Vec<Vec<Value>> = Vec::new();
     let mut bytes = 0usize;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
+    while let Some(row) = rows.try_next().await.map_err(classify)? {
+        if out.len() == MAX_ROWS {
+            return Err(invalid(format!(
+                "the query returned more than {MAX_ROWS} rows — add LIMIT"
+            )));
+        }
+        if out.is_empty() {
+            columns = row.columns().iter().map(|c| c.name().to_string()).collect();
+        }
         let mut values = Vec::with_capacity(columns.len());
         for i in 0..row.columns().len() {
-            let v = value(row, i)?;
+            let v = value(&row, i)?;
             bytes += v.size();
             values.push(v);
         }
