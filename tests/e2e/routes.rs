@@ -254,3 +254,45 @@ async fn plugin_log_lines_carry_plugin_and_request_id() {
     .await;
     assert!(found.is_some(), "log:\n{}", e.log_text());
 }
+
+#[tokio::test]
+async fn secrets_come_from_the_named_environment_variable_and_never_from_config() {
+    let value = "s3cret-value-for-the-test";
+    let e = Engine::builder()
+        .env("KILN_TEST_API_KEY", value)
+        .plugin(
+            "basic",
+            "fixture-basic",
+            Some("[config]\ncolour = \"blue\"\n[secrets]\napi_key = \"KILN_TEST_API_KEY\""),
+        )
+        .plugin(
+            "needs-secret",
+            "fixture-configurable",
+            Some("[secrets]\ntoken = \"KILN_TEST_UNSET_VARIABLE\""),
+        )
+        .start()
+        .await;
+    let r = e.get("/basic/secret/api_key").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), value);
+    // A secret is not a setting, and an unknown secret is absent.
+    assert_eq!(e.get("/basic/config/api_key").await.status(), 404);
+    assert_eq!(e.get("/basic/secret/colour").await.status(), 404);
+
+    // A secret whose variable is missing refuses the plugin, naming both.
+    let status = kiln_e2e::wait_for(std::time::Duration::from_secs(10), || async {
+        e.admin_plugin("needs-secret")
+            .await
+            .filter(|p| p["last_error"].is_string())
+    })
+    .await
+    .expect("the missing secret was not reported");
+    let err = status["last_error"].as_str().unwrap();
+    assert!(
+        err.contains("'token'") && err.contains("KILN_TEST_UNSET_VARIABLE"),
+        "{err}"
+    );
+    // Secrets appear neither in the admin listing nor in the log.
+    assert!(!e.admin_plugins().await.to_string().contains(value));
+    assert!(!e.log_text().contains(value));
+}

@@ -90,6 +90,7 @@ pub struct EngineBuilder {
     runtime: String,
     admin_token: bool,
     own_cache: bool,
+    env: Vec<(String, String)>,
     plugins: Vec<(String, PathBuf, Option<String>)>,
 }
 
@@ -98,6 +99,12 @@ impl EngineBuilder {
     pub fn runtime(mut self, toml: &str) -> Self {
         self.runtime.push_str(toml);
         self.runtime.push('\n');
+        self
+    }
+
+    /// An environment variable for the engine process.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.into(), value.into()));
         self
     }
 
@@ -158,12 +165,13 @@ impl EngineBuilder {
         );
         std::fs::write(&config_path, config).expect("write config");
 
-        let (child, base, logs) = spawn(&config_path, &plugins);
+        let (child, base, logs) = spawn(&config_path, &plugins, &self.env);
         Engine {
             child,
             base,
             dir,
             logs,
+            env: self.env,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -173,7 +181,11 @@ impl EngineBuilder {
 }
 
 /// Starts `kiln serve` and waits until it listens; its log is collected.
-fn spawn(config_path: &Path, plugins: &Path) -> (Child, String, Arc<Mutex<Vec<String>>>) {
+fn spawn(
+    config_path: &Path,
+    plugins: &Path,
+    env: &[(String, String)],
+) -> (Child, String, Arc<Mutex<Vec<String>>>) {
     let mut child = Command::new(kiln_bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(config_path)
@@ -181,6 +193,7 @@ fn spawn(config_path: &Path, plugins: &Path) -> (Child, String, Arc<Mutex<Vec<St
         .arg(plugins)
         .env("KILN_LOG", "info,kiln=debug")
         .env_remove("KILN_ADMIN_TOKEN")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -221,6 +234,7 @@ pub struct Engine {
     pub base: String,
     pub dir: tempfile::TempDir,
     logs: Arc<Mutex<Vec<String>>>,
+    env: Vec<(String, String)>,
     pub client: reqwest::Client,
 }
 
@@ -231,6 +245,7 @@ impl Engine {
             runtime: String::new(),
             admin_token: true,
             own_cache: false,
+            env: Vec::new(),
             plugins: Vec::new(),
         }
     }
@@ -239,7 +254,11 @@ impl Engine {
     pub fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, base, logs) = spawn(&self.dir.path().join("kiln.toml"), &self.plugins_dir());
+        let (child, base, logs) = spawn(
+            &self.dir.path().join("kiln.toml"),
+            &self.plugins_dir(),
+            &self.env,
+        );
         self.child = child;
         self.base = base;
         self.logs = logs;
