@@ -157,11 +157,13 @@ impl Reloader {
                     {
                         tracing::error!(plugin = %stem, "the previous version no longer fits either; unmounted");
                     }
-                    let status = next
-                        .plugins
-                        .get(&stem)
-                        .map(|p| PluginStatus::serving(p))
-                        .unwrap_or_else(|| PluginStatus::never_loaded(file_name(&plugin.path)));
+                    // The status of the version that goes on serving (its
+                    // hash, routes, load time), or a fresh one if none does.
+                    let status = match (next.plugins.get(&stem), statuses.remove(&stem)) {
+                        (Some(_), Some(serving)) => serving,
+                        (Some(previous), None) => PluginStatus::serving(previous),
+                        (None, _) => PluginStatus::never_loaded(file_name(&plugin.path)),
+                    };
                     statuses.insert(stem, status.failed(reason, Some(plugin.hash.clone())));
                 }
             }

@@ -158,3 +158,33 @@ async fn bad_manifests_and_trapping_describe_are_refused_with_reasons() {
     assert_eq!(e.get("/a").await.text().await.unwrap(), "same:GET /a");
     assert_eq!(e.get("/b").await.status(), 404);
 }
+
+#[tokio::test]
+async fn a_new_version_refused_for_a_conflict_leaves_the_serving_one_and_its_status() {
+    let e = Engine::builder()
+        .plugin("hello", "hello-rust", None)
+        .plugin(
+            "conf",
+            CONF,
+            Some("[config]\nname = \"conf\"\nroutes = \"GET /mine\""),
+        )
+        .start()
+        .await;
+    let before = e.admin_plugin("conf").await.unwrap();
+    assert_eq!(before["state"], "active");
+    // Load times are in seconds: let one pass so a reset would show.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    std::fs::write(
+        e.plugins_dir().join("conf.toml"),
+        "[config]\nname = \"conf\"\nroutes = \"GET /mine,GET /hello/{x}\"",
+    )
+    .unwrap();
+    let err = error_of(&e, "conf").await;
+    assert!(err.contains("'hello-rust'"), "{err}");
+    let after = e.admin_plugin("conf").await.unwrap();
+    assert_eq!(after["state"], "serving_previous");
+    assert_eq!(after["loaded_at"], before["loaded_at"]);
+    assert_eq!(after["routes"], before["routes"]);
+    assert_eq!(e.get("/mine").await.text().await.unwrap(), "conf:GET /mine");
+    assert_eq!(e.get("/hello/x").await.status(), 200);
+}

@@ -85,6 +85,9 @@ async fn a_corrupt_file_keeps_the_old_version_and_is_reported() {
         .plugin("app", "fixture-reload-v1", None)
         .start()
         .await;
+    let loaded_at = e.admin_plugin("app").await.unwrap()["loaded_at"].clone();
+    // Load times are in seconds: let one pass so a reset would show.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     e.install_bytes("app", b"\0asm\x0d\0\x01\0 this is not a component");
     let status = wait_for(Duration::from_secs(10), || async {
         let p = e.admin_plugin("app").await?;
@@ -93,6 +96,10 @@ async fn a_corrupt_file_keeps_the_old_version_and_is_reported() {
     .await
     .expect("the admin API never showed the error");
     assert_eq!(status["state"], "serving_previous");
+    assert_eq!(
+        status["loaded_at"], loaded_at,
+        "the serving version's load time"
+    );
     assert_eq!(status["name"], "fixture-reload-v1");
     assert!(status["attempted_hash"].is_string());
     assert!(

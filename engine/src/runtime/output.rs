@@ -26,6 +26,13 @@ impl GuestOutput {
         buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.buf
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
     /// What the guest wrote, lossily decoded, trimmed.
     pub fn text(&self) -> String {
         let buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());

@@ -272,11 +272,10 @@ impl Plugin {
         match outcome {
             Ok(Ok(value)) => {
                 let state = store.data();
-                for (stream, text) in [
-                    ("stdout", state.stdout.text()),
-                    ("stderr", state.stderr.text()),
-                ] {
-                    if !text.is_empty() {
+                for (stream, output) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
+                    // Most calls print nothing: check before decoding.
+                    if !output.is_empty() {
+                        let text = output.text();
                         tracing::info!(target: "plugin", plugin = %self.manifest_name(), request_id = %state.request_id, stream, "{text}");
                     }
                 }

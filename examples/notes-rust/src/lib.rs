@@ -12,7 +12,7 @@
 //! POST   /notes/{id}/views  count a view (kv increment)
 
 use kiln_sdk::sql::{self, Value};
-use kiln_sdk::{Error, Plugin, Request, Response, Result, Router, kv};
+use kiln_sdk::{Error, ErrorCode, Plugin, Request, Response, Result, Router, kv};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -40,21 +40,25 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS notes (
     updated_at BIGINT NOT NULL
 )";
 
-/// Runs a query; if it fails (the table may not exist yet: a fresh
-/// plugin), creates the table and tries once more. Reads cost one statement.
-fn query(statement: &str, params: &[Value]) -> Result<sql::QueryResult> {
-    sql::query(statement, params).or_else(|_| {
+/// Runs `op`; if the database rejected it (the table may not exist yet in a
+/// fresh plugin), creates the table and tries once more. Outages are passed
+/// on as they are. Reads cost one statement.
+fn with_schema<T>(op: impl Fn() -> Result<T>) -> Result<T> {
+    op().or_else(|e| {
+        if e.code != ErrorCode::BadRequest {
+            return Err(e);
+        }
         sql::execute(SCHEMA, &[])?;
-        sql::query(statement, params)
+        op()
     })
 }
 
-/// `query`'s twin for statements that change rows.
+fn query(statement: &str, params: &[Value]) -> Result<sql::QueryResult> {
+    with_schema(|| sql::query(statement, params))
+}
+
 fn execute(statement: &str, params: &[Value]) -> Result<u64> {
-    sql::execute(statement, params).or_else(|_| {
-        sql::execute(SCHEMA, &[])?;
-        sql::execute(statement, params)
-    })
+    with_schema(|| sql::execute(statement, params))
 }
 
 #[derive(Deserialize)]
