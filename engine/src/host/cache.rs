@@ -25,28 +25,19 @@ impl CallState {
 
 impl Host for CallState {
     async fn get(&mut self, key: String) -> Answer<Option<Vec<u8>>> {
-        let s = match self.cache_scope() {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
+        let s = scope_or_return!(self.cache_scope());
         let r = s.cache.get(&s.namespace, &key).await;
         self.data_answer("cache", r)
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> Answer<()> {
-        let s = match self.cache_scope() {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
+        let s = scope_or_return!(self.cache_scope());
         let r = s.cache.set(&s.namespace, &key, &value, ttl_ms).await;
         self.data_answer("cache", r)
     }
 
     async fn delete(&mut self, key: String) -> Answer<bool> {
-        let s = match self.cache_scope() {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
+        let s = scope_or_return!(self.cache_scope());
         let r = s.cache.delete(&s.namespace, &key).await;
         self.data_answer("cache", r)
     }

@@ -32,28 +32,19 @@ impl CallState {
 
 impl Host for CallState {
     async fn get(&mut self, key: String) -> Answer<Option<Vec<u8>>> {
-        let s = match self.kv_scope() {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
+        let s = scope_or_return!(self.kv_scope());
         let r = s.kv.get(&s.namespace, &key).await;
         self.kv_answer(r)
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Answer<()> {
-        let s = match self.kv_scope() {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
+        let s = scope_or_return!(self.kv_scope());
         let r = s.kv.set(&s.namespace, &key, &value, ttl_ms).await;
         self.kv_answer(r)
     }
 
     async fn delete(&mut self, key: String) -> Answer<bool> {
-        let s = match self.kv_scope() {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
+        let s = scope_or_return!(self.kv_scope());
         let r = s.kv.delete(&s.namespace, &key).await;
         self.kv_answer(r)
     }
@@ -64,10 +55,7 @@ impl Host for CallState {
         after: Option<String>,
         limit: u32,
     ) -> Answer<Vec<String>> {
-        let s = match self.kv_scope() {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
+        let s = scope_or_return!(self.kv_scope());
         let r =
             s.kv.list_keys(&s.namespace, &prefix, after.as_deref(), limit)
                 .await;
@@ -75,10 +63,7 @@ impl Host for CallState {
     }
 
     async fn increment(&mut self, key: String, delta: i64) -> Answer<i64> {
-        let s = match self.kv_scope() {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
+        let s = scope_or_return!(self.kv_scope());
         let r = s.kv.increment(&s.namespace, &key, delta).await;
         self.kv_answer(r)
     }
@@ -90,10 +75,7 @@ impl Host for CallState {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> Answer<bool> {
-        let s = match self.kv_scope() {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
+        let s = scope_or_return!(self.kv_scope());
         let r =
             s.kv.compare_and_swap(&s.namespace, &key, expected.as_deref(), &value, ttl_ms)
                 .await;

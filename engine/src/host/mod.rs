@@ -10,6 +10,17 @@ use wasmtime::component::{HasSelf, Linker};
 use crate::runtime::bindings::kiln::plugin as wit;
 use crate::runtime::state::CallState;
 
+/// The calling plugin's scope for a data import, or the plugin-facing error
+/// (e.g. "not during describe()") returned from the import at once.
+macro_rules! scope_or_return {
+    ($scope:expr) => {
+        match $scope {
+            Ok(scope) => scope,
+            Err(error) => return Ok(Err(error)),
+        }
+    };
+}
+
 pub mod cache;
 pub mod config;
 pub mod kv;

@@ -51,19 +51,13 @@ fn from_store(v: store::Value) -> Value {
 
 impl Host for CallState {
     async fn execute(&mut self, sql: String, params: Vec<Value>) -> Answer<u64> {
-        let s = match self.sql_scope() {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
+        let s = scope_or_return!(self.sql_scope());
         let r = s.service.execute(&s.plugin, &sql, &to_store(params)).await;
         self.data_answer("SQL database", r)
     }
 
     async fn query(&mut self, sql: String, params: Vec<Value>) -> Answer<QueryResult> {
-        let s = match self.sql_scope() {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
+        let s = scope_or_return!(self.sql_scope());
         let r = s
             .service
             .query(&s.plugin, &sql, &to_store(params))
@@ -80,10 +74,7 @@ impl Host for CallState {
     }
 
     async fn transaction(&mut self, statements: Vec<Statement>) -> Answer<Vec<u64>> {
-        let s = match self.sql_scope() {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
+        let s = scope_or_return!(self.sql_scope());
         let statements: Vec<(String, Vec<store::Value>)> = statements
             .into_iter()
             .map(|st| (st.sql, to_store(st.params)))
