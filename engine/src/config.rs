@@ -44,6 +44,8 @@ pub struct Config {
     pub cache: CacheConfig,
     pub redis: RedisConfig,
     pub http: HttpConfig,
+    pub graphql: GraphqlConfig,
+    pub pubsub: PubsubConfig,
     pub runtime: RuntimeConfig,
     /// Limits for every plugin unless its own file or `[plugins.<name>]` says otherwise.
     pub limits: PartialLimits,
@@ -63,6 +65,8 @@ impl Default for Config {
             cache: CacheConfig::default(),
             redis: RedisConfig::default(),
             http: HttpConfig::default(),
+            graphql: GraphqlConfig::default(),
+            pubsub: PubsubConfig::default(),
             runtime: RuntimeConfig::default(),
             limits: PartialLimits::default(),
             plugins: BTreeMap::new(),
@@ -117,6 +121,54 @@ impl DatabaseConfig {
         match &self.url {
             Some(url) => url.expose().to_string(),
             None => format!("sqlite://{}", data_dir.join("kiln.db").display()),
+        }
+    }
+}
+
+/// The GraphQL endpoint (`/graphql`, `/graphql/ws`, `/graphql/stream`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GraphqlConfig {
+    /// Deepest selection set a query may have.
+    pub max_depth: usize,
+    /// Most fields (counting nested ones) a query may select.
+    pub max_complexity: usize,
+    /// Serve GraphiQL to browsers at `GET /graphql`.
+    pub graphiql: bool,
+    /// Answer introspection queries (`__schema`, `__type`).
+    pub introspection: bool,
+    /// A WebSocket client must send `connection_init` within this time.
+    pub connection_init_timeout_ms: u64,
+}
+
+impl Default for GraphqlConfig {
+    fn default() -> Self {
+        GraphqlConfig {
+            max_depth: 32,
+            max_complexity: 1_000,
+            graphiql: true,
+            introspection: true,
+            connection_init_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// The pub/sub broker behind GraphQL subscriptions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PubsubConfig {
+    /// Messages a subscriber may fall behind before it is dropped (with an
+    /// error) so that it never slows the publisher or grows memory.
+    pub subscriber_buffer: usize,
+    /// Largest message a plugin may publish.
+    pub max_message: ByteSize,
+}
+
+impl Default for PubsubConfig {
+    fn default() -> Self {
+        PubsubConfig {
+            subscriber_buffer: 256,
+            max_message: ByteSize(64 << 10),
         }
     }
 }
@@ -536,6 +588,24 @@ impl Config {
             return Err(invalid(
                 "admin.token",
                 "must be at least 16 characters; generate one with `openssl rand -hex 32`",
+            ));
+        }
+        if self.pubsub.subscriber_buffer == 0 || self.pubsub.subscriber_buffer > 65_536 {
+            return Err(invalid(
+                "pubsub.subscriber_buffer",
+                "must be between 1 and 65536",
+            ));
+        }
+        if self.pubsub.max_message.0 == 0 || self.pubsub.max_message.0 > 16 << 20 {
+            return Err(invalid(
+                "pubsub.max_message",
+                "must be between 1 byte and 16MiB",
+            ));
+        }
+        if self.graphql.max_depth == 0 || self.graphql.max_complexity == 0 {
+            return Err(invalid(
+                "graphql.max_depth",
+                "graphql.max_depth and graphql.max_complexity must be at least 1",
             ));
         }
         let db = &self.database;

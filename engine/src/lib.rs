@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod graphql;
 pub mod host;
 pub mod http;
 pub mod manifest;
@@ -12,4 +13,5 @@ pub mod routes;
 pub mod runtime;
 pub mod server;
 pub mod store;
+pub mod streams;
 pub mod watcher;

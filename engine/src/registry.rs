@@ -19,6 +19,9 @@ pub struct Snapshot {
     /// Serving plugins by file stem.
     pub plugins: BTreeMap<String, Arc<Plugin>>,
     pub routes: RouteTable<Arc<Plugin>>,
+    /// The schema merged from every plugin's SDL; none only before the
+    /// first load pass.
+    pub graphql: Option<Arc<crate::graphql::GraphqlSchema>>,
 }
 
 /// Where a plugin file stands.
@@ -47,6 +50,8 @@ pub struct PluginStatus {
     /// SHA-256 of the file on disk when it differs from the serving one.
     pub attempted_hash: Option<String>,
     pub routes: Vec<String>,
+    /// GraphQL fields the plugin declares, as `Type.field`.
+    pub graphql_fields: Vec<String>,
     pub limits: Option<Limits>,
     pub compile_cache: Option<CacheOutcome>,
     /// Unix seconds when the serving version was loaded.
@@ -76,6 +81,7 @@ impl PluginStatus {
                 .iter()
                 .map(|r| format!("{} {}", r.method, r.path.as_str()))
                 .collect(),
+            graphql_fields: graphql_fields(plugin),
             limits: Some(plugin.limits.clone()),
             compile_cache: Some(plugin.cache),
             loaded_at: Some(now()),
@@ -107,6 +113,7 @@ impl PluginStatus {
             hash: None,
             attempted_hash: None,
             routes: Vec::new(),
+            graphql_fields: Vec::new(),
             limits: None,
             compile_cache: None,
             loaded_at: None,
@@ -114,6 +121,25 @@ impl PluginStatus {
             last_error_at: None,
         }
     }
+}
+
+fn graphql_fields(plugin: &Plugin) -> Vec<String> {
+    use crate::graphql::sdl::Kind;
+    let Some(fragment) = &plugin.graphql else {
+        return Vec::new();
+    };
+    fragment
+        .types
+        .iter()
+        .filter(|t| t.extend || crate::graphql::sdl::ROOT_TYPES.contains(&t.name.as_str()))
+        .flat_map(|t| match &t.kind {
+            Kind::Object { fields, .. } => fields
+                .iter()
+                .map(|f| format!("{}.{}", t.name, f.name))
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect()
 }
 
 fn now() -> u64 {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::config::Config;
+use crate::graphql::SchemaInputs;
 use crate::host::HostServices;
 use crate::http::{AppState, router};
 use crate::registry::Registry;
@@ -16,6 +17,8 @@ use crate::store::cache::Cache;
 use crate::store::kv::Kv;
 use crate::store::sql::SqlService;
 use crate::store::{Database, redact};
+use crate::streams::Broker;
+use crate::streams::redis_bridge::RedisBridge;
 use crate::watcher::{Reloader, watch};
 
 pub async fn serve(
@@ -41,14 +44,20 @@ pub async fn serve(
     let kv = Kv::new(db.clone());
     let _sweeper = tokio::spawn(sweep_expired(kv.clone()));
     let cache = open_cache(&config).await?;
+    let broker = open_broker(&config)?;
     let services = HostServices {
         kv: Some(kv),
         cache: Some(cache.clone()),
         sql: Some(SqlService::new(db.clone(), &config.data_dir)),
+        pubsub: Some(broker.clone()),
     };
     let runtime = Arc::new(Runtime::new(&config, services)?);
     let registry = Arc::new(Registry::new());
-    let mut reloader = Reloader::new(runtime, registry.clone(), config.clone());
+    let schema_inputs = SchemaInputs {
+        broker,
+        config: config.graphql.clone(),
+    };
+    let mut reloader = Reloader::new(runtime, registry.clone(), config.clone(), schema_inputs);
     reloader.sync().await;
     let _watch = watch(
         reloader,
@@ -104,6 +113,21 @@ async fn open_cache(config: &Config) -> anyhow::Result<Cache> {
         }
     }
     Ok(cache)
+}
+
+/// The pub/sub broker, bridged through Redis when it is configured so that
+/// subscribers on every engine get what a plugin on any engine publishes.
+fn open_broker(config: &Config) -> anyhow::Result<Broker> {
+    let broker = Broker::new(
+        config.pubsub.subscriber_buffer,
+        usize::try_from(config.pubsub.max_message.0).unwrap_or(usize::MAX),
+    );
+    if let Some(url) = &config.redis.url {
+        let bridge =
+            RedisBridge::start(&broker, &config.redis, url.expose()).map_err(anyhow::Error::msg)?;
+        broker.attach_bridge(bridge);
+    }
+    Ok(broker)
 }
 
 /// Expired key-value entries are invisible at once; this removes them.

@@ -15,6 +15,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, PluginSettings};
+use crate::graphql::{SchemaInputs, assemble};
 use crate::registry::{PluginStatus, Registry, Snapshot};
 use crate::routes::RouteTable;
 use crate::runtime::cache::sha256_hex;
@@ -40,15 +41,22 @@ pub struct Reloader {
     runtime: Arc<Runtime>,
     registry: Arc<Registry>,
     config: Arc<Config>,
+    graphql: SchemaInputs,
     seen: BTreeMap<String, Fingerprint>,
 }
 
 impl Reloader {
-    pub fn new(runtime: Arc<Runtime>, registry: Arc<Registry>, config: Arc<Config>) -> Self {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        registry: Arc<Registry>,
+        config: Arc<Config>,
+        graphql: SchemaInputs,
+    ) -> Self {
         Reloader {
             runtime,
             registry,
             config,
+            graphql,
             seen: BTreeMap::new(),
         }
     }
@@ -114,7 +122,7 @@ impl Reloader {
                 }
             }
         }
-        if removed.is_empty() && loaded.is_empty() && !failed {
+        if removed.is_empty() && loaded.is_empty() && !failed && current.graphql.is_some() {
             return;
         }
 
@@ -124,50 +132,78 @@ impl Reloader {
         let mut next = Snapshot {
             plugins: BTreeMap::new(),
             routes: RouteTable::new(),
+            graphql: None,
         };
         for (stem, plugin) in current.plugins.iter() {
             if removed.contains(stem) || reloaded.contains(&stem.as_str()) {
                 continue;
             }
-            if let Err(e) = admit(&mut next, plugin.clone()) {
-                // Cannot happen: these plugins were admitted together before.
-                tracing::error!(plugin = %stem, error = %e, "dropping a plugin that no longer fits");
+            if let Err(e) = admit(&mut next, plugin.clone(), &self.graphql) {
+                // Only when a plugin it depended on left (a type it extends).
+                tracing::error!(plugin = %stem, error = %e, "unmounting a plugin that no longer fits");
+                statuses.insert(
+                    stem.clone(),
+                    PluginStatus::never_loaded(file_name(&plugin.path))
+                        .failed(e, Some(plugin.hash.clone())),
+                );
             }
         }
-        for plugin in loaded {
-            let plugin = Arc::new(plugin);
-            let stem = plugin.stem.clone();
-            match admit(&mut next, plugin.clone()) {
-                Ok(()) => {
-                    tracing::info!(
-                        plugin = %plugin.manifest.name,
-                        version = %plugin.manifest.version,
-                        file = %plugin.path.display(),
-                        routes = plugin.manifest.routes.len(),
-                        cache = ?plugin.cache,
-                        "plugin loaded"
-                    );
-                    statuses.insert(stem, PluginStatus::serving(&plugin));
-                }
-                Err(reason) => {
-                    tracing::error!(file = %plugin.path.display(), error = %reason, "plugin refused");
-                    // Keep the previous version if it still fits.
-                    if let Some(previous) = current.plugins.get(&stem)
-                        && admit(&mut next, previous.clone()).is_err()
-                    {
-                        tracing::error!(plugin = %stem, "the previous version no longer fits either; unmounted");
+        // Admit new versions; retry the refused ones while others get in, so
+        // a plugin extending a type defined by one later in file order loads.
+        let mut pending: Vec<Arc<Plugin>> = loaded.into_iter().map(Arc::new).collect();
+        let mut refused: Vec<(Arc<Plugin>, String)> = Vec::new();
+        loop {
+            let mut progress = false;
+            refused.clear();
+            for plugin in pending.drain(..) {
+                match admit(&mut next, plugin.clone(), &self.graphql) {
+                    Ok(()) => {
+                        progress = true;
+                        tracing::info!(
+                            plugin = %plugin.manifest.name,
+                            version = %plugin.manifest.version,
+                            file = %plugin.path.display(),
+                            routes = plugin.manifest.routes.len(),
+                            graphql = plugin.graphql.is_some(),
+                            cache = ?plugin.cache,
+                            "plugin loaded"
+                        );
+                        statuses.insert(plugin.stem.clone(), PluginStatus::serving(&plugin));
                     }
-                    // The status of the version that goes on serving (its
-                    // hash, routes, load time), or a fresh one if none does.
-                    let status = match (next.plugins.get(&stem), statuses.remove(&stem)) {
-                        (Some(_), Some(serving)) => serving,
-                        (Some(previous), None) => PluginStatus::serving(previous),
-                        (None, _) => PluginStatus::never_loaded(file_name(&plugin.path)),
-                    };
-                    statuses.insert(stem, status.failed(reason, Some(plugin.hash.clone())));
+                    Err(reason) => refused.push((plugin, reason)),
                 }
             }
+            if !progress || refused.is_empty() {
+                break;
+            }
+            pending = refused.iter().map(|(p, _)| p.clone()).collect();
         }
+        for (plugin, reason) in refused {
+            let stem = plugin.stem.clone();
+            tracing::error!(file = %plugin.path.display(), error = %reason, "plugin refused");
+            // Keep the previous version if it still fits.
+            if let Some(previous) = current.plugins.get(&stem)
+                && admit(&mut next, previous.clone(), &self.graphql).is_err()
+            {
+                tracing::error!(plugin = %stem, "the previous version no longer fits either; unmounted");
+            }
+            // The status of the version that goes on serving (its hash,
+            // routes, load time), or a fresh one if none does.
+            let status = match (next.plugins.get(&stem), statuses.remove(&stem)) {
+                (Some(_), Some(serving)) => serving,
+                (Some(previous), None) => PluginStatus::serving(previous),
+                (None, _) => PluginStatus::never_loaded(file_name(&plugin.path)),
+            };
+            statuses.insert(stem, status.failed(reason, Some(plugin.hash.clone())));
+        }
+        next.graphql = match assemble(next.plugins.values(), &self.graphql) {
+            Ok(schema) => Some(Arc::new(schema)),
+            Err(e) => {
+                // Cannot happen: every plugin was admitted against this set.
+                tracing::error!(error = %e, "the GraphQL schema does not build; keeping the previous one");
+                current.graphql.clone()
+            }
+        };
         self.registry.publish(next, statuses);
     }
 
@@ -207,8 +243,9 @@ impl Reloader {
     }
 }
 
-/// Adds `plugin` to `next` if its name is free and its routes fit.
-fn admit(next: &mut Snapshot, plugin: Arc<Plugin>) -> Result<(), String> {
+/// Adds `plugin` to `next` if its name is free, its routes fit and its
+/// GraphQL fragment merges with everyone else's.
+fn admit(next: &mut Snapshot, plugin: Arc<Plugin>, graphql: &SchemaInputs) -> Result<(), String> {
     if let Some(other) = next
         .plugins
         .values()
@@ -220,6 +257,15 @@ fn admit(next: &mut Snapshot, plugin: Arc<Plugin>) -> Result<(), String> {
             file_name(&plugin.path),
             file_name(&other.path)
         ));
+    }
+    if plugin.graphql.is_some() {
+        assemble(next.plugins.values().chain([&plugin]), graphql).map_err(|e| {
+            format!(
+                "{} ({}): {e}",
+                plugin.manifest.name,
+                file_name(&plugin.path)
+            )
+        })?;
     }
     next.routes
         .add(&plugin.manifest, plugin.clone())

@@ -32,8 +32,10 @@ mod router;
 
 pub mod cache;
 pub mod config;
+pub mod graphql;
 pub mod kv;
 pub mod log;
+pub mod pubsub;
 pub mod sql;
 
 pub use error::{Error, ErrorCode, Result};
@@ -41,16 +43,16 @@ pub use request::Request;
 pub use response::Response;
 pub use router::{Handler, Method, Router};
 
-/// Generated bindings for the `kiln:plugin/http-plugin` world. Plugins rarely
+/// Generated bindings for the `kiln:plugin/full-plugin` world. Plugins rarely
 /// need them directly; they are public for the [`export_plugin!`] macro and for
 /// interfaces the SDK does not wrap yet.
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "kiln:plugin/http-plugin",
+        world: "kiln:plugin/full-plugin",
         pub_export_macro: true,
-        export_macro_name: "__export_http_plugin",
+        export_macro_name: "__export_full_plugin",
         default_bindings_module: "::kiln_sdk::bindings",
         runtime_path: "::kiln_sdk::__wit_bindgen_rt",
     });
@@ -64,7 +66,14 @@ pub use wit_bindgen::rt as __wit_bindgen_rt;
 pub trait Plugin {
     /// The routes the plugin serves. Called when the plugin is described and
     /// on every request (it is cheap: a list of function pointers).
-    fn routes() -> Router;
+    fn routes() -> Router {
+        Router::new()
+    }
+
+    /// The plugin's GraphQL fields: SDL and resolvers. None by default.
+    fn graphql() -> graphql::Graphql {
+        graphql::Graphql::none()
+    }
 }
 
 #[doc(hidden)]
@@ -80,6 +89,25 @@ pub mod __export {
             description: (!description.is_empty()).then(|| description.to_string()),
             routes: P::routes().manifest_routes(),
         }
+    }
+
+    pub fn schema<P: Plugin>() -> String {
+        P::graphql().sdl().to_string()
+    }
+
+    pub fn resolve<P: Plugin>(
+        request: crate::bindings::exports::kiln::plugin::graphql::ResolveRequest,
+    ) -> Result<String, types::Error> {
+        let request = crate::graphql::Resolve::try_from(request)?;
+        let Some(resolver) = P::graphql().find(&request.parent_type, &request.field) else {
+            return Err(crate::Error::not_found(format!(
+                "this plugin has no resolver for {}.{}",
+                request.parent_type, request.field
+            ))
+            .into());
+        };
+        let value = resolver(request)?;
+        serde_json::to_string(&value).map_err(|e| crate::Error::from(e).into())
     }
 
     pub fn handle<P: Plugin>(
@@ -131,6 +159,21 @@ macro_rules! export_plugin {
             }
         }
 
-        $crate::bindings::__export_http_plugin!(__KilnExports with_types_in $crate::bindings);
+        impl $crate::bindings::exports::kiln::plugin::graphql::Guest for __KilnExports {
+            fn schema() -> ::std::string::String {
+                $crate::__export::schema::<$plugin>()
+            }
+
+            fn resolve(
+                request: $crate::bindings::exports::kiln::plugin::graphql::ResolveRequest,
+            ) -> ::std::result::Result<
+                ::std::string::String,
+                $crate::bindings::kiln::plugin::types::Error,
+            > {
+                $crate::__export::resolve::<$plugin>(request)
+            }
+        }
+
+        $crate::bindings::__export_full_plugin!(__KilnExports with_types_in $crate::bindings);
     };
 }

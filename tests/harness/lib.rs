@@ -59,8 +59,10 @@ pub const FIXTURES: &[&str] = &[
     "fixture-configurable",
     "fixture-kv",
     "fixture-sql",
+    "fixture-pubsub",
     "hello-rust",
     "notes-rust",
+    "catalog-rust",
 ];
 
 /// The component built from `tests/fixtures/<name>` (or `examples/hello-rust`).

@@ -25,6 +25,7 @@ pub mod cache;
 pub mod config;
 pub mod kv;
 pub mod log;
+pub mod pubsub;
 pub mod sql;
 
 /// What every host interface needs to know about the calling plugin. Built
@@ -42,6 +43,8 @@ pub struct PluginContext {
     pub cache: Option<cache::CacheScope>,
     /// The plugin's own SQL database or schema; none while it is being described.
     pub sql: Option<sql::SqlScope>,
+    /// The pub/sub broker; none while the plugin is being described.
+    pub pubsub: Option<crate::streams::Broker>,
 }
 
 /// The shared services host interfaces draw on, built once at start.
@@ -50,6 +53,7 @@ pub struct HostServices {
     pub kv: Option<crate::store::kv::Kv>,
     pub cache: Option<crate::store::cache::Cache>,
     pub sql: Option<std::sync::Arc<crate::store::sql::SqlService>>,
+    pub pubsub: Option<crate::streams::Broker>,
 }
 
 impl HostServices {
@@ -67,6 +71,7 @@ impl HostServices {
             service,
             plugin: name.to_string(),
         });
+        context.pubsub = self.pubsub.clone();
     }
 }
 
@@ -78,6 +83,7 @@ pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     wit::kv::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?;
     wit::cache::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?;
     wit::sql::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?;
+    wit::pubsub::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?;
     Ok(())
 }
 

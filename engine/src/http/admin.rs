@@ -68,6 +68,16 @@ pub async fn plugins(State(app): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({ "plugins": plugins }))
 }
 
+/// The merged GraphQL schema: its SDL and, for every field, the plugin
+/// behind it and the `@auth` / `@price` / `@topic` the host keeps for it.
+pub async fn graphql(State(app): State<AppState>) -> Json<serde_json::Value> {
+    let snapshot = app.registry.snapshot();
+    Json(match &snapshot.graphql {
+        Some(g) => json!({ "sdl": g.schema.sdl(), "fields": g.fields }),
+        None => json!({ "sdl": null, "fields": [] }),
+    })
+}
+
 /// Requires `Authorization: Bearer <admin.token>`.
 pub async fn require_admin(State(app): State<AppState>, request: Request, next: Next) -> Response {
     let request_id = request

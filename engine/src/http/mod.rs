@@ -15,7 +15,8 @@ use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::{any, get};
 
-use crate::config::{Config, Secret};
+use crate::config::{Config, GraphqlConfig, Secret};
+use crate::graphql;
 use crate::registry::Registry;
 use crate::store::Database;
 use crate::store::cache::Cache;
@@ -31,6 +32,7 @@ pub struct AppInner {
     pub admin_token: Option<Secret>,
     pub max_request_body: usize,
     pub max_response_body: usize,
+    pub graphql: GraphqlConfig,
 }
 
 impl std::ops::Deref for AppState {
@@ -50,6 +52,7 @@ impl AppState {
             max_request_body: usize::try_from(config.http.max_request_body.0).unwrap_or(usize::MAX),
             max_response_body: usize::try_from(config.http.max_response_body.0)
                 .unwrap_or(usize::MAX),
+            graphql: config.graphql.clone(),
         }))
     }
 }
@@ -57,6 +60,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let admin = Router::new()
         .route("/plugins", get(admin::plugins))
+        .route("/graphql", get(admin::graphql))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,
@@ -67,7 +71,17 @@ pub fn router(state: AppState) -> Router {
         // Reserved: answered by the host, never by a plugin.
         .route("/_kiln", any(reserved))
         .route("/_kiln/{*rest}", any(reserved))
-        .route("/graphql", any(reserved))
+        .route(
+            "/graphql",
+            get(graphql::http::get)
+                .post(graphql::http::post)
+                .fallback(graphql::http::other_method),
+        )
+        .route("/graphql/ws", get(graphql::ws::upgrade))
+        .route(
+            "/graphql/stream",
+            get(graphql::sse::stream).post(graphql::sse::stream),
+        )
         .route("/graphql/{*rest}", any(reserved))
         .route("/mcp", any(reserved))
         .route("/mcp/{*rest}", any(reserved))

@@ -3,7 +3,7 @@
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "kiln:plugin/http-plugin",
+    world: "kiln:plugin/full-plugin",
     // Guest exports run on fibers so a busy guest can yield to tokio at each
     // epoch tick. Imports that reach the database are async; the rest are
     // quick and synchronous.
@@ -16,6 +16,8 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
+pub use self::exports::kiln::plugin::graphql;
+pub use self::exports::kiln::plugin::graphql::GuestIndices as GraphqlIndices;
 pub use self::exports::kiln::plugin::http_handler::GuestIndices as HttpHandlerIndices;
 pub use self::exports::kiln::plugin::plugin::GuestIndices as PluginIndices;
 pub use self::kiln::plugin::types;

@@ -10,11 +10,13 @@ use wasmtime::component::{Instance, InstancePre};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::Runtime;
-use super::bindings::{HttpHandlerIndices, PluginIndices, types};
+use super::bindings::{GraphqlIndices, HttpHandlerIndices, PluginIndices, graphql, types};
 use super::cache::{CacheOutcome, sha256_hex};
 use super::gate::{Gate, Refusal};
 use super::state::CallState;
 use crate::config::{CpuLimit, Limits, PluginSettings};
+use crate::graphql::schema::{FieldError, ResolveRequest, Resolver};
+use crate::graphql::sdl::Fragment;
 use crate::host::PluginContext;
 use crate::manifest::{Manifest, RawManifest};
 
@@ -49,6 +51,10 @@ pub enum LoadError {
     Describe(CallError),
     #[error("invalid manifest: {0}")]
     Manifest(String),
+    #[error("graphql.schema() failed: {0}")]
+    Schema(CallError),
+    #[error("invalid GraphQL SDL: {0}")]
+    Sdl(String),
 }
 
 /// Why a call into a plugin did not return normally.
@@ -75,8 +81,11 @@ pub struct Plugin {
     pub limits: Limits,
     pub cache: CacheOutcome,
     pub context: Arc<PluginContext>,
+    /// The plugin's checked SDL fragment, when it contributes GraphQL fields.
+    pub graphql: Option<Fragment>,
     pre: InstancePre<CallState>,
     http: Option<HttpHandlerIndices>,
+    graphql_export: Option<GraphqlIndices>,
     gate: Gate,
     cpu_limit: CpuLimit,
     tick: Duration,
@@ -120,6 +129,7 @@ impl Runtime {
         let describe =
             PluginIndices::new(&pre).map_err(|e| LoadError::NoDescribe(e.to_string()))?;
         let http = HttpHandlerIndices::new(&pre).ok();
+        let graphql_export = GraphqlIndices::new(&pre).ok();
 
         let mut secrets = std::collections::BTreeMap::new();
         for (secret, var) in &source.settings.secrets {
@@ -136,6 +146,7 @@ impl Runtime {
             kv: None,
             cache: None,
             sql: None,
+            pubsub: None,
         };
 
         let limits = source.limits;
@@ -157,8 +168,10 @@ impl Runtime {
             limits,
             cache,
             context: Arc::new(context.clone()),
+            graphql: None,
             pre,
             http,
+            graphql_export,
             gate,
             cpu_limit: self.cpu_limit,
             tick: self.tick,
@@ -173,6 +186,13 @@ impl Runtime {
                 "declares {} route(s) but does not export kiln:plugin/http-handler@0.1.0",
                 manifest.routes.len()
             )));
+        }
+        if let Some(indices) = &plugin.graphql_export {
+            let sdl = plugin.schema(indices).await.map_err(LoadError::Schema)?;
+            let fragment = crate::graphql::sdl::parse(&sdl).map_err(LoadError::Sdl)?;
+            if !fragment.types.is_empty() {
+                plugin.graphql = Some(fragment);
+            }
         }
         // From now on log lines carry the plugin's own name, and its data
         // lives under that name.
@@ -315,6 +335,39 @@ impl Plugin {
         })
     }
 
+    async fn schema(&self, indices: &GraphqlIndices) -> Result<String, CallError> {
+        let mut store = self.new_store(Arc::from("describe"));
+        let outcome = tokio::time::timeout(self.hard_timeout(), async {
+            let instance: Instance = self.pre.instantiate_async(&mut store).await?;
+            let guest = indices.load(&mut store, &instance)?;
+            guest.call_schema(&mut store).await
+        })
+        .await;
+        self.finish(store, outcome)
+    }
+
+    /// Calls the plugin's GraphQL resolver on a fresh instance.
+    pub async fn resolve_field(
+        &self,
+        request: &graphql::ResolveRequest,
+        request_id: Arc<str>,
+    ) -> Result<Result<String, types::Error>, CallError> {
+        let Some(indices) = &self.graphql_export else {
+            return Err(CallError::Trap {
+                detail: "no graphql export".into(),
+            });
+        };
+        let _slot = self.gate.enter().await.map_err(CallError::Busy)?;
+        let mut store = self.new_store(request_id);
+        let outcome = tokio::time::timeout(self.hard_timeout(), async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            let guest = indices.load(&mut store, &instance)?;
+            guest.call_resolve(&mut store, request).await
+        })
+        .await;
+        self.finish(store, outcome)
+    }
+
     /// Calls the plugin's HTTP handler on a fresh instance. The outer error
     /// is the host's (limits, traps); the inner one is the plugin's answer.
     pub async fn handle_http(
@@ -395,5 +448,64 @@ mod tests {
             "panicked at src/lib.rs:10:5:: boom"
         );
         assert_eq!(panic_message("nothing"), None);
+    }
+}
+
+impl Resolver for Plugin {
+    fn resolve(
+        &self,
+        request: ResolveRequest,
+    ) -> futures_util::future::BoxFuture<'_, Result<serde_json::Value, FieldError>> {
+        Box::pin(async move {
+            let wire = graphql::ResolveRequest {
+                parent_type: request.parent_type,
+                field: request.field,
+                arguments: request.arguments.to_string(),
+                parent: request.parent.map(|p| p.to_string()),
+                context: graphql::ResolveContext {
+                    request_id: request.request_id.to_string(),
+                    operation: request.operation.to_string(),
+                    principal: request.principal.map(|p| p.to_string()),
+                },
+            };
+            let at = format!("{}.{}", wire.parent_type, wire.field);
+            match self.resolve_field(&wire, request.request_id).await {
+                Ok(Ok(json)) => serde_json::from_str(&json).map_err(|e| FieldError {
+                    code: "BAD_PLUGIN_OUTPUT",
+                    message: format!(
+                        "plugin '{}' returned invalid JSON for {at}: {e}",
+                        self.manifest.name
+                    ),
+                }),
+                Ok(Err(e)) => Err(FieldError {
+                    code: graphql_code(e.code),
+                    message: e.message,
+                }),
+                Err(e) => Err(FieldError {
+                    code: match e {
+                        CallError::Busy(_) => "UNAVAILABLE",
+                        CallError::Timeout { .. } => "TIMEOUT",
+                        _ => "PLUGIN_FAILED",
+                    },
+                    message: format!("plugin '{}' {e}", self.manifest.name),
+                }),
+            }
+        })
+    }
+}
+
+/// `extensions.code` for a plugin's error code.
+fn graphql_code(code: types::ErrorCode) -> &'static str {
+    use types::ErrorCode::*;
+    match code {
+        BadRequest => "BAD_REQUEST",
+        Unauthorized => "UNAUTHENTICATED",
+        Forbidden => "FORBIDDEN",
+        NotFound => "NOT_FOUND",
+        Conflict => "CONFLICT",
+        Unprocessable => "UNPROCESSABLE",
+        TooManyRequests => "TOO_MANY_REQUESTS",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
     }
 }

@@ -1,0 +1,1047 @@
+//! The merged model made executable: one `async_graphql::dynamic::Schema`
+//! whose root fields (and fields added by `extend type`) call the owning
+//! plugin, whose other fields read the parent object's JSON, and whose
+//! subscription fields are fed by pub/sub topics.
+//!
+//! Plugins return JSON; the host checks it against the declared type before
+//! it reaches the client (GraphQL output coercion), so a plugin that returns
+//! `"12"` for an `Int`, or null for a `String!`, gets a clear field error
+//! with the path instead of a malformed response.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use async_graphql::dynamic::{
+    Enum, EnumItem, Field, FieldFuture, FieldValue, InputObject, InputValue, Interface,
+    InterfaceField, Object, ResolverContext, Scalar, Schema, Subscription, SubscriptionField,
+    SubscriptionFieldFuture, TypeRef, Union,
+};
+use async_graphql::parser::types::{BaseType, OperationType, Type};
+use async_graphql::{Error, ErrorExtensions, PathSegment, Response, ServerError, Value};
+use futures_util::future::BoxFuture;
+
+use super::merge::{Merged, Source};
+use super::sdl::{FieldDecl, FieldDirectives, InputDecl, Kind};
+use crate::config::GraphqlConfig;
+use crate::streams::{Broker, Delivery};
+
+/// What the host sends a plugin to resolve one field.
+#[derive(Debug, Clone)]
+pub struct ResolveRequest {
+    pub parent_type: String,
+    pub field: String,
+    pub arguments: serde_json::Value,
+    pub parent: Option<serde_json::Value>,
+    pub request_id: Arc<str>,
+    pub operation: &'static str,
+    pub principal: Option<serde_json::Value>,
+}
+
+/// A field error in GraphQL terms: a message for the client and a code for
+/// `extensions.code`.
+#[derive(Debug, Clone)]
+pub struct FieldError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Something that resolves fields: a plugin (see `runtime::plugin`), or a
+/// stand-in in tests.
+pub trait Resolver: Send + Sync + 'static {
+    fn resolve(
+        &self,
+        request: ResolveRequest,
+    ) -> BoxFuture<'_, Result<serde_json::Value, FieldError>>;
+}
+
+/// Per-request data the resolvers read: set by each transport.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    pub request_id: Arc<str>,
+    pub principal: Option<serde_json::Value>,
+}
+
+/// One field as the admin API shows it: where it comes from and what the
+/// host will enforce on it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FieldInfo {
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub field: String,
+    /// The plugin that resolves it (or defines its parent type).
+    pub plugin: String,
+    /// `call` when the plugin is called for it, `parent` when it is read
+    /// from the parent object.
+    pub resolved_by: &'static str,
+    #[serde(flatten)]
+    pub directives: FieldDirectives,
+}
+
+pub struct GraphqlSchema {
+    pub schema: Schema,
+    pub fields: Vec<FieldInfo>,
+}
+
+/// How output values of a named type are checked.
+#[derive(Clone)]
+enum Output {
+    Builtin(&'static str),
+    Custom,
+    Enum(Arc<BTreeSet<String>>),
+    Object,
+    /// An input object, whose field defaults the host applies.
+    Input(Arc<Vec<InputDecl>>),
+    /// Interface or union: the value must name its concrete type in `__typename`.
+    Abstract(Arc<BTreeSet<String>>),
+}
+
+type Outputs = Arc<BTreeMap<String, Output>>;
+
+pub fn build(
+    merged: &Merged,
+    resolvers: &BTreeMap<String, Arc<dyn Resolver>>,
+    broker: &Broker,
+    config: &GraphqlConfig,
+) -> Result<GraphqlSchema, String> {
+    let outputs = Arc::new(outputs(merged));
+    let has = |root: &str| {
+        merged.types.get(root).is_some_and(|t| match &t.decl.kind {
+            Kind::Object { fields, .. } => !fields.is_empty(),
+            _ => false,
+        })
+    };
+    let mut builder = Schema::build(
+        "Query",
+        has("Mutation").then_some("Mutation"),
+        has("Subscription").then_some("Subscription"),
+    )
+    .limit_depth(config.max_depth)
+    .limit_complexity(config.max_complexity);
+    if !config.introspection {
+        builder = builder.disable_introspection();
+    }
+    if !has("Query") {
+        // GraphQL needs at least one query field.
+        builder = builder.register(Object::new("Query").field(Field::new(
+            "_kiln",
+            TypeRef::named_nn(TypeRef::STRING),
+            |_| {
+                FieldFuture::new(async {
+                    Ok(Some(Value::from("no plugin contributes query fields yet")))
+                })
+            },
+        )));
+    }
+    let mut fields = Vec::new();
+    for (name, ty) in &merged.types {
+        let decl = &ty.decl;
+        match &decl.kind {
+            Kind::Object {
+                implements,
+                fields: decls,
+            } if name == "Subscription" => {
+                let mut sub = Subscription::new(name);
+                for f in decls {
+                    let plugin = match ty.sources.get(&f.name) {
+                        Some(Source::Plugin(p)) => p.clone(),
+                        _ => ty.owner.clone(),
+                    };
+                    fields.push(info(name, f, &plugin, "topic"));
+                    sub = sub.field(subscription_field(f, broker.clone(), outputs.clone()));
+                }
+                let _ = implements;
+                builder = builder.register(sub);
+            }
+            Kind::Object {
+                implements,
+                fields: decls,
+            } => {
+                if decls.is_empty() {
+                    continue;
+                }
+                let mut object = Object::new(name);
+                if let Some(d) = &decl.description {
+                    object = object.description(d);
+                }
+                for i in implements {
+                    object = object.implement(i);
+                }
+                for f in decls {
+                    let source = ty.sources.get(&f.name).cloned().unwrap_or(Source::Parent);
+                    let field = match &source {
+                        Source::Parent => {
+                            fields.push(info(name, f, &ty.owner, "parent"));
+                            parent_field(name, f, &ty.owner, outputs.clone())
+                        }
+                        Source::Plugin(plugin) => {
+                            let Some(resolver) = resolvers.get(plugin) else {
+                                return Err(format!("internal: no resolver for plugin '{plugin}'"));
+                            };
+                            fields.push(info(name, f, plugin, "call"));
+                            plugin_field(name, f, plugin, resolver.clone(), outputs.clone())
+                        }
+                    };
+                    object = object.field(field);
+                }
+                builder = builder.register(object);
+            }
+            Kind::Interface { fields: decls } => {
+                let mut interface = Interface::new(name);
+                if let Some(d) = &decl.description {
+                    interface = interface.description(d);
+                }
+                for f in decls {
+                    let mut field = InterfaceField::new(&f.name, type_ref(&f.ty));
+                    for a in &f.args {
+                        field = field.argument(input_value(a));
+                    }
+                    if let Some(d) = &f.description {
+                        field = field.description(d);
+                    }
+                    interface = interface.field(field);
+                }
+                builder = builder.register(interface);
+            }
+            Kind::Union { members } => {
+                let mut union = Union::new(name);
+                if let Some(d) = &decl.description {
+                    union = union.description(d);
+                }
+                for m in members {
+                    union = union.possible_type(m);
+                }
+                builder = builder.register(union);
+            }
+            Kind::Enum { values } => {
+                let mut e = Enum::new(name);
+                if let Some(d) = &decl.description {
+                    e = e.description(d);
+                }
+                for v in values {
+                    let mut item = EnumItem::new(&v.name);
+                    if let Some(d) = &v.description {
+                        item = item.description(d);
+                    }
+                    if let Some(r) = &v.deprecated {
+                        item = item.deprecation(Some(r));
+                    }
+                    e = e.item(item);
+                }
+                builder = builder.register(e);
+            }
+            Kind::Input { fields: decls } => {
+                let mut input = InputObject::new(name);
+                if let Some(d) = &decl.description {
+                    input = input.description(d);
+                }
+                for f in decls {
+                    input = input.field(input_value(f));
+                }
+                builder = builder.register(input);
+            }
+            Kind::Scalar { specified_by } => {
+                let mut scalar = Scalar::new(name);
+                if let Some(d) = &decl.description {
+                    scalar = scalar.description(d);
+                }
+                if let Some(url) = specified_by {
+                    scalar = scalar.specified_by_url(url);
+                }
+                builder = builder.register(scalar);
+            }
+        }
+    }
+    let schema = builder.finish().map_err(|e| e.0)?;
+    Ok(GraphqlSchema { schema, fields })
+}
+
+fn info(type_name: &str, f: &FieldDecl, plugin: &str, resolved_by: &'static str) -> FieldInfo {
+    FieldInfo {
+        type_name: type_name.to_string(),
+        field: f.name.clone(),
+        plugin: plugin.to_string(),
+        resolved_by,
+        directives: f.directives.clone(),
+    }
+}
+
+fn outputs(merged: &Merged) -> BTreeMap<String, Output> {
+    let mut out = BTreeMap::new();
+    for (name, builtin) in [
+        ("Int", "Int"),
+        ("Float", "Float"),
+        ("String", "String"),
+        ("Boolean", "Boolean"),
+        ("ID", "ID"),
+    ] {
+        out.insert(name.to_string(), Output::Builtin(builtin));
+    }
+    for (name, ty) in &merged.types {
+        let o = match &ty.decl.kind {
+            Kind::Object { .. } => Output::Object,
+            Kind::Input { fields } => Output::Input(Arc::new(fields.clone())),
+            Kind::Scalar { .. } => Output::Custom,
+            Kind::Enum { values } => {
+                Output::Enum(Arc::new(values.iter().map(|v| v.name.clone()).collect()))
+            }
+            Kind::Union { members } => Output::Abstract(Arc::new(members.iter().cloned().collect())),
+            Kind::Interface { .. } => Output::Abstract(Arc::new(
+                merged
+                    .types
+                    .values()
+                    .filter(|t| matches!(&t.decl.kind, Kind::Object { implements, .. } if implements.contains(name)))
+                    .map(|t| t.decl.name.clone())
+                    .collect(),
+            )),
+        };
+        out.insert(name.clone(), o);
+    }
+    out
+}
+
+fn type_ref(ty: &Type) -> TypeRef {
+    let inner = match &ty.base {
+        BaseType::Named(name) => TypeRef::Named(name.to_string().into()),
+        BaseType::List(item) => TypeRef::List(Box::new(type_ref(item))),
+    };
+    if ty.nullable {
+        inner
+    } else {
+        TypeRef::NonNull(Box::new(inner))
+    }
+}
+
+fn input_value(d: &InputDecl) -> InputValue {
+    let mut v = InputValue::new(&d.name, type_ref(&d.ty));
+    if let Some(default) = &d.default {
+        v = v.default_value(default.clone());
+    }
+    if let Some(desc) = &d.description {
+        v = v.description(desc);
+    }
+    v
+}
+
+fn decorate(mut field: Field, f: &FieldDecl) -> Field {
+    for a in &f.args {
+        field = field.argument(input_value(a));
+    }
+    if let Some(d) = &f.description {
+        field = field.description(d);
+    }
+    if let Some(r) = &f.directives.deprecated {
+        field = field.deprecation(Some(r));
+    }
+    field
+}
+
+/// Where a non-null field's failure records its path, for [`finish_response`].
+const PATH_MARK: &str = "__kiln_path";
+
+/// Reports a failed field the GraphQL way: a nullable field becomes null with
+/// an error at its path. A non-null field's error goes up to the executor,
+/// which drops the field; the path travels in an extension because the
+/// dynamic executor does not add it (see [`finish_response`]).
+fn fail<'a>(
+    ctx: &ResolverContext<'_>,
+    nullable: bool,
+    e: Error,
+) -> Result<Option<FieldValue<'a>>, Error> {
+    let path = ctx.ctx.set_error_path(ServerError::new("", None)).path;
+    if nullable {
+        let mut error = e.into_server_error(ctx.ctx.item.pos);
+        error.path = path;
+        ctx.ctx.add_error(error);
+        Ok(None)
+    } else {
+        let path: Vec<Value> = path
+            .into_iter()
+            .map(|s| match s {
+                PathSegment::Field(f) => Value::from(f),
+                PathSegment::Index(i) => Value::from(i as u64),
+            })
+            .collect();
+        Err(e.extend_with(|_, ext| ext.set(PATH_MARK, Value::List(path))))
+    }
+}
+
+/// Moves the path of failed non-null fields from the extension [`fail`] put
+/// it in to where GraphQL clients look for it. Every transport calls this.
+pub fn finish_response(mut response: Response) -> Response {
+    for error in &mut response.errors {
+        let Some(ext) = error.extensions.as_mut() else {
+            continue;
+        };
+        if let Some(Value::List(path)) = ext.get(PATH_MARK).cloned() {
+            error.path = path
+                .into_iter()
+                .filter_map(|v| match v {
+                    Value::String(s) => Some(PathSegment::Field(s)),
+                    Value::Number(n) => n.as_u64().map(|i| PathSegment::Index(i as usize)),
+                    _ => None,
+                })
+                .collect();
+            ext.unset(PATH_MARK);
+        }
+    }
+    response
+}
+
+fn field_error(e: FieldError) -> Error {
+    let code = e.code;
+    Error::new(e.message).extend_with(|_, ext| ext.set("code", code))
+}
+
+/// A field read from the parent object's JSON.
+fn parent_field(type_name: &str, f: &FieldDecl, owner: &str, outputs: Outputs) -> Field {
+    let ty = f.ty.clone();
+    let key = f.name.clone();
+    let at: Arc<str> = format!("{type_name}.{}", f.name).into();
+    let owner: Arc<str> = format!("plugin '{owner}'").into();
+    let nullable = f.ty.nullable;
+    let field = Field::new(&f.name, type_ref(&f.ty), move |ctx: ResolverContext| {
+        let value = match ctx.parent_value.as_value() {
+            Some(Value::Object(map)) => map.get(key.as_str()).cloned().unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        match shape(value, &ty, &outputs, &at, &owner) {
+            Ok(v) => FieldFuture::Value(v),
+            Err(message) => {
+                let e = field_error(FieldError {
+                    code: "BAD_PLUGIN_OUTPUT",
+                    message,
+                });
+                match fail(&ctx, nullable, e) {
+                    Ok(v) => FieldFuture::Value(v),
+                    Err(e) => FieldFuture::new(async move { Err::<Option<FieldValue>, _>(e) }),
+                }
+            }
+        }
+    });
+    decorate(field, f)
+}
+
+/// A field the plugin resolves: a root field or one it added with `extend type`.
+fn plugin_field(
+    type_name: &str,
+    f: &FieldDecl,
+    plugin: &str,
+    resolver: Arc<dyn Resolver>,
+    outputs: Outputs,
+) -> Field {
+    let ty = f.ty.clone();
+    let parent_type: Arc<str> = type_name.into();
+    let field_name: Arc<str> = f.name.as_str().into();
+    let at: Arc<str> = format!("{type_name}.{}", f.name).into();
+    let plugin: Arc<str> = plugin.into();
+    let nullable = f.ty.nullable;
+    let args = Arc::new(f.args.clone());
+    let is_root = matches!(type_name, "Query" | "Mutation");
+    let field = Field::new(&f.name, type_ref(&f.ty), move |ctx: ResolverContext| {
+        let resolver = resolver.clone();
+        let outputs = outputs.clone();
+        let args = args.clone();
+        let (ty, parent_type, field_name, at, plugin) = (
+            ty.clone(),
+            parent_type.clone(),
+            field_name.clone(),
+            at.clone(),
+            plugin.clone(),
+        );
+        let info = ctx.data_opt::<RequestInfo>().cloned();
+        let operation = match ctx.query_env.operation.node.ty {
+            OperationType::Query => "query",
+            OperationType::Mutation => "mutation",
+            OperationType::Subscription => "subscription",
+        };
+        let mut arguments = Value::Object(ctx.args.as_index_map().clone())
+            .into_json()
+            .unwrap_or(serde_json::Value::Null);
+        for arg in args.iter() {
+            if let Some(v) = arguments.get_mut(&arg.name) {
+                apply_input_defaults(v, &arg.ty, &outputs);
+            }
+        }
+        let parent = if is_root {
+            None
+        } else {
+            ctx.parent_value
+                .as_value()
+                .and_then(|v| v.clone().into_json().ok())
+        };
+        FieldFuture::new(async move {
+            let outcome = async {
+                let request = ResolveRequest {
+                    parent_type: parent_type.to_string(),
+                    field: field_name.to_string(),
+                    arguments,
+                    parent,
+                    request_id: info
+                        .as_ref()
+                        .map(|i| i.request_id.clone())
+                        .unwrap_or_else(|| Arc::from("-")),
+                    operation,
+                    principal: info.and_then(|i| i.principal),
+                };
+                let json = resolver.resolve(request).await.map_err(field_error)?;
+                let value = Value::from_json(json).map_err(|e| {
+                    field_error(FieldError {
+                        code: "BAD_PLUGIN_OUTPUT",
+                        message: format!(
+                            "plugin '{plugin}' returned a value for {at} that is not GraphQL: {e}"
+                        ),
+                    })
+                })?;
+                shape(value, &ty, &outputs, &at, &format!("plugin '{plugin}'")).map_err(|message| {
+                    field_error(FieldError {
+                        code: "BAD_PLUGIN_OUTPUT",
+                        message,
+                    })
+                })
+            }
+            .await;
+            match outcome {
+                Ok(v) => Ok(v),
+                Err(e) => fail(&ctx, nullable, e),
+            }
+        })
+    });
+    decorate(field, f)
+}
+
+/// A subscription field: each message on its topic that matches the
+/// field's arguments becomes one result.
+fn subscription_field(f: &FieldDecl, broker: Broker, outputs: Outputs) -> SubscriptionField {
+    let ty = f.ty.clone();
+    let topic: Arc<str> = f.directives.topic.clone().unwrap_or_default().into();
+    let at: Arc<str> = format!("Subscription.{}", f.name).into();
+    let mut field = SubscriptionField::new(&f.name, type_ref(&f.ty), move |ctx| {
+        let (broker, outputs, ty, topic, at) = (
+            broker.clone(),
+            outputs.clone(),
+            ty.clone(),
+            topic.clone(),
+            at.clone(),
+        );
+        let filter: Vec<(String, serde_json::Value)> = ctx
+            .args
+            .as_index_map()
+            .iter()
+            .filter(|(_, v)| !matches!(v, Value::Null))
+            .filter_map(|(k, v)| Some((k.to_string(), v.clone().into_json().ok()?)))
+            .collect();
+        SubscriptionFieldFuture::new(async move {
+            let subscription = broker
+                .subscribe(&topic)
+                .map_err(|e| Error::new(e.to_string()))?;
+            let topic_name = topic.clone();
+            Ok(futures_util::stream::unfold(
+                Some(subscription),
+                move |state| {
+                    let (filter, outputs, ty, at, topic) = (
+                        filter.clone(),
+                        outputs.clone(),
+                        ty.clone(),
+                        at.clone(),
+                        topic_name.clone(),
+                    );
+                    async move {
+                        let mut subscription = state?;
+                        loop {
+                            match subscription.next().await {
+                                Delivery::Message(message) => {
+                                    if !matches_filter(&message, &filter) {
+                                        continue;
+                                    }
+                                    let item = Value::from_json((*message).clone())
+                                        .map_err(|e| Error::new(e.to_string()))
+                                        .and_then(|v| {
+                                            shape(v, &ty, &outputs, &at, &format!("topic {topic}"))
+                                                .map_err(Error::new)
+                                        })
+                                        .map(|v| v.unwrap_or(FieldValue::NULL));
+                                    return Some((item, Some(subscription)));
+                                }
+                                Delivery::TooSlow { missed, buffer } => {
+                                    let e = Error::new(format!(
+                                        "this subscriber fell {missed} messages behind on topic \
+                                         '{topic}' (the buffer holds {buffer}) and was dropped; \
+                                         subscribe again"
+                                    ))
+                                    .extend_with(|_, ext| ext.set("code", "SUBSCRIBER_TOO_SLOW"));
+                                    return Some((Err(e), None));
+                                }
+                                Delivery::Closed => return None,
+                            }
+                        }
+                    }
+                },
+            ))
+        })
+    });
+    for a in &f.args {
+        field = field.argument(input_value(a));
+    }
+    if let Some(d) = &f.description {
+        field = field.description(d);
+    }
+    if let Some(r) = &f.directives.deprecated {
+        field = field.deprecation(Some(r));
+    }
+    field
+}
+
+/// A message passes when, for every argument given, it is an object whose
+/// same-named member equals the argument.
+fn matches_filter(message: &serde_json::Value, filter: &[(String, serde_json::Value)]) -> bool {
+    filter
+        .iter()
+        .all(|(k, v)| message.get(k).is_some_and(|m| m == v))
+}
+
+/// Checks `value` against `ty` and wraps it for the executor. `Ok(None)` is
+/// null for a nullable position.
+fn shape<'a>(
+    value: Value,
+    ty: &Type,
+    outputs: &BTreeMap<String, Output>,
+    at: &str,
+    from: &str,
+) -> Result<Option<FieldValue<'a>>, String> {
+    if matches!(value, Value::Null) {
+        return if ty.nullable {
+            Ok(None)
+        } else {
+            Err(format!("{at} is non-null ({ty}) but {from} returned null"))
+        };
+    }
+    match &ty.base {
+        BaseType::List(item) => {
+            let Value::List(items) = value else {
+                return Err(format!(
+                    "{at} is a list ({ty}) but {from} returned {}",
+                    kind_of(&value)
+                ));
+            };
+            let mut out = Vec::with_capacity(items.len());
+            for v in items {
+                match shape(v, item, outputs, at, from)? {
+                    Some(v) => out.push(v),
+                    None if is_leaf(item, outputs) => out.push(FieldValue::NULL),
+                    None => {
+                        return Err(format!(
+                            "{at}: {from} returned null inside a list of {item}; Kiln supports \
+                             null list items only for scalar types"
+                        ));
+                    }
+                }
+            }
+            Ok(Some(FieldValue::list(out)))
+        }
+        BaseType::Named(name) => {
+            let wrong = |expected: &str, value: &Value| {
+                Err(format!(
+                    "{at} is {expected} ({ty}) but {from} returned {}",
+                    kind_of(value)
+                ))
+            };
+            match outputs.get(name.as_str()) {
+                Some(Output::Builtin("Int")) => match &value {
+                    Value::Number(n) if n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()) => {}
+                    _ => return wrong("a 32-bit integer", &value),
+                },
+                Some(Output::Builtin("Float")) => {
+                    if !matches!(value, Value::Number(_)) {
+                        return wrong("a number", &value);
+                    }
+                }
+                Some(Output::Builtin("String")) => {
+                    if !matches!(value, Value::String(_)) {
+                        return wrong("a string", &value);
+                    }
+                }
+                Some(Output::Builtin("Boolean")) => {
+                    if !matches!(value, Value::Boolean(_)) {
+                        return wrong("a boolean", &value);
+                    }
+                }
+                Some(Output::Builtin(_)) => match &value {
+                    // ID: a string, or an integer serialised as one.
+                    Value::String(_) => {}
+                    Value::Number(n) if n.is_i64() || n.is_u64() => {
+                        return Ok(Some(FieldValue::value(Value::String(n.to_string()))));
+                    }
+                    _ => return wrong("an ID", &value),
+                },
+                Some(Output::Custom) => {}
+                Some(Output::Enum(values)) => match &value {
+                    Value::String(s) if values.contains(s.as_str()) => {}
+                    Value::Enum(n) if values.contains(n.as_str()) => {}
+                    _ => {
+                        return Err(format!(
+                            "{at} is enum {name} but {from} returned {}; expected one of {}",
+                            kind_of(&value),
+                            values.iter().cloned().collect::<Vec<_>>().join(", ")
+                        ));
+                    }
+                },
+                Some(Output::Object | Output::Input(_)) => {
+                    if !matches!(value, Value::Object(_)) {
+                        return wrong("an object", &value);
+                    }
+                }
+                Some(Output::Abstract(possible)) => {
+                    let type_name = match &value {
+                        Value::Object(map) => match map.get("__typename") {
+                            Some(Value::String(t)) => t.clone(),
+                            _ => {
+                                return Err(format!(
+                                    "{at} is the abstract type {name}; {from} must name the \
+                                     concrete type in \"__typename\" (one of {})",
+                                    possible.iter().cloned().collect::<Vec<_>>().join(", ")
+                                ));
+                            }
+                        },
+                        other => return wrong("an object", other),
+                    };
+                    if !possible.contains(&type_name) {
+                        return Err(format!(
+                            "{at}: \"__typename\": \"{type_name}\" from {from} is not one of {}",
+                            possible.iter().cloned().collect::<Vec<_>>().join(", ")
+                        ));
+                    }
+                    return Ok(Some(FieldValue::value(value).with_type(type_name)));
+                }
+                None => return Err(format!("{at}: unknown type {name}")),
+            }
+            Ok(Some(FieldValue::value(value)))
+        }
+    }
+}
+
+/// Fills in the defaults of input object fields the client left out: the
+/// dynamic executor applies argument defaults but not nested ones.
+fn apply_input_defaults(
+    value: &mut serde_json::Value,
+    ty: &Type,
+    outputs: &BTreeMap<String, Output>,
+) {
+    match (&ty.base, value) {
+        (BaseType::List(item), serde_json::Value::Array(items)) => {
+            for v in items {
+                apply_input_defaults(v, item, outputs);
+            }
+        }
+        (BaseType::Named(name), serde_json::Value::Object(map)) => {
+            let Some(Output::Input(fields)) = outputs.get(name.as_str()) else {
+                return;
+            };
+            for field in fields.iter() {
+                match map.get_mut(&field.name) {
+                    Some(v) => apply_input_defaults(v, &field.ty, outputs),
+                    None => {
+                        if let Some(default) =
+                            field.default.clone().and_then(|d| d.into_json().ok())
+                        {
+                            map.insert(field.name.clone(), default);
+                        }
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn is_leaf(ty: &Type, outputs: &BTreeMap<String, Output>) -> bool {
+    match &ty.base {
+        BaseType::Named(n) => matches!(
+            outputs.get(n.as_str()),
+            Some(Output::Builtin(_) | Output::Custom)
+        ),
+        BaseType::List(_) => false,
+    }
+}
+
+fn kind_of(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) if s.len() <= 40 => format!("the string {s:?}"),
+        Value::String(_) => "a string".into(),
+        Value::Boolean(b) => format!("{b}"),
+        Value::Binary(_) => "binary data".into(),
+        Value::Enum(e) => format!("the enum value {e}"),
+        Value::List(_) => "a list".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graphql::{merge::merge, sdl::parse};
+
+    /// A plugin stand-in: answers from a function of the request.
+    struct Fake(fn(&ResolveRequest) -> Result<serde_json::Value, FieldError>);
+
+    impl Resolver for Fake {
+        fn resolve(
+            &self,
+            request: ResolveRequest,
+        ) -> BoxFuture<'_, Result<serde_json::Value, FieldError>> {
+            let answer = (self.0)(&request);
+            Box::pin(async move { answer })
+        }
+    }
+
+    fn schema(
+        plugins: &[(
+            &str,
+            &str,
+            fn(&ResolveRequest) -> Result<serde_json::Value, FieldError>,
+        )],
+    ) -> (Schema, Broker) {
+        let fragments: Vec<(String, crate::graphql::sdl::Fragment)> = plugins
+            .iter()
+            .map(|(n, s, _)| (n.to_string(), parse(s).unwrap()))
+            .collect();
+        let merged = merge(fragments.iter().map(|(n, f)| (n.as_str(), f))).unwrap();
+        let resolvers = plugins
+            .iter()
+            .map(|(n, _, f)| (n.to_string(), Arc::new(Fake(*f)) as Arc<dyn Resolver>))
+            .collect();
+        let broker = Broker::new(8, 1 << 16);
+        let built = build(&merged, &resolvers, &broker, &GraphqlConfig::default()).unwrap();
+        (built.schema, broker)
+    }
+
+    const SHOP: &str = r#"
+        scalar Money
+        enum Kind { BOOK FOOD }
+        interface Named { name: String! }
+        type Product implements Named { id: ID!, name: String!, price: Money, kind: Kind!, tags: [String]!, count: Int }
+        type Shelf implements Named { name: String! }
+        union Thing = Product | Shelf
+        input Filter { kind: Kind, max: Int = 10 }
+        extend type Query {
+          product(id: ID!): Product
+          products(filter: Filter): [Product!]!
+          things: [Thing!]!
+          named: Named
+        }
+        extend type Mutation { rename(id: ID!, name: String!): Product! @price(micros: 5) }
+        extend type Subscription { priceChanged(sku: String): Product @topic(name: "prices") }
+    "#;
+
+    fn shop(r: &ResolveRequest) -> Result<serde_json::Value, FieldError> {
+        use serde_json::json;
+        let book = json!({"id": 7, "name": "Dune", "price": "9.99", "kind": "BOOK", "tags": ["sf", null], "count": 3});
+        match (r.parent_type.as_str(), r.field.as_str()) {
+            ("Query", "product") if r.arguments["id"] == "7" => Ok(book),
+            ("Query", "product") if r.arguments["id"] == "bad" => {
+                Ok(json!({"id": 1, "name": null, "kind": "BOOK", "tags": []}))
+            }
+            ("Query", "product") if r.arguments["id"] == "big" => {
+                Ok(json!({"id": 1, "name": "x", "kind": "BOOK", "tags": [], "count": 1u64 << 40}))
+            }
+            ("Query", "product") if r.arguments["id"] == "enum" => {
+                Ok(json!({"id": 1, "name": "x", "kind": "TOY", "tags": []}))
+            }
+            ("Query", "product") => Err(FieldError {
+                code: "NOT_FOUND",
+                message: format!("no product {}", r.arguments["id"]),
+            }),
+            ("Query", "products") => Ok(
+                json!([book, {"id": "8", "name": "Salt", "kind": "FOOD", "tags": []}, r.arguments]),
+            ),
+            ("Query", "things") => Ok(
+                json!([{"__typename": "Shelf", "name": "top"}, {"__typename": "Product", "id": 1, "name": "a", "kind": "FOOD", "tags": []}]),
+            ),
+            ("Query", "named") => Ok(json!({"name": "untyped"})),
+            ("Mutation", "rename") => Ok(
+                json!({"id": r.arguments["id"], "name": r.arguments["name"], "kind": "BOOK", "tags": []}),
+            ),
+            _ => Err(FieldError {
+                code: "INTERNAL",
+                message: "unexpected".into(),
+            }),
+        }
+    }
+
+    fn reviews(r: &ResolveRequest) -> Result<serde_json::Value, FieldError> {
+        Ok(serde_json::json!([format!(
+            "{} is great",
+            r.parent.as_ref().unwrap()["name"].as_str().unwrap()
+        )]))
+    }
+
+    async fn run(schema: &Schema, query: &str) -> serde_json::Value {
+        serde_json::to_value(finish_response(schema.execute(query).await)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn root_fields_call_the_plugin_and_nested_fields_read_its_json() {
+        let (s, _) = schema(&[("shop", SHOP, shop)]);
+        let r = run(
+            &s,
+            r#"{ product(id: "7") { id name price kind tags count __typename } }"#,
+        )
+        .await;
+        assert_eq!(
+            r["data"]["product"],
+            serde_json::json!({"id": "7", "name": "Dune", "price": "9.99", "kind": "BOOK", "tags": ["sf", null], "count": 3, "__typename": "Product"})
+        );
+        assert!(r.get("errors").is_none(), "{r}");
+    }
+
+    #[tokio::test]
+    async fn arguments_reach_the_plugin_as_json_with_defaults_and_enums_as_strings() {
+        let (s, _) = schema(&[("shop", SHOP, shop)]);
+        let r = run(&s, r#"{ products(filter: {kind: FOOD}) { name } }"#).await;
+        // The third "product" is the arguments echoed back: not a Product, so
+        // its missing non-null name is an error for that item.
+        let errors = r["errors"].as_array().unwrap();
+        assert!(
+            errors[0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("Product.name is non-null"),
+            "{r}"
+        );
+        assert_eq!(
+            errors[0]["path"],
+            serde_json::json!(["products", 2, "name"])
+        );
+
+        let (s, _) = schema(&[(
+            "echo",
+            "input F { kind: String, max: Int = 10 } extend type Query { echo(f: F): String }",
+            |r| Ok(serde_json::Value::String(r.arguments.to_string())),
+        )]);
+        let r = run(&s, r#"{ echo(f: {kind: "x"}) }"#).await;
+        assert_eq!(r["data"]["echo"], r#"{"f":{"kind":"x","max":10}}"#);
+    }
+
+    #[tokio::test]
+    async fn plugin_errors_become_graphql_errors_with_path_and_code() {
+        let (s, _) = schema(&[("shop", SHOP, shop)]);
+        let r = run(
+            &s,
+            r#"{ a: product(id: "1") { id } b: product(id: "7") { id } }"#,
+        )
+        .await;
+        assert_eq!(r["data"], serde_json::json!({"a": null, "b": {"id": "7"}}));
+        let e = &r["errors"][0];
+        assert_eq!(e["message"], "no product \"1\"");
+        assert_eq!(e["path"], serde_json::json!(["a"]));
+        assert_eq!(e["extensions"]["code"], "NOT_FOUND");
+    }
+
+    #[tokio::test]
+    async fn wrong_plugin_output_is_a_field_error_naming_the_plugin() {
+        let (s, _) = schema(&[("shop", SHOP, shop)]);
+        let cases = [
+            (
+                "bad",
+                "name",
+                "Product.name is non-null (String!) but plugin 'shop' returned null",
+            ),
+            (
+                "big",
+                "count",
+                "Product.count is a 32-bit integer (Int) but plugin 'shop' returned the number 1099511627776",
+            ),
+            (
+                "enum",
+                "kind",
+                "Product.kind is enum Kind but plugin 'shop' returned the string \"TOY\"; expected one of BOOK, FOOD",
+            ),
+        ];
+        for (id, field, expected) in cases {
+            let r = run(&s, &format!(r#"{{ product(id: "{id}") {{ {field} }} }}"#)).await;
+            assert_eq!(r["errors"][0]["message"], expected, "{r}");
+            assert_eq!(r["errors"][0]["extensions"]["code"], "BAD_PLUGIN_OUTPUT");
+        }
+    }
+
+    #[tokio::test]
+    async fn abstract_types_use_typename_from_the_plugin() {
+        let (s, _) = schema(&[("shop", SHOP, shop)]);
+        let r = run(
+            &s,
+            r#"{ things { __typename ... on Shelf { name } ... on Product { kind } } }"#,
+        )
+        .await;
+        assert_eq!(
+            r["data"]["things"],
+            serde_json::json!([{"__typename": "Shelf", "name": "top"}, {"__typename": "Product", "kind": "FOOD"}])
+        );
+        let r = run(&s, "{ named { name } }").await;
+        assert!(
+            r["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("must name the concrete type in \"__typename\""),
+            "{r}"
+        );
+    }
+
+    #[tokio::test]
+    async fn extension_fields_call_their_plugin_with_the_parent() {
+        let (s, _) = schema(&[
+            ("shop", SHOP, shop),
+            (
+                "reviews",
+                "extend type Product { reviews: [String!]! }",
+                reviews,
+            ),
+        ]);
+        let r = run(&s, r#"{ product(id: "7") { name reviews } }"#).await;
+        assert_eq!(
+            r["data"]["product"]["reviews"],
+            serde_json::json!(["Dune is great"])
+        );
+    }
+
+    #[tokio::test]
+    async fn mutations_run_and_subscriptions_follow_their_topic_with_filters() {
+        let (s, broker) = schema(&[("shop", SHOP, shop)]);
+        let r = run(
+            &s,
+            r#"mutation { rename(id: "3", name: "New") { id name } }"#,
+        )
+        .await;
+        assert_eq!(
+            r["data"]["rename"],
+            serde_json::json!({"id": "3", "name": "New"})
+        );
+
+        use futures_util::StreamExt;
+        let mut stream = s.execute_stream(r#"subscription { priceChanged(sku: "a") { name } }"#);
+        // The subscription registers with the broker when first polled.
+        let first = tokio::spawn(async move {
+            stream
+                .next()
+                .await
+                .map(|r| serde_json::to_value(r).unwrap())
+        });
+        while broker.topic_count() == 0 {
+            tokio::task::yield_now().await;
+        }
+        broker
+            .publish(
+                "prices",
+                r#"{"sku":"b","name":"skipped","kind":"BOOK","tags":[]}"#,
+            )
+            .unwrap();
+        broker
+            .publish(
+                "prices",
+                r#"{"sku":"a","name":"kept","kind":"BOOK","tags":[]}"#,
+            )
+            .unwrap();
+        let got = first.await.unwrap().unwrap();
+        assert_eq!(got["data"]["priceChanged"]["name"], "kept", "{got}");
+    }
+}

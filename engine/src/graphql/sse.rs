@@ -1,0 +1,83 @@
+//! GraphQL over server-sent events at `/graphql/stream`, the `graphql-sse`
+//! protocol in "distinct connections" mode: each request is one operation
+//! on its own response stream of `next` events, closed by a `complete` event.
+//! Queries and mutations stream one result; subscriptions one per message.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use async_graphql::Executor;
+use axum::extract::{RawQuery, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, StreamExt};
+
+use super::LiveSchema;
+use super::http::{Media, Params, bad_request, check_json_content_type, header_str, request_info};
+use crate::http::AppState;
+
+pub async fn stream(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    request: axum::extract::Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let accepts_events = header_str(&parts.headers, header::ACCEPT).is_some_and(|a| {
+        a.split(',')
+            .any(|t| t.trim().starts_with("text/event-stream"))
+    });
+    if !accepts_events {
+        return bad_request(
+            Media::Json,
+            StatusCode::NOT_ACCEPTABLE,
+            "this endpoint streams server-sent events: send Accept: text/event-stream",
+        );
+    }
+    let params = if parts.method == Method::GET {
+        Params::from_query(raw.as_deref().unwrap_or(""))
+    } else {
+        if let Err((status, message)) = check_json_content_type(&parts.headers) {
+            return bad_request(Media::Json, status, &message);
+        }
+        match axum::body::to_bytes(body, state.max_request_body).await {
+            Ok(bytes) => Params::from_json(&bytes),
+            Err(_) => {
+                return bad_request(
+                    Media::Json,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("the request body exceeds {} bytes", state.max_request_body),
+                );
+            }
+        }
+    };
+    let params = match params {
+        Ok(p) => p,
+        Err(e) => return bad_request(Media::Json, StatusCode::BAD_REQUEST, &e),
+    };
+    if parts.method == Method::GET
+        && params.operation_type() == Some(async_graphql::parser::types::OperationType::Mutation)
+    {
+        return bad_request(
+            Media::Json,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "mutations are not allowed over GET; send them with POST",
+        );
+    }
+    let request = params.into_request(request_info(&parts.extensions));
+    let results = LiveSchema(state.registry.clone())
+        .execute_stream(request, None)
+        .map(|response| {
+            let data = serde_json::to_string(&response).unwrap_or_else(|e| {
+                serde_json::json!({ "errors": [{ "message": format!("cannot encode the result: {e}") }] })
+                    .to_string()
+            });
+            Ok::<_, Infallible>(Event::default().event("next").data(data))
+        })
+        .chain(stream::once(async {
+            Ok(Event::default().event("complete").data(""))
+        }));
+    Sse::new(results)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(12)))
+        .into_response()
+}

@@ -1,0 +1,7 @@
+//! Streaming fan-out: the pub/sub broker that feeds GraphQL subscriptions,
+//! and the Redis bridge that carries messages between engines.
+
+pub mod broker;
+pub mod redis_bridge;
+
+pub use broker::{Broker, Delivery, Subscription};
