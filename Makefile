@@ -7,20 +7,26 @@ CARGO      ?= cargo
 WASM       := wasm32-wasip2
 PLUGINS    ?= plugins
 EXAMPLES   := hello-rust notes-rust catalog-rust
-FIXTURES   := fixture-basic fixture-limits fixture-reload-v1 fixture-reload-v2 fixture-configurable fixture-kv fixture-sql
+FIXTURES   := fixture-basic fixture-limits fixture-reload-v1 fixture-reload-v2 fixture-configurable fixture-kv fixture-sql fixture-pubsub
 GUEST_OUT  := target/$(WASM)/release
 
-.PHONY: run test setup examples fixtures lint unit e2e bench clean
+.PHONY: run test setup js-clients examples fixtures lint unit e2e bench clean
 
 run: setup examples
 	$(CARGO) run --release -p kiln -- serve --plugins $(PLUGINS)
 
-test: setup lint fixtures unit e2e
+test: setup js-clients lint fixtures unit e2e
 
 # The wasm target comes with the pinned toolchain (rust-toolchain.toml); this
 # covers a rustup that did not install it.
 setup:
 	@rustup target list --installed 2>/dev/null | grep -qx $(WASM) || rustup target add $(WASM)
+
+# The npm protocol clients the end-to-end tests drive the engine with
+# (graphql-http audits, graphql-ws, graphql-sse), at the locked versions.
+js-clients: tests/js/node_modules/.package-lock.json
+tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package-lock.json
+	cd tests/js && npm ci --no-audit --no-fund
 
 # Examples are built into the plugin directory, each moved into place in one
 # rename so a running engine never reads half a file.

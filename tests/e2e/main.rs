@@ -4,8 +4,10 @@
 mod admin;
 mod cache;
 mod cli;
+mod graphql;
 mod kv;
 mod limits;
+mod pubsub;
 mod reload;
 mod routes;
 mod sql;

@@ -523,3 +523,108 @@ impl Drop for TestRedis {
         self.stop();
     }
 }
+
+impl Engine {
+    /// `POST /graphql` with a JSON body; returns the status and the body.
+    pub async fn graphql(&self, query: &str, variables: Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.url("/graphql"))
+            .header("accept", "application/graphql-response+json")
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("POST /graphql");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("GraphQL JSON"))
+    }
+
+    /// The same, expecting a 200 without errors; returns `data`.
+    pub async fn graphql_ok(&self, query: &str, variables: Value) -> Value {
+        let (status, body) = self.graphql(query, variables).await;
+        assert_eq!(status, 200, "{query}: {body}");
+        assert!(body.get("errors").is_none(), "{query}: {body}");
+        body["data"].clone()
+    }
+
+    /// `ws://…` for `path`.
+    pub fn ws_url(&self, path: &str) -> String {
+        self.url(path).replacen("http://", "ws://", 1)
+    }
+}
+
+/// `tests/js`, with its npm packages installed (once per test process).
+pub fn js_clients() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = workspace_root().join("tests").join("js");
+        if !dir.join("node_modules").is_dir() {
+            let mut c = Command::new("npm");
+            c.args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir);
+            run(c, "npm ci in tests/js");
+        }
+        dir
+    })
+}
+
+/// A Node.js client script from `tests/js`, running in the background; its
+/// stdout lines are collected as they come.
+pub struct NodeClient {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl NodeClient {
+    pub fn start(script: &str, args: &[&str]) -> NodeClient {
+        let dir = js_clients();
+        let mut child = Command::new("node")
+            .arg(dir.join(script))
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run node {script}: {e}; install Node.js 20"));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().expect("stdout");
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        NodeClient { child, lines }
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Waits for the script to exit; returns its exit code and output.
+    pub async fn finish(mut self, timeout: Duration) -> (Option<i32>, Vec<String>) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the reader thread drain what is left.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return (status.code(), self.lines());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return (None, self.lines());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+}
+
+impl Drop for NodeClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

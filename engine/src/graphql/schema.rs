@@ -783,7 +783,9 @@ mod tests {
     use crate::graphql::{merge::merge, sdl::parse};
 
     /// A plugin stand-in: answers from a function of the request.
-    struct Fake(fn(&ResolveRequest) -> Result<serde_json::Value, FieldError>);
+    type Answer = fn(&ResolveRequest) -> Result<serde_json::Value, FieldError>;
+
+    struct Fake(Answer);
 
     impl Resolver for Fake {
         fn resolve(
@@ -795,13 +797,7 @@ mod tests {
         }
     }
 
-    fn schema(
-        plugins: &[(
-            &str,
-            &str,
-            fn(&ResolveRequest) -> Result<serde_json::Value, FieldError>,
-        )],
-    ) -> (Schema, Broker) {
+    fn schema(plugins: &[(&str, &str, Answer)]) -> (Schema, Broker) {
         let fragments: Vec<(String, crate::graphql::sdl::Fragment)> = plugins
             .iter()
             .map(|(n, s, _)| (n.to_string(), parse(s).unwrap()))

@@ -209,13 +209,13 @@ pub fn parse(sdl: &str) -> Result<Fragment, String> {
                 specified_by: specified_by(&name, &def.directives)?,
             },
         };
-        if !matches!(kind, Kind::Scalar { .. }) {
-            if let Some(d) = def.directives.first() {
-                return Err(unknown_directive(
-                    &format!("type {name}"),
-                    &d.node.name.node,
-                ));
-            }
+        if !matches!(kind, Kind::Scalar { .. })
+            && let Some(d) = def.directives.first()
+        {
+            return Err(unknown_directive(
+                &format!("type {name}"),
+                &d.node.name.node,
+            ));
         }
         if def.extend && !matches!(kind, Kind::Object { .. }) {
             return Err(format!(

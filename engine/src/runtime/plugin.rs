@@ -427,30 +427,6 @@ fn panic_message(stderr: &str) -> Option<String> {
     Some(crate::host::log::cut(&line, 512).to_string())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn headers_tell_modules_from_components() {
-        assert!(check_header(b"\0asm\x0d\0\x01\0rest").is_ok());
-        let e = check_header(b"\0asm\x01\0\0\0").unwrap_err().to_string();
-        assert!(e.contains("core WebAssembly module"), "{e}");
-        let e = check_header(b"garbage").unwrap_err().to_string();
-        assert!(e.contains("magic"), "{e}");
-    }
-
-    #[test]
-    fn panic_messages_are_extracted() {
-        let s = "\nthread '<unnamed>' panicked at src/lib.rs:10:5:\nboom\nnote: run with RUST_BACKTRACE=1";
-        assert_eq!(
-            panic_message(s).unwrap(),
-            "panicked at src/lib.rs:10:5:: boom"
-        );
-        assert_eq!(panic_message("nothing"), None);
-    }
-}
-
 impl Resolver for Plugin {
     fn resolve(
         &self,
@@ -507,5 +483,29 @@ fn graphql_code(code: types::ErrorCode) -> &'static str {
         TooManyRequests => "TOO_MANY_REQUESTS",
         Internal => "INTERNAL",
         Unavailable => "UNAVAILABLE",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_tell_modules_from_components() {
+        assert!(check_header(b"\0asm\x0d\0\x01\0rest").is_ok());
+        let e = check_header(b"\0asm\x01\0\0\0").unwrap_err().to_string();
+        assert!(e.contains("core WebAssembly module"), "{e}");
+        let e = check_header(b"garbage").unwrap_err().to_string();
+        assert!(e.contains("magic"), "{e}");
+    }
+
+    #[test]
+    fn panic_messages_are_extracted() {
+        let s = "\nthread '<unnamed>' panicked at src/lib.rs:10:5:\nboom\nnote: run with RUST_BACKTRACE=1";
+        assert_eq!(
+            panic_message(s).unwrap(),
+            "panicked at src/lib.rs:10:5:: boom"
+        );
+        assert_eq!(panic_message("nothing"), None);
     }
 }
