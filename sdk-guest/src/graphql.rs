@@ -162,3 +162,60 @@ impl TryFrom<wit::ResolveRequest> for Resolve {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn resolve(arguments: Value, parent: Option<Value>) -> Resolve {
+        Resolve {
+            parent_type: "Query".into(),
+            field: "f".into(),
+            arguments,
+            parent,
+            request_id: "r".into(),
+            operation: "query".into(),
+            principal: None,
+        }
+    }
+
+    #[test]
+    fn arguments_decode_or_say_which_one_is_wrong() {
+        let r = resolve(json!({ "sku": "tea", "n": 3, "none": null }), None);
+        assert_eq!(r.arg::<String>("sku").unwrap(), "tea");
+        assert_eq!(r.arg_opt::<u32>("n").unwrap(), Some(3));
+        assert_eq!(r.arg_opt::<u32>("none").unwrap(), None);
+        assert_eq!(r.arg_opt::<u32>("absent").unwrap(), None);
+        let e = r.arg::<String>("absent").unwrap_err();
+        assert_eq!(e.message, "argument 'absent' is missing");
+        let e = r.arg::<u32>("sku").unwrap_err();
+        assert!(
+            e.message.starts_with("argument 'sku': invalid type"),
+            "{}",
+            e.message
+        );
+        assert!(
+            r.parent::<Value>()
+                .unwrap_err()
+                .message
+                .contains("has no parent")
+        );
+        let child = resolve(json!({}), Some(json!({ "name": "Dune" })));
+        assert_eq!(child.parent::<Value>().unwrap()["name"], "Dune");
+    }
+
+    #[test]
+    fn resolvers_are_found_by_type_and_field() {
+        fn one(_: Resolve) -> Result<Value> {
+            Ok(json!(1))
+        }
+        let g = Graphql::new("extend type Query { a: Int }")
+            .query("a", one)
+            .field("Product", "reviews", one);
+        assert!(g.find("Query", "a").is_some());
+        assert!(g.find("Product", "reviews").is_some());
+        assert!(g.find("Mutation", "a").is_none());
+        assert!(Graphql::none().sdl().is_empty());
+    }
+}

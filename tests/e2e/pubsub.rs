@@ -255,3 +255,31 @@ async fn a_subscriber_on_one_engine_receives_what_a_plugin_on_another_publishes(
         }
     }
 }
+
+#[tokio::test]
+async fn a_websocket_that_never_says_connection_init_is_dropped() {
+    let e = publisher("[graphql]\nconnection_init_timeout_ms = 300").await;
+    let mut silent = connect(&e, "graphql-transport-ws").await;
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match silent.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(
+        end.is_ok(),
+        "the silent connection is still open after 10 s"
+    );
+    // One that does say it stays.
+    let mut ws = connect(&e, "graphql-transport-ws").await;
+    ws.send(Message::text(r#"{"type":"connection_init"}"#))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "connection_ack");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    ws.send(Message::text(r#"{"type":"ping"}"#)).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "pong");
+}

@@ -9,7 +9,9 @@
 //! messages are dropped for other engines (with a warning) — local
 //! subscribers still get them — and both directions reconnect by themselves.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -25,6 +27,39 @@ const OUTBOX: usize = 10_000;
 #[derive(Clone)]
 pub struct RedisBridge {
     outbox: mpsc::Sender<(String, String)>,
+    lost: Arc<LostMessages>,
+}
+
+/// Counts messages that reached only this engine, and warns about them at
+/// most every ten seconds, so an outage does not flood the log.
+#[derive(Default)]
+struct LostMessages {
+    count: AtomicU64,
+    last_warning: AtomicU64,
+}
+
+impl LostMessages {
+    fn record(&self, topic: &str, why: &str) {
+        let count = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let last = self.last_warning.load(Ordering::Relaxed);
+        if now >= last + 10
+            && self
+                .last_warning
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                topic,
+                reason = why,
+                lost_so_far = count,
+                "pub/sub messages reached only this engine's subscribers (Redis)"
+            );
+        }
+    }
 }
 
 impl RedisBridge {
@@ -34,6 +69,7 @@ impl RedisBridge {
         let client = redis::Client::open(url).map_err(|e| format!("redis.url is invalid: {e}"))?;
         let origin = uuid::Uuid::new_v4().simple().to_string();
         let (outbox, inbox) = mpsc::channel(OUTBOX);
+        let lost = Arc::new(LostMessages::default());
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(config.connect_timeout_ms)))
             .set_response_timeout(Some(Duration::from_millis(config.response_timeout_ms)));
@@ -42,6 +78,7 @@ impl RedisBridge {
             manager_config,
             origin.clone(),
             inbox,
+            lost.clone(),
         ));
         tokio::spawn(receive_loop(
             client,
@@ -49,7 +86,7 @@ impl RedisBridge {
             origin,
             Duration::from_millis(config.connect_timeout_ms),
         ));
-        Ok(RedisBridge { outbox })
+        Ok(RedisBridge { outbox, lost })
     }
 
     /// Queues a message for the other engines.
@@ -59,10 +96,7 @@ impl RedisBridge {
             .try_send((topic.to_string(), message.to_string()))
             .is_err()
         {
-            tracing::warn!(
-                topic,
-                "Redis pub/sub is behind or down: a message reached only this engine's subscribers"
-            );
+            self.lost.record(topic, "the queue to Redis is full");
         }
     }
 }
@@ -72,6 +106,7 @@ async fn send_loop(
     config: ConnectionManagerConfig,
     origin: String,
     mut inbox: mpsc::Receiver<(String, String)>,
+    lost: Arc<LostMessages>,
 ) {
     let mut connection: Option<ConnectionManager> = None;
     while let Some((topic, message)) = inbox.recv().await {
@@ -79,7 +114,7 @@ async fn send_loop(
             match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
                 Ok(c) => connection = Some(c),
                 Err(e) => {
-                    tracing::warn!(error = %e, topic, "Redis pub/sub unreachable: a message reached only this engine's subscribers");
+                    lost.record(&topic, &format!("cannot connect: {e}"));
                     continue;
                 }
             }
@@ -94,7 +129,7 @@ async fn send_loop(
             .query_async(conn)
             .await;
         if let Err(e) = sent {
-            tracing::warn!(error = %e, topic, "publishing to Redis failed: a message reached only this engine's subscribers");
+            lost.record(&topic, &format!("PUBLISH failed: {e}"));
         }
     }
 }

@@ -1,5 +1,7 @@
-//! The smallest useful Kiln plugin: a greeting and a JSON echo.
+//! The smallest useful Kiln plugin: a greeting (as an HTTP route and as a
+//! GraphQL field) and a JSON echo.
 
+use kiln_sdk::graphql::{Graphql, Resolve};
 use kiln_sdk::{Error, Plugin, Request, Response, Result, Router};
 use serde_json::{Value, json};
 
@@ -11,6 +13,17 @@ impl Plugin for Hello {
             .get("/hello/{name}", hello)
             .post("/echo", echo)
     }
+
+    fn graphql() -> Graphql {
+        Graphql::new(r#"extend type Query { "A greeting" hello(name: String = "world"): String! }"#)
+            .query("hello", hello_field)
+    }
+}
+
+/// `{ hello(name: "Ada") }` → `"Hello, Ada!"`
+fn hello_field(r: Resolve) -> Result<Value> {
+    let name: String = r.arg("name")?;
+    Ok(json!(format!("Hello, {name}!")))
 }
 
 /// `GET /hello/{name}` → `{"message":"Hello, <name>!"}`
