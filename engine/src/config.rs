@@ -139,6 +139,8 @@ pub struct GraphqlConfig {
     pub introspection: bool,
     /// A WebSocket client must send `connection_init` within this time.
     pub connection_init_timeout_ms: u64,
+    /// Operations (mostly subscriptions) one WebSocket may run at once.
+    pub max_operations_per_connection: usize,
 }
 
 impl Default for GraphqlConfig {
@@ -149,6 +151,7 @@ impl Default for GraphqlConfig {
             graphiql: true,
             introspection: true,
             connection_init_timeout_ms: 10_000,
+            max_operations_per_connection: 100,
         }
     }
 }

@@ -127,66 +127,55 @@ impl Reloader {
         }
 
         // Compose: plugins that did not change keep their place; each newly
-        // loaded one must fit beside them or is refused.
-        let reloaded: Vec<&str> = loaded.iter().map(|p| p.stem.as_str()).collect();
+        // loaded one must fit beside them or is refused. Admission repeats
+        // until nothing more fits, so order of files never matters for a
+        // plugin that extends a type another one defines.
+        let reloaded: Vec<String> = loaded.iter().map(|p| p.stem.clone()).collect();
         let mut next = Snapshot {
             plugins: BTreeMap::new(),
             routes: RouteTable::new(),
             graphql: None,
         };
-        for (stem, plugin) in current.plugins.iter() {
-            if removed.contains(stem) || reloaded.contains(&stem.as_str()) {
-                continue;
-            }
-            if let Err(e) = admit(&mut next, plugin.clone(), &self.graphql) {
-                // Only when a plugin it depended on left (a type it extends).
-                tracing::error!(plugin = %stem, error = %e, "unmounting a plugin that no longer fits");
-                statuses.insert(
-                    stem.clone(),
-                    PluginStatus::never_loaded(file_name(&plugin.path))
-                        .failed(e, Some(plugin.hash.clone())),
+        let unchanged: Vec<Arc<Plugin>> = current
+            .plugins
+            .iter()
+            .filter(|(stem, _)| !removed.contains(stem) && !reloaded.contains(stem))
+            .map(|(_, p)| p.clone())
+            .collect();
+        let candidates = unchanged
+            .into_iter()
+            .chain(loaded.into_iter().map(Arc::new))
+            .collect();
+        let refused = admit_all(&mut next, candidates, &self.graphql);
+        // A refused new version falls back to the serving one, if it fits.
+        let (refused_unchanged, refused_new): (Vec<_>, Vec<_>) = refused
+            .into_iter()
+            .partition(|(p, _)| !reloaded.contains(&p.stem));
+        let fallbacks: Vec<Arc<Plugin>> = refused_new
+            .iter()
+            .filter_map(|(p, _)| current.plugins.get(&p.stem).cloned())
+            .chain(refused_unchanged.iter().map(|(p, _)| p.clone()))
+            .collect();
+        let still_out = admit_all(&mut next, fallbacks, &self.graphql);
+        for plugin in next.plugins.values() {
+            if reloaded.contains(&plugin.stem)
+                && !refused_new.iter().any(|(p, _)| p.stem == plugin.stem)
+            {
+                tracing::info!(
+                    plugin = %plugin.manifest.name,
+                    version = %plugin.manifest.version,
+                    file = %plugin.path.display(),
+                    routes = plugin.manifest.routes.len(),
+                    graphql = plugin.graphql.is_some(),
+                    cache = ?plugin.cache,
+                    "plugin loaded"
                 );
+                statuses.insert(plugin.stem.clone(), PluginStatus::serving(plugin));
             }
         }
-        // Admit new versions; retry the refused ones while others get in, so
-        // a plugin extending a type defined by one later in file order loads.
-        let mut pending: Vec<Arc<Plugin>> = loaded.into_iter().map(Arc::new).collect();
-        let mut refused: Vec<(Arc<Plugin>, String)> = Vec::new();
-        loop {
-            let mut progress = false;
-            refused.clear();
-            for plugin in pending.drain(..) {
-                match admit(&mut next, plugin.clone(), &self.graphql) {
-                    Ok(()) => {
-                        progress = true;
-                        tracing::info!(
-                            plugin = %plugin.manifest.name,
-                            version = %plugin.manifest.version,
-                            file = %plugin.path.display(),
-                            routes = plugin.manifest.routes.len(),
-                            graphql = plugin.graphql.is_some(),
-                            cache = ?plugin.cache,
-                            "plugin loaded"
-                        );
-                        statuses.insert(plugin.stem.clone(), PluginStatus::serving(&plugin));
-                    }
-                    Err(reason) => refused.push((plugin, reason)),
-                }
-            }
-            if !progress || refused.is_empty() {
-                break;
-            }
-            pending = refused.iter().map(|(p, _)| p.clone()).collect();
-        }
-        for (plugin, reason) in refused {
+        for (plugin, reason) in refused_new {
             let stem = plugin.stem.clone();
             tracing::error!(file = %plugin.path.display(), error = %reason, "plugin refused");
-            // Keep the previous version if it still fits.
-            if let Some(previous) = current.plugins.get(&stem)
-                && admit(&mut next, previous.clone(), &self.graphql).is_err()
-            {
-                tracing::error!(plugin = %stem, "the previous version no longer fits either; unmounted");
-            }
             // The status of the version that goes on serving (its hash,
             // routes, load time), or a fresh one if none does.
             let status = match (next.plugins.get(&stem), statuses.remove(&stem)) {
@@ -194,7 +183,26 @@ impl Reloader {
                 (Some(previous), None) => PluginStatus::serving(previous),
                 (None, _) => PluginStatus::never_loaded(file_name(&plugin.path)),
             };
-            statuses.insert(stem, status.failed(reason, Some(plugin.hash.clone())));
+            statuses.insert(
+                stem.clone(),
+                status.failed(reason, Some(plugin.hash.clone())),
+            );
+            // Try again on the next pass: what it conflicted with may be gone.
+            self.seen.remove(&stem);
+        }
+        for (plugin, reason) in still_out {
+            if next.plugins.contains_key(&plugin.stem) || reloaded.contains(&plugin.stem) {
+                continue; // a previous version that did not fit either: reported above
+            }
+            // An unchanged plugin that no longer fits: only when a plugin it
+            // depended on (a type it extends) left or changed.
+            tracing::error!(plugin = %plugin.stem, error = %reason, "unmounting a plugin that no longer fits");
+            statuses.insert(
+                plugin.stem.clone(),
+                PluginStatus::never_loaded(file_name(&plugin.path))
+                    .failed(reason, Some(plugin.hash.clone())),
+            );
+            self.seen.remove(&plugin.stem);
         }
         next.graphql = match assemble(next.plugins.values(), &self.graphql) {
             Ok(schema) => Some(Arc::new(schema)),
@@ -240,6 +248,29 @@ impl Reloader {
             settings,
             limits,
         })
+    }
+}
+
+/// Admits what fits of `candidates` (in order), retrying the refused ones
+/// while others get in; returns what never fit, with the last reason.
+fn admit_all(
+    next: &mut Snapshot,
+    candidates: Vec<Arc<Plugin>>,
+    graphql: &SchemaInputs,
+) -> Vec<(Arc<Plugin>, String)> {
+    let mut pending = candidates;
+    loop {
+        let mut refused = Vec::new();
+        let before = pending.len();
+        for plugin in pending.drain(..) {
+            if let Err(reason) = admit(next, plugin.clone(), graphql) {
+                refused.push((plugin, reason));
+            }
+        }
+        if refused.is_empty() || refused.len() == before {
+            return refused;
+        }
+        pending = refused.into_iter().map(|(p, _)| p).collect();
     }
 }
 

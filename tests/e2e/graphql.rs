@@ -460,3 +460,71 @@ async fn subscriptions_over_websocket_and_sse_receive_what_a_mutation_publishes(
         }
     }
 }
+
+#[tokio::test]
+async fn extending_plugins_survive_a_swap_of_the_plugin_they_extend() {
+    // a.wasm sorts before the plugin whose type it extends.
+    let e = Engine::builder()
+        .plugin(
+            "a",
+            "fixture-configurable",
+            Some(&sdl_settings("ext", "extend type P { extra: Int }", "5")),
+        )
+        .plugin(
+            "z",
+            "fixture-configurable",
+            Some(&sdl_settings(
+                "def",
+                "type P { id: ID } extend type Query { p: P }",
+                r#"{"id": 1}"#,
+            )),
+        )
+        .start()
+        .await;
+    let data = e.graphql_ok("{ p { id extra } }", json!({})).await;
+    assert_eq!(data["p"], json!({ "id": "1", "extra": 5 }));
+
+    std::fs::write(
+        e.plugins_dir().join("z.toml"),
+        sdl_settings(
+            "def",
+            "type P { id: ID } extend type Query { p: P }",
+            r#"{"id": 2}"#,
+        ),
+    )
+    .unwrap();
+    let swapped = wait_for(Duration::from_secs(20), || async {
+        let (_, body) = e.graphql("{ p { id extra } }", json!({})).await;
+        (body["data"]["p"]["id"] == "2").then_some(body)
+    })
+    .await
+    .expect("the new version of the defining plugin serves");
+    assert_eq!(swapped["data"]["p"]["extra"], 5, "{swapped}");
+    assert_eq!(e.admin_plugin("a").await.unwrap()["state"], "active");
+}
+
+#[tokio::test]
+async fn a_refused_plugin_gets_in_once_what_it_conflicted_with_is_gone() {
+    let e = Engine::builder()
+        .plugin(
+            "a",
+            "fixture-configurable",
+            Some(&sdl_settings("alpha", "extend type Query { x: Int }", "1")),
+        )
+        .plugin(
+            "b",
+            "fixture-configurable",
+            Some(&sdl_settings("beta", "extend type Query { x: Int }", "2")),
+        )
+        .start()
+        .await;
+    assert_eq!(e.admin_plugin("b").await.unwrap()["state"], "failed");
+    std::fs::remove_file(e.plugins_dir().join("a.wasm")).unwrap();
+    let now = wait_for(Duration::from_secs(20), || async {
+        let (_, body) = e.graphql("{ x }", json!({})).await;
+        (body["data"]["x"] == 2).then_some(())
+    })
+    .await;
+    assert!(now.is_some(), "beta serves Query.x after alpha left");
+    assert_eq!(e.admin_plugin("b").await.unwrap()["state"], "active");
+}

@@ -283,3 +283,56 @@ async fn a_websocket_that_never_says_connection_init_is_dropped() {
     ws.send(Message::text(r#"{"type":"ping"}"#)).await.unwrap();
     assert_eq!(next_json(&mut ws).await["type"], "pong");
 }
+
+#[tokio::test]
+async fn one_websocket_runs_a_bounded_number_of_operations() {
+    let e = publisher("[graphql]\nmax_operations_per_connection = 2").await;
+    let mut ws = connect(&e, "graphql-transport-ws").await;
+    ws.send(Message::text(r#"{"type":"connection_init"}"#))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "connection_ack");
+    for id in ["1", "2", "3"] {
+        let subscribe = json!({
+            "type": "subscribe", "id": id,
+            "payload": { "query": "subscription { flood { n } }" }
+        });
+        ws.send(Message::text(subscribe.to_string())).await.unwrap();
+    }
+    // The third is refused at once, with the reason, and completes.
+    let refused = next_json(&mut ws).await;
+    assert_eq!(refused["id"], "3", "{refused}");
+    let message = refused["payload"]["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("already runs 2 operations"), "{refused}");
+    // Completing one frees its place.
+    ws.send(Message::text(r#"{"type":"complete","id":"1"}"#))
+        .await
+        .unwrap();
+    let mut freed = false;
+    for attempt in 0..50 {
+        let id = format!("again-{attempt}");
+        let subscribe = json!({
+            "type": "subscribe", "id": id,
+            "payload": { "query": "subscription { flood { n } }" }
+        });
+        ws.send(Message::text(subscribe.to_string())).await.unwrap();
+        publish(&e, "flood", 1, 0).await;
+        // Either an error for this id (not freed yet) or data for it.
+        loop {
+            let v = next_json(&mut ws).await;
+            if v["id"] == id.as_str() && v["type"] == "next" {
+                freed = v["payload"]["errors"].is_null();
+                break;
+            }
+            if v["id"] == id.as_str() && v["type"] == "complete" {
+                break;
+            }
+        }
+        if freed {
+            break;
+        }
+    }
+    assert!(freed, "a new subscription ran after one completed");
+}

@@ -63,17 +63,25 @@ pub fn negotiate(accept: Option<&str>) -> Accepts {
             (q > 0.0).then_some((ty, q))
         })
         .collect();
-    let has = |t: &str| types.iter().any(|(ty, _)| ty == t);
-    if has(GRAPHQL_RESPONSE) {
+    let q = |t: &str| {
+        types
+            .iter()
+            .filter(|(ty, _)| ty == t)
+            .map(|(_, q)| *q)
+            .fold(0.0_f32, f32::max)
+    };
+    let graphql = q(GRAPHQL_RESPONSE);
+    let json = q("application/json");
+    if graphql > 0.0 && graphql >= json {
         return Accepts::Graphql(Media::GraphqlResponse);
     }
-    if has("application/json") {
+    if json > 0.0 {
         return Accepts::Graphql(Media::Json);
     }
-    if has("text/html") {
+    if q("text/html") > 0.0 {
         return Accepts::Html;
     }
-    if has("*/*") || has("application/*") {
+    if q("*/*") > 0.0 || q("application/*") > 0.0 {
         return Accepts::Graphql(Media::Json);
     }
     Accepts::Nothing
@@ -150,10 +158,12 @@ impl Params {
         let doc = async_graphql::parser::parse_query(&self.query).ok()?;
         match doc.operations {
             DocumentOperations::Single(op) => Some(op.node.ty),
-            DocumentOperations::Multiple(ops) => {
-                let name = self.operation_name.as_deref()?;
-                ops.get(name).map(|op| op.node.ty)
-            }
+            DocumentOperations::Multiple(ops) => match self.operation_name.as_deref() {
+                Some(name) => ops.get(name).map(|op| op.node.ty),
+                // One named operation runs without operationName too.
+                None if ops.len() == 1 => ops.values().next().map(|op| op.node.ty),
+                None => None,
+            },
         }
     }
 
@@ -204,15 +214,13 @@ fn decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz");
-                match u8::from_str_radix(hex, 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
+            b'%' if i + 2 < bytes.len()
+                && bytes[i + 1].is_ascii_hexdigit()
+                && bytes[i + 2].is_ascii_hexdigit() =>
+            {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("00");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                i += 2;
             }
             b => out.push(b),
         }
@@ -459,6 +467,10 @@ mod tests {
                 Graphql(Media::GraphqlResponse),
             ),
             (Some("application/json"), Graphql(Media::Json)),
+            (
+                Some("application/json, application/graphql-response+json;q=0.1"),
+                Graphql(Media::Json),
+            ),
             (Some("*/*"), Graphql(Media::Json)),
             (
                 Some("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
@@ -526,6 +538,7 @@ mod tests {
         assert!(Params::from_query("").unwrap_err().contains("no \"query\""));
         assert_eq!(decode("a%2"), "a%2");
         assert_eq!(decode("%zz+b"), "%zz b");
+        assert_eq!(decode("%+f"), "% f", "a sign is not a hex digit");
     }
 
     #[test]
@@ -549,6 +562,11 @@ mod tests {
             Some(OperationType::Mutation)
         );
         assert_eq!(p(two, None).operation_type(), None);
+        let named = "mutation M { b }";
+        assert_eq!(
+            p(named, None).operation_type(),
+            Some(OperationType::Mutation)
+        );
         assert_eq!(p("{", None).operation_type(), None);
     }
 

@@ -85,7 +85,11 @@ pub fn merge<'a>(
 
     for (plugin, fragment) in &fragments {
         for decl in fragment.types.iter().filter(|t| t.extend) {
-            let Kind::Object { fields: added, .. } = &decl.kind else {
+            let Kind::Object {
+                fields: added,
+                implements: added_interfaces,
+            } = &decl.kind
+            else {
                 continue; // sdl::parse allows extending object types only.
             };
             let is_root = ROOT_TYPES.contains(&decl.name.as_str());
@@ -112,7 +116,7 @@ pub fn merge<'a>(
                 }
             };
             let owner = target.owner.clone();
-            let Kind::Object { fields, .. } = &mut target.decl.kind else {
+            let Kind::Object { fields, implements } = &mut target.decl.kind else {
                 return Err(format!(
                     "plugin '{plugin}' extends {} {}, defined by plugin '{owner}'; only object \
                      types can be extended",
@@ -120,6 +124,11 @@ pub fn merge<'a>(
                     decl.name
                 ));
             };
+            for i in added_interfaces {
+                if !implements.contains(i) {
+                    implements.push(i.clone());
+                }
+            }
             for field in added {
                 if let Some(existing) = target.sources.get(&field.name) {
                     let holder = match existing {

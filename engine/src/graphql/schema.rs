@@ -198,6 +198,9 @@ pub fn build(
                     if let Some(d) = &f.description {
                         field = field.description(d);
                     }
+                    if let Some(r) = &f.directives.deprecated {
+                        field = field.deprecation(Some(r));
+                    }
                     interface = interface.field(field);
                 }
                 builder = builder.register(interface);
@@ -318,6 +321,9 @@ fn input_value(d: &InputDecl) -> InputValue {
     }
     if let Some(desc) = &d.description {
         v = v.description(desc);
+    }
+    if let Some(reason) = &d.deprecated {
+        v = v.deprecation(Some(reason));
     }
     v
 }
@@ -553,14 +559,33 @@ fn subscription_field(f: &FieldDecl, broker: Broker, outputs: Outputs) -> Subscr
                                     if !matches_filter(&message, &filter) {
                                         continue;
                                     }
+                                    // A message that does not fit the field's type is
+                                    // skipped: an error item would end the stream, and
+                                    // one bad publisher must not end everyone's
+                                    // subscriptions.
                                     let item = Value::from_json((*message).clone())
-                                        .map_err(|e| Error::new(e.to_string()))
+                                        .map_err(|e| e.to_string())
                                         .and_then(|v| {
-                                            shape(v, &ty, &outputs, &at, &format!("topic {topic}"))
-                                                .map_err(Error::new)
-                                        })
-                                        .map(|v| v.unwrap_or(FieldValue::NULL));
-                                    return Some((item, Some(subscription)));
+                                            shape(
+                                                v,
+                                                &ty,
+                                                &outputs,
+                                                &at,
+                                                &format!("topic '{topic}'"),
+                                            )
+                                        });
+                                    match item {
+                                        Ok(v) => {
+                                            return Some((
+                                                Ok(v.unwrap_or(FieldValue::NULL)),
+                                                Some(subscription),
+                                            ));
+                                        }
+                                        Err(e) => {
+                                            warn_skipped(&e);
+                                            continue;
+                                        }
+                                    }
                                 }
                                 Delivery::TooSlow { missed, buffer } => {
                                     let e = Error::new(format!(
@@ -591,12 +616,40 @@ fn subscription_field(f: &FieldDecl, broker: Broker, outputs: Outputs) -> Subscr
     field
 }
 
+/// Warns about a skipped subscription message, at most every ten seconds
+/// (one bad message reaches every subscriber of its topic).
+fn warn_skipped(reason: &str) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let last = LAST.load(Ordering::Relaxed);
+    if now >= last + 10
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            reason,
+            "skipping a pub/sub message that does not fit its subscription field"
+        );
+    }
+}
+
 /// A message passes when, for every argument given, it is an object whose
-/// same-named member equals the argument.
+/// same-named member equals the argument: numbers by value (`3` = `3.0`),
+/// and a string argument (an `ID`) also matches the same number.
 fn matches_filter(message: &serde_json::Value, filter: &[(String, serde_json::Value)]) -> bool {
-    filter
-        .iter()
-        .all(|(k, v)| message.get(k).is_some_and(|m| m == v))
+    use serde_json::Value as J;
+    filter.iter().all(|(k, want)| {
+        message.get(k).is_some_and(|got| match (got, want) {
+            (J::Number(a), J::Number(b)) => a.as_f64() == b.as_f64(),
+            (J::Number(a), J::String(b)) | (J::String(b), J::Number(a)) => a.to_string() == *b,
+            _ => got == want,
+        })
+    })
 }
 
 /// Checks `value` against `ty` and wraps it for the executor. `Ok(None)` is
@@ -998,6 +1051,19 @@ mod tests {
             r["data"]["product"]["reviews"],
             serde_json::json!(["Dune is great"])
         );
+    }
+
+    #[test]
+    fn subscription_filters_compare_numbers_by_value_and_ids_as_text() {
+        use serde_json::json;
+        let f = |k: &str, v: serde_json::Value| vec![(k.to_string(), v)];
+        assert!(matches_filter(&json!({"a": 3}), &f("a", json!(3.0))));
+        assert!(matches_filter(&json!({"id": 7}), &f("id", json!("7"))));
+        assert!(matches_filter(&json!({"id": "7"}), &f("id", json!("7"))));
+        assert!(!matches_filter(&json!({"id": "8"}), &f("id", json!("7"))));
+        assert!(!matches_filter(&json!({"b": 1}), &f("a", json!(1))));
+        assert!(!matches_filter(&json!(5), &f("a", json!(5))));
+        assert!(matches_filter(&json!(5), &[]));
     }
 
     #[tokio::test]

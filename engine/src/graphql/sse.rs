@@ -58,11 +58,14 @@ pub async fn stream(
     if parts.method == Method::GET
         && params.operation_type() == Some(async_graphql::parser::types::OperationType::Mutation)
     {
-        return bad_request(
+        let mut r = bad_request(
             Media::Json,
             StatusCode::METHOD_NOT_ALLOWED,
             "mutations are not allowed over GET; send them with POST",
         );
+        r.headers_mut()
+            .insert(header::ALLOW, axum::http::HeaderValue::from_static("POST"));
+        return r;
     }
     let request = params.into_request(request_info(&parts.extensions));
     let results = LiveSchema(state.registry.clone())

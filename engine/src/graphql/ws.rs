@@ -7,14 +7,15 @@
 //! its topic, until the client stops it or falls too far behind.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_graphql::Data;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql::{Data, Executor, Request, Response, ServerError};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::extract::{State, WebSocketUpgrade};
-use axum::response::Response;
+use axum::response::Response as HttpResponse;
+use futures_util::stream::{self, BoxStream, StreamExt};
 
 use super::{LiveSchema, RequestInfo};
 use crate::http::AppState;
@@ -23,8 +24,12 @@ pub async fn upgrade(
     State(state): State<AppState>,
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
-) -> Response {
-    let executor = LiveSchema(state.registry.clone());
+) -> HttpResponse {
+    let executor = LimitedOperations {
+        schema: LiveSchema(state.registry.clone()),
+        running: Arc::new(AtomicUsize::new(0)),
+        max: state.graphql.max_operations_per_connection,
+    };
     let connection: Arc<str> = format!("ws-{}", uuid::Uuid::new_v4().simple()).into();
     let init_timeout = Duration::from_millis(state.graphql.connection_init_timeout_ms);
     upgrade
@@ -68,4 +73,56 @@ pub async fn upgrade(
             }
             tracing::debug!(connection = %connection, "GraphQL WebSocket closed");
         })
+}
+
+/// One connection's executor: at most `max` operations running at once, so
+/// a client cannot pile up subscriptions (each holds a parsed document and a
+/// place in a topic) on one socket.
+#[derive(Clone)]
+struct LimitedOperations {
+    schema: LiveSchema,
+    running: Arc<AtomicUsize>,
+    max: usize,
+}
+
+/// Gives an operation's place back when its stream ends or is dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Executor for LimitedOperations {
+    async fn execute(&self, request: Request) -> Response {
+        self.schema.execute(request).await
+    }
+
+    fn execute_stream(
+        &self,
+        request: Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response> {
+        if self.running.fetch_add(1, Ordering::Relaxed) >= self.max {
+            self.running.fetch_sub(1, Ordering::Relaxed);
+            let message = format!(
+                "this connection already runs {} operations (graphql.max_operations_per_connection); \
+                 complete one first",
+                self.max
+            );
+            return stream::once(async move {
+                Response::from_errors(vec![ServerError::new(message, None)])
+            })
+            .boxed();
+        }
+        let slot = Slot(self.running.clone());
+        self.schema
+            .execute_stream(request, session_data)
+            .map(move |r| {
+                let _held = &slot;
+                r
+            })
+            .boxed()
+    }
 }

@@ -43,7 +43,8 @@ impl Broker {
     pub fn new(subscriber_buffer: usize, max_message: usize) -> Self {
         Broker(Arc::new(Inner {
             topics: Mutex::new(HashMap::new()),
-            buffer: subscriber_buffer.max(1),
+            // tokio rounds a broadcast ring up to a power of two; say so.
+            buffer: subscriber_buffer.max(1).next_power_of_two(),
             max_message,
             bridge: Mutex::new(None),
         }))

@@ -10,7 +10,7 @@
 //! subscribers still get them — and both directions reconnect by themselves.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
@@ -21,12 +21,16 @@ use super::broker::{Broker, check_topic};
 use crate::config::RedisConfig;
 
 const CHANNEL_PREFIX: &str = "kiln:pubsub:";
-/// Messages waiting to go to Redis before new ones are dropped.
+/// Messages waiting to go to Redis before new ones are dropped, and the
+/// bytes they may hold together (whichever comes first).
 const OUTBOX: usize = 10_000;
+const OUTBOX_BYTES: usize = 64 << 20;
 
 #[derive(Clone)]
 pub struct RedisBridge {
     outbox: mpsc::Sender<(String, String)>,
+    /// Bytes of the messages in `outbox`.
+    queued: Arc<AtomicUsize>,
     lost: Arc<LostMessages>,
 }
 
@@ -70,6 +74,7 @@ impl RedisBridge {
         let origin = uuid::Uuid::new_v4().simple().to_string();
         let (outbox, inbox) = mpsc::channel(OUTBOX);
         let lost = Arc::new(LostMessages::default());
+        let queued = Arc::new(AtomicUsize::new(0));
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(config.connect_timeout_ms)))
             .set_response_timeout(Some(Duration::from_millis(config.response_timeout_ms)));
@@ -78,6 +83,7 @@ impl RedisBridge {
             manager_config,
             origin.clone(),
             inbox,
+            queued.clone(),
             lost.clone(),
         ));
         tokio::spawn(receive_loop(
@@ -86,16 +92,27 @@ impl RedisBridge {
             origin,
             Duration::from_millis(config.connect_timeout_ms),
         ));
-        Ok(RedisBridge { outbox, lost })
+        Ok(RedisBridge {
+            outbox,
+            queued,
+            lost,
+        })
     }
 
     /// Queues a message for the other engines.
     pub fn forward(&self, topic: &str, message: &str) {
+        let size = topic.len() + message.len();
+        if self.queued.fetch_add(size, Ordering::Relaxed) + size > OUTBOX_BYTES {
+            self.queued.fetch_sub(size, Ordering::Relaxed);
+            self.lost.record(topic, "the queue to Redis is full");
+            return;
+        }
         if self
             .outbox
             .try_send((topic.to_string(), message.to_string()))
             .is_err()
         {
+            self.queued.fetch_sub(size, Ordering::Relaxed);
             self.lost.record(topic, "the queue to Redis is full");
         }
     }
@@ -106,10 +123,12 @@ async fn send_loop(
     config: ConnectionManagerConfig,
     origin: String,
     mut inbox: mpsc::Receiver<(String, String)>,
+    queued: Arc<AtomicUsize>,
     lost: Arc<LostMessages>,
 ) {
     let mut connection: Option<ConnectionManager> = None;
     while let Some((topic, message)) = inbox.recv().await {
+        queued.fetch_sub(topic.len() + message.len(), Ordering::Relaxed);
         if connection.is_none() {
             match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
                 Ok(c) => connection = Some(c),
