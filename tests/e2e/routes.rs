@@ -139,8 +139,19 @@ async fn unknown_paths_are_404_and_wrong_methods_405_with_allow() {
 
     // The wildcard needs at least one character.
     assert_eq!(e.get("/basic/files/").await.status(), 404);
-    // Reserved prefixes never reach plugins.
-    assert_eq!(e.get("/graphql").await.status(), 404);
+    // Reserved prefixes never reach plugins: the host answers them.
+    let r = e.get("/graphql").await;
+    assert_eq!(r.status(), 400, "GraphQL wants a query");
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no \"query\""),
+        "{v}"
+    );
+    assert_eq!(e.get("/graphql/other").await.status(), 404);
+    assert_eq!(e.get("/mcp").await.status(), 404);
     assert_eq!(e.get("/_kiln/v1/nope").await.status(), 404);
 }
 
