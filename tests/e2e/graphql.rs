@@ -355,8 +355,9 @@ async fn replacing_a_plugin_changes_the_schema_live_and_open_subscriptions_conti
         .await;
     assert_eq!(e.graphql_ok("{ a }", json!({})).await["a"], 1);
     let subscriber = NodeClient::start(
-        "subscribe-ws.mjs",
+        "subscribe.mjs",
         &[
+            "ws",
             &e.ws_url("/graphql/ws"),
             "subscription { t { n } }",
             // More than will come: the warm-up below may deliver several.
@@ -427,12 +428,12 @@ async fn subscriptions_over_websocket_and_sse_receive_what_a_mutation_publishes(
     add(&e, "coffee", &[]).await;
     let query = r#"subscription { priceChanged(sku: "tea") { sku amount currency } }"#;
     let ws = NodeClient::start(
-        "subscribe-ws.mjs",
-        &[&e.ws_url("/graphql/ws"), query, "2", "30000"],
+        "subscribe.mjs",
+        &["ws", &e.ws_url("/graphql/ws"), query, "2", "30000"],
     );
     let sse = NodeClient::start(
-        "subscribe-sse.mjs",
-        &[&e.url("/graphql/stream"), query, "2", "30000"],
+        "subscribe.mjs",
+        &["sse", &e.url("/graphql/stream"), query, "2", "30000"],
     );
     let mut amount = 0.0;
     let got = wait_for(Duration::from_secs(25), || {

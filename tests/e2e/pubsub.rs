@@ -177,12 +177,12 @@ async fn a_subscriber_on_one_engine_receives_what_a_plugin_on_another_publishes(
     let b = publisher(&config).await;
     let query = "subscription { flood { n } }";
     let on_b = NodeClient::start(
-        "subscribe-ws.mjs",
-        &[&b.ws_url("/graphql/ws"), query, "1000", "60000"],
+        "subscribe.mjs",
+        &["ws", &b.ws_url("/graphql/ws"), query, "1000", "60000"],
     );
     let on_a = NodeClient::start(
-        "subscribe-ws.mjs",
-        &[&a.ws_url("/graphql/ws"), query, "1000", "60000"],
+        "subscribe.mjs",
+        &["ws", &a.ws_url("/graphql/ws"), query, "1000", "60000"],
     );
     let received = |c: &NodeClient| -> Vec<i64> {
         c.lines()

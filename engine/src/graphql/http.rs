@@ -131,7 +131,7 @@ impl Params {
     pub fn from_query(raw: &str) -> Result<Params, String> {
         let mut params = Params::default();
         let mut query = None;
-        for (k, v) in form_urlencoded(raw) {
+        for (k, v) in form_urlencoded(raw)? {
             match k.as_str() {
                 "query" => query = Some(v),
                 "operationName" => params.operation_name = Some(v).filter(|s| !s.is_empty()),
@@ -197,36 +197,20 @@ fn object_or_null(
     }
 }
 
-fn form_urlencoded(raw: &str) -> Vec<(String, String)> {
+/// `application/x-www-form-urlencoded` pairs: `+` is a space, then the
+/// route table's percent-decoding.
+fn form_urlencoded(raw: &str) -> Result<Vec<(String, String)>, String> {
+    let decode = |s: &str| {
+        crate::routes::percent_decode(&s.replace('+', " "))
+            .ok_or_else(|| "the query string is not UTF-8 once percent-decoded".to_string())
+    };
     raw.split('&')
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(k), decode(v))
+            Ok((decode(k)?, decode(v)?))
         })
         .collect()
-}
-
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len()
-                && bytes[i + 1].is_ascii_hexdigit()
-                && bytes[i + 2].is_ascii_hexdigit() =>
-            {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("00");
-                out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Whether the response reports a request error (the document did not
@@ -536,9 +520,20 @@ mod tests {
                 .contains("not valid JSON")
         );
         assert!(Params::from_query("").unwrap_err().contains("no \"query\""));
-        assert_eq!(decode("a%2"), "a%2");
-        assert_eq!(decode("%zz+b"), "%zz b");
-        assert_eq!(decode("%+f"), "% f", "a sign is not a hex digit");
+        let pairs = form_urlencoded("a=%zz+b&c%2Bd=%2B&e").unwrap();
+        assert_eq!(
+            pairs,
+            vec![
+                ("a".into(), "%zz b".into()),
+                ("c+d".into(), "+".into()),
+                ("e".into(), String::new())
+            ]
+        );
+        assert!(
+            Params::from_query("query=%FF")
+                .unwrap_err()
+                .contains("not UTF-8")
+        );
     }
 
     #[test]
