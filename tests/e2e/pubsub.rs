@@ -331,3 +331,79 @@ async fn one_websocket_runs_a_bounded_number_of_operations() {
     }
     assert!(freed, "a new subscription ran after one completed");
 }
+
+#[tokio::test]
+async fn while_redis_is_down_local_subscribers_still_get_messages_and_the_bridge_comes_back() {
+    let Some(mut redis) = TestRedis::start() else {
+        return;
+    };
+    let config = format!("[redis]\nurl = {:?}", redis.url());
+    let a = publisher(&config).await;
+    let b = publisher(&config).await;
+    let query = "subscription { flood { n } }";
+    let on_a = NodeClient::start(
+        "subscribe.mjs",
+        &["ws", &a.ws_url("/graphql/ws"), query, "100000", "120000"],
+    );
+    let on_b = NodeClient::start(
+        "subscribe.mjs",
+        &["ws", &b.ws_url("/graphql/ws"), query, "100000", "120000"],
+    );
+    let received = |c: &NodeClient| -> Vec<i64> {
+        c.lines()
+            .iter()
+            .filter(|l| l.starts_with('{'))
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["data"]["flood"]["n"].as_i64())
+            .collect()
+    };
+    let both_got = |min: i64| {
+        let (on_a, on_b) = (&on_a, &on_b);
+        move || received(on_a).iter().any(|&n| n >= min) && received(on_b).iter().any(|&n| n >= min)
+    };
+    assert!(
+        publish_until(&a, 1, both_got(1)).await,
+        "warm-up: A {:?} B {:?}",
+        received(&on_a),
+        received(&on_b)
+    );
+
+    redis.stop();
+    let a_got_local = || received(&on_a).iter().any(|&n| n >= 1000);
+    assert!(
+        publish_until(&a, 1000, a_got_local).await,
+        "with Redis down, A's own subscriber still gets A's messages: {:?}",
+        received(&on_a)
+    );
+
+    redis.restart();
+    assert!(
+        publish_until(&a, 2000, both_got(2000)).await,
+        "after Redis is back, B hears from A again: A {:?} B {:?}\n{}",
+        received(&on_a),
+        received(&on_b),
+        b.log_text()
+    );
+}
+
+/// Publishes `{"n": from}`, `{"n": from + 1}`, … on `e` until `done` holds
+/// (at most 40 s); every publish must succeed, whatever Redis is doing.
+async fn publish_until(e: &Engine, from: i64, done: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let mut n = from;
+    while !done() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        let r = e
+            .client
+            .post(e.url("/publish-raw/flood"))
+            .body(json!({ "n": n }).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "publishing never fails because of Redis");
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    true
+}
