@@ -24,6 +24,8 @@
 //! so most plugins resolve root fields only. Subscription fields need no
 //! resolver: they are fed by the pub/sub topic named in `@topic`.
 
+use std::borrow::Cow;
+
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -36,7 +38,8 @@ pub type Resolver = fn(Resolve) -> Result<Value>;
 /// The plugin's GraphQL contribution: SDL and resolvers.
 #[derive(Default)]
 pub struct Graphql {
-    sdl: String,
+    // Built on every call: a `&'static str` SDL is not copied.
+    sdl: Cow<'static, str>,
     resolvers: Vec<(String, String, Resolver)>,
 }
 
@@ -46,7 +49,7 @@ impl Graphql {
         Self::default()
     }
 
-    pub fn new(sdl: impl Into<String>) -> Self {
+    pub fn new(sdl: impl Into<Cow<'static, str>>) -> Self {
         Graphql {
             sdl: sdl.into(),
             resolvers: Vec::new(),

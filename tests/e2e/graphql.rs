@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use kiln_e2e::{ADMIN_TOKEN, Engine, NodeClient, Value, json, wait_for};
+use kiln_e2e::{ADMIN_TOKEN, Engine, EngineBuilder, NodeClient, Value, json, wait_for};
 
 async fn catalog() -> Engine {
     Engine::builder()
@@ -267,36 +267,38 @@ fn sdl_settings(name: &str, sdl: &str, answer: &str) -> String {
     format!("[config]\nname = {name:?}\nsdl = {sdl:?}\nanswer = {answer:?}\n")
 }
 
+/// Installs `fixture-configurable` as `<stem>.wasm`, named `name`, with
+/// `sdl` as its fragment and `answer` as every field's value.
+trait SdlPlugin {
+    fn sdl_plugin(self, stem: &str, name: &str, sdl: &str, answer: &str) -> Self;
+}
+
+impl SdlPlugin for EngineBuilder {
+    fn sdl_plugin(self, stem: &str, name: &str, sdl: &str, answer: &str) -> Self {
+        self.plugin(
+            stem,
+            "fixture-configurable",
+            Some(&sdl_settings(name, sdl, answer)),
+        )
+    }
+}
+
 #[tokio::test]
 async fn a_conflicting_fragment_is_refused_naming_both_plugins_and_the_schema_keeps_serving() {
     let e = Engine::builder()
-        .plugin(
-            "a",
-            "fixture-configurable",
-            Some(&sdl_settings("alpha", "extend type Query { x: Int }", "1")),
-        )
-        .plugin(
-            "b",
-            "fixture-configurable",
-            Some(&sdl_settings("beta", "extend type Query { x: Int }", "2")),
-        )
-        .plugin(
+        .sdl_plugin("a", "alpha", "extend type Query { x: Int }", "1")
+        .sdl_plugin("b", "beta", "extend type Query { x: Int }", "2")
+        .sdl_plugin(
             "c",
-            "fixture-configurable",
-            Some(&sdl_settings(
-                "gamma",
-                "type P { id: ID } extend type Query { p: P }",
-                "{}",
-            )),
+            "gamma",
+            "type P { id: ID } extend type Query { p: P }",
+            "{}",
         )
-        .plugin(
+        .sdl_plugin(
             "d",
-            "fixture-configurable",
-            Some(&sdl_settings(
-                "delta",
-                "type P { id: String } extend type Query { q: Int }",
-                "3",
-            )),
+            "delta",
+            "type P { id: String } extend type Query { q: Int }",
+            "3",
         )
         .start()
         .await;
@@ -341,14 +343,11 @@ async fn a_conflicting_fragment_is_refused_naming_both_plugins_and_the_schema_ke
 async fn replacing_a_plugin_changes_the_schema_live_and_open_subscriptions_continue() {
     let sub = "type T { n: Int! } extend type Subscription { t: T @topic(name: \"t\") }";
     let e = Engine::builder()
-        .plugin(
+        .sdl_plugin(
             "live",
-            "fixture-configurable",
-            Some(&sdl_settings(
-                "live",
-                &format!("extend type Query {{ a: Int }} {sub}"),
-                "1",
-            )),
+            "live",
+            &format!("extend type Query {{ a: Int }} {sub}"),
+            "1",
         )
         .plugin("pub", "fixture-pubsub", None)
         .start()
@@ -473,19 +472,12 @@ async fn subscriptions_over_websocket_and_sse_receive_what_a_mutation_publishes(
 async fn extending_plugins_survive_a_swap_of_the_plugin_they_extend() {
     // a.wasm sorts before the plugin whose type it extends.
     let e = Engine::builder()
-        .plugin(
-            "a",
-            "fixture-configurable",
-            Some(&sdl_settings("ext", "extend type P { extra: Int }", "5")),
-        )
-        .plugin(
+        .sdl_plugin("a", "ext", "extend type P { extra: Int }", "5")
+        .sdl_plugin(
             "z",
-            "fixture-configurable",
-            Some(&sdl_settings(
-                "def",
-                "type P { id: ID } extend type Query { p: P }",
-                r#"{"id": 1}"#,
-            )),
+            "def",
+            "type P { id: ID } extend type Query { p: P }",
+            r#"{"id": 1}"#,
         )
         .start()
         .await;
@@ -514,16 +506,8 @@ async fn extending_plugins_survive_a_swap_of_the_plugin_they_extend() {
 #[tokio::test]
 async fn a_refused_plugin_gets_in_once_what_it_conflicted_with_is_gone() {
     let e = Engine::builder()
-        .plugin(
-            "a",
-            "fixture-configurable",
-            Some(&sdl_settings("alpha", "extend type Query { x: Int }", "1")),
-        )
-        .plugin(
-            "b",
-            "fixture-configurable",
-            Some(&sdl_settings("beta", "extend type Query { x: Int }", "2")),
-        )
+        .sdl_plugin("a", "alpha", "extend type Query { x: Int }", "1")
+        .sdl_plugin("b", "beta", "extend type Query { x: Int }", "2")
         .start()
         .await;
     assert_eq!(e.admin_plugin("b").await.unwrap()["state"], "failed");

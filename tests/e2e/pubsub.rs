@@ -175,26 +175,9 @@ async fn a_subscriber_on_one_engine_receives_what_a_plugin_on_another_publishes(
     let config = format!("[redis]\nurl = {:?}", redis.url());
     let a = publisher(&config).await;
     let b = publisher(&config).await;
-    let query = "subscription { flood { n } }";
-    let on_b = NodeClient::start(
-        "subscribe.mjs",
-        &["ws", &b.ws_url("/graphql/ws"), query, "1000", "60000"],
-    );
-    let on_a = NodeClient::start(
-        "subscribe.mjs",
-        &["ws", &a.ws_url("/graphql/ws"), query, "1000", "60000"],
-    );
-    let received = |c: &NodeClient| -> Vec<i64> {
-        c.lines()
-            .iter()
-            .filter(|l| l.starts_with('{'))
-            .map(|l| {
-                serde_json::from_str::<Value>(l).unwrap()["data"]["flood"]["n"]
-                    .as_i64()
-                    .unwrap()
-            })
-            .collect()
-    };
+    let on_b = flood_subscriber(&b, "1000");
+    let on_a = flood_subscriber(&a, "1000");
+    let received = flood_received;
     // Each publish on A carries a fresh n, until both subscribers have one.
     let mut n = 0;
     let got = wait_for(Duration::from_secs(30), || {
@@ -340,22 +323,9 @@ async fn while_redis_is_down_local_subscribers_still_get_messages_and_the_bridge
     let config = format!("[redis]\nurl = {:?}", redis.url());
     let a = publisher(&config).await;
     let b = publisher(&config).await;
-    let query = "subscription { flood { n } }";
-    let on_a = NodeClient::start(
-        "subscribe.mjs",
-        &["ws", &a.ws_url("/graphql/ws"), query, "100000", "120000"],
-    );
-    let on_b = NodeClient::start(
-        "subscribe.mjs",
-        &["ws", &b.ws_url("/graphql/ws"), query, "100000", "120000"],
-    );
-    let received = |c: &NodeClient| -> Vec<i64> {
-        c.lines()
-            .iter()
-            .filter(|l| l.starts_with('{'))
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["data"]["flood"]["n"].as_i64())
-            .collect()
-    };
+    let on_a = flood_subscriber(&a, "100000");
+    let on_b = flood_subscriber(&b, "100000");
+    let received = flood_received;
     let both_got = |min: i64| {
         let (on_a, on_b) = (&on_a, &on_b);
         move || received(on_a).iter().any(|&n| n >= min) && received(on_b).iter().any(|&n| n >= min)
@@ -406,4 +376,28 @@ async fn publish_until(e: &Engine, from: i64, done: impl Fn() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     true
+}
+
+/// A graphql-ws client (npm) following `flood` on `e`, for up to `count`
+/// messages.
+fn flood_subscriber(e: &Engine, count: &str) -> NodeClient {
+    NodeClient::start(
+        "subscribe.mjs",
+        &[
+            "ws",
+            &e.ws_url("/graphql/ws"),
+            "subscription { flood { n } }",
+            count,
+            "120000",
+        ],
+    )
+}
+
+/// The `n` of every `flood` message `c` printed so far.
+fn flood_received(c: &NodeClient) -> Vec<i64> {
+    c.lines()
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["data"]["flood"]["n"].as_i64())
+        .collect()
 }

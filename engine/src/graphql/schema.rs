@@ -25,6 +25,25 @@ use super::sdl::{FieldDecl, FieldDirectives, InputDecl, Kind};
 use crate::config::GraphqlConfig;
 use crate::streams::{Broker, Delivery};
 
+/// Adds a declared field's arguments, description and deprecation to one of
+/// async-graphql's field builders (`Field`, `InterfaceField`,
+/// `SubscriptionField`: the same methods, no shared trait).
+macro_rules! decorate {
+    ($field:expr, $decl:expr) => {{
+        let (mut field, decl): (_, &FieldDecl) = ($field, $decl);
+        for a in &decl.args {
+            field = field.argument(input_value(a));
+        }
+        if let Some(d) = &decl.description {
+            field = field.description(d);
+        }
+        if let Some(r) = &decl.directives.deprecated {
+            field = field.deprecation(Some(r));
+        }
+        field
+    }};
+}
+
 /// What the host sends a plugin to resolve one field.
 #[derive(Debug, Clone)]
 pub struct ResolveRequest {
@@ -191,17 +210,8 @@ pub fn build(
                     interface = interface.description(d);
                 }
                 for f in decls {
-                    let mut field = InterfaceField::new(&f.name, type_ref(&f.ty));
-                    for a in &f.args {
-                        field = field.argument(input_value(a));
-                    }
-                    if let Some(d) = &f.description {
-                        field = field.description(d);
-                    }
-                    if let Some(r) = &f.directives.deprecated {
-                        field = field.deprecation(Some(r));
-                    }
-                    interface = interface.field(field);
+                    interface = interface
+                        .field(decorate!(InterfaceField::new(&f.name, type_ref(&f.ty)), f));
                 }
                 builder = builder.register(interface);
             }
@@ -328,19 +338,6 @@ fn input_value(d: &InputDecl) -> InputValue {
     v
 }
 
-fn decorate(mut field: Field, f: &FieldDecl) -> Field {
-    for a in &f.args {
-        field = field.argument(input_value(a));
-    }
-    if let Some(d) = &f.description {
-        field = field.description(d);
-    }
-    if let Some(r) = &f.directives.deprecated {
-        field = field.deprecation(Some(r));
-    }
-    field
-}
-
 /// Where a non-null field's failure records its path, for [`finish_response`].
 const PATH_MARK: &str = "__kiln_path";
 
@@ -424,7 +421,7 @@ fn parent_field(type_name: &str, f: &FieldDecl, owner: &str, outputs: Outputs) -
             }
         }
     });
-    decorate(field, f)
+    decorate!(field, f)
 }
 
 /// A field the plugin resolves: a root field or one it added with `extend type`.
@@ -512,7 +509,7 @@ fn plugin_field(
             }
         })
     });
-    decorate(field, f)
+    decorate!(field, f)
 }
 
 /// A subscription field: each message on its topic that matches the
@@ -521,7 +518,7 @@ fn subscription_field(f: &FieldDecl, broker: Broker, outputs: Outputs) -> Subscr
     let ty = f.ty.clone();
     let topic: Arc<str> = f.directives.topic.clone().unwrap_or_default().into();
     let at: Arc<str> = format!("Subscription.{}", f.name).into();
-    let mut field = SubscriptionField::new(&f.name, type_ref(&f.ty), move |ctx| {
+    let field = SubscriptionField::new(&f.name, type_ref(&f.ty), move |ctx| {
         let (broker, outputs, ty, topic, at) = (
             broker.clone(),
             outputs.clone(),
@@ -604,16 +601,7 @@ fn subscription_field(f: &FieldDecl, broker: Broker, outputs: Outputs) -> Subscr
             ))
         })
     });
-    for a in &f.args {
-        field = field.argument(input_value(a));
-    }
-    if let Some(d) = &f.description {
-        field = field.description(d);
-    }
-    if let Some(r) = &f.directives.deprecated {
-        field = field.deprecation(Some(r));
-    }
-    field
+    decorate!(field, f)
 }
 
 /// Warns about a skipped subscription message, at most every ten seconds
