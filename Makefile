@@ -6,8 +6,8 @@
 CARGO      ?= cargo
 WASM       := wasm32-wasip2
 PLUGINS    ?= plugins
-EXAMPLES   := hello-rust notes-rust catalog-rust
-FIXTURES   := fixture-basic fixture-limits fixture-reload-v1 fixture-reload-v2 fixture-configurable fixture-kv fixture-sql fixture-pubsub
+EXAMPLES   := hello-rust notes-rust catalog-rust tools-rust
+FIXTURES   := fixture-basic fixture-limits fixture-reload-v1 fixture-reload-v2 fixture-configurable fixture-kv fixture-sql fixture-pubsub fixture-mcp
 GUEST_OUT  := target/$(WASM)/release
 
 .PHONY: run test setup js-clients examples fixtures lint unit e2e bench clean

@@ -45,6 +45,7 @@ pub struct Config {
     pub redis: RedisConfig,
     pub http: HttpConfig,
     pub graphql: GraphqlConfig,
+    pub mcp: McpConfig,
     pub pubsub: PubsubConfig,
     pub runtime: RuntimeConfig,
     /// Limits for every plugin unless its own file or `[plugins.<name>]` says otherwise.
@@ -66,6 +67,7 @@ impl Default for Config {
             redis: RedisConfig::default(),
             http: HttpConfig::default(),
             graphql: GraphqlConfig::default(),
+            mcp: McpConfig::default(),
             pubsub: PubsubConfig::default(),
             runtime: RuntimeConfig::default(),
             limits: PartialLimits::default(),
@@ -121,6 +123,44 @@ impl DatabaseConfig {
         match &self.url {
             Some(url) => url.expose().to_string(),
             None => format!("sqlite://{}", data_dir.join("kiln.db").display()),
+        }
+    }
+}
+
+/// The MCP endpoint (`/mcp`, Streamable HTTP).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpConfig {
+    /// Serve MCP at `/mcp`. When off, `/mcp` answers 404.
+    pub enabled: bool,
+    /// `Host` header values accepted at `/mcp`, as host names or
+    /// `host:port`: the DNS-rebinding guard. The default admits loopback
+    /// names only; a public deployment lists its own names here. `["*"]`
+    /// admits any host (behind a proxy that checks it).
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins (`scheme://host[:port]`, `:*` for any port) allowed
+    /// at `/mcp`. A request carrying any other `Origin` gets 403; requests
+    /// without one (non-browser clients) pass. The default admits pages
+    /// served from loopback (a local MCP inspector), nothing else.
+    pub allowed_origins: Vec<String>,
+    /// A client of the session-based protocol versions (2025-06-18,
+    /// 2025-11-25) that stays silent this long loses its session.
+    pub session_idle_timeout_ms: u64,
+    /// Interval of keep-alive comments on open event streams (0 = none).
+    pub sse_keep_alive_ms: u64,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        McpConfig {
+            enabled: true,
+            allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            allowed_origins: ["localhost", "127.0.0.1", "[::1]"]
+                .iter()
+                .flat_map(|h| [format!("http://{h}:*"), format!("https://{h}:*")])
+                .collect(),
+            session_idle_timeout_ms: 300_000,
+            sse_keep_alive_ms: 15_000,
         }
     }
 }
@@ -603,6 +643,29 @@ impl Config {
             return Err(invalid(
                 "pubsub.max_message",
                 "must be between 1 byte and 16MiB",
+            ));
+        }
+        if self.mcp.allowed_hosts.is_empty() {
+            return Err(invalid(
+                "mcp.allowed_hosts",
+                "must name at least one host (or be [\"*\"] to admit any)",
+            ));
+        }
+        if let Some(bad) = self
+            .mcp
+            .allowed_origins
+            .iter()
+            .find(|o| *o != "null" && !o.starts_with("http://") && !o.starts_with("https://"))
+        {
+            return Err(invalid(
+                "mcp.allowed_origins",
+                &format!("{bad:?} must start with http:// or https:// (or be \"null\")"),
+            ));
+        }
+        if self.mcp.session_idle_timeout_ms == 0 {
+            return Err(invalid(
+                "mcp.session_idle_timeout_ms",
+                "must be greater than 0",
             ));
         }
         if self.graphql.max_depth == 0 || self.graphql.max_complexity == 0 {

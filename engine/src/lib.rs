@@ -8,6 +8,7 @@ pub mod graphql;
 pub mod host;
 pub mod http;
 pub mod manifest;
+pub mod mcp;
 pub mod registry;
 pub mod routes;
 pub mod runtime;

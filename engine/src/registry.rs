@@ -22,6 +22,8 @@ pub struct Snapshot {
     /// The schema merged from every plugin's SDL; none only before the
     /// first load pass.
     pub graphql: Option<Arc<crate::graphql::GraphqlSchema>>,
+    /// Every plugin's MCP tools and prompts.
+    pub mcp: Arc<crate::mcp::Catalog>,
 }
 
 /// Where a plugin file stands.
@@ -52,6 +54,9 @@ pub struct PluginStatus {
     pub routes: Vec<String>,
     /// GraphQL fields the plugin declares, as `Type.field`.
     pub graphql_fields: Vec<String>,
+    /// MCP tools and prompts the plugin declares.
+    pub mcp_tools: Vec<String>,
+    pub mcp_prompts: Vec<String>,
     pub limits: Option<Limits>,
     pub compile_cache: Option<CacheOutcome>,
     /// Unix seconds when the serving version was loaded.
@@ -82,6 +87,16 @@ impl PluginStatus {
                 .map(|r| format!("{} {}", r.method, r.path.as_str()))
                 .collect(),
             graphql_fields: graphql_fields(plugin),
+            mcp_tools: plugin
+                .mcp
+                .iter()
+                .flat_map(|d| d.tools.iter().map(|t| t.name.clone()))
+                .collect(),
+            mcp_prompts: plugin
+                .mcp
+                .iter()
+                .flat_map(|d| d.prompts.iter().map(|p| p.name.clone()))
+                .collect(),
             limits: Some(plugin.limits.clone()),
             compile_cache: Some(plugin.cache),
             loaded_at: Some(now()),
@@ -114,6 +129,8 @@ impl PluginStatus {
             attempted_hash: None,
             routes: Vec::new(),
             graphql_fields: Vec::new(),
+            mcp_tools: Vec::new(),
+            mcp_prompts: Vec::new(),
             limits: None,
             compile_cache: None,
             loaded_at: None,
@@ -149,15 +166,32 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-#[derive(Default)]
 pub struct Registry {
     snapshot: ArcSwap<Snapshot>,
     statuses: Mutex<BTreeMap<String, PluginStatus>>,
+    /// Counts published snapshots, for whoever follows changes (MCP
+    /// sessions that announce list changes).
+    published: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            snapshot: ArcSwap::default(),
+            statuses: Mutex::default(),
+            published: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl Registry {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Wakes on every snapshot published from now on.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.published.subscribe()
     }
 
     /// The snapshot to serve one request from.
@@ -170,6 +204,7 @@ impl Registry {
         // Statuses first: a reader who sees the new snapshot finds them current.
         *self.statuses.lock().unwrap_or_else(|p| p.into_inner()) = statuses;
         self.snapshot.store(Arc::new(snapshot));
+        self.published.send_modify(|n| *n += 1);
     }
 
     pub fn statuses(&self) -> BTreeMap<String, PluginStatus> {

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{Config, PluginSettings};
 use crate::graphql::{SchemaInputs, assemble};
+use crate::mcp::Catalog;
 use crate::registry::{PluginStatus, Registry, Snapshot};
 use crate::routes::RouteTable;
 use crate::runtime::cache::sha256_hex;
@@ -135,6 +136,7 @@ impl Reloader {
             plugins: BTreeMap::new(),
             routes: RouteTable::new(),
             graphql: None,
+            mcp: Default::default(),
         };
         let unchanged: Vec<Arc<Plugin>> = current
             .plugins
@@ -167,6 +169,7 @@ impl Reloader {
                     file = %plugin.path.display(),
                     routes = plugin.manifest.routes.len(),
                     graphql = plugin.graphql.is_some(),
+                    mcp_tools = plugin.mcp.as_ref().map_or(0, |d| d.tools.len()),
                     cache = ?plugin.cache,
                     "plugin loaded"
                 );
@@ -212,6 +215,7 @@ impl Reloader {
                 current.graphql.clone()
             }
         };
+        next.mcp = Arc::new(Catalog::build(next.plugins.values()));
         self.registry.publish(next, statuses);
     }
 
@@ -288,6 +292,22 @@ fn admit(next: &mut Snapshot, plugin: Arc<Plugin>, graphql: &SchemaInputs) -> Re
             file_name(&plugin.path),
             file_name(&other.path)
         ));
+    }
+    if let Some(declarations) = &plugin.mcp {
+        crate::mcp::catalog::check_conflicts(
+            next.plugins
+                .values()
+                .filter_map(|p| Some((p.manifest.name.as_str(), p.mcp.as_deref()?))),
+            &plugin.manifest.name,
+            declarations,
+        )
+        .map_err(|e| {
+            format!(
+                "{} ({}): {e}",
+                plugin.manifest.name,
+                file_name(&plugin.path)
+            )
+        })?;
     }
     if plugin.graphql.is_some() {
         assemble(next.plugins.values().chain([&plugin]), graphql).map_err(|e| {

@@ -35,6 +35,7 @@ pub mod config;
 pub mod graphql;
 pub mod kv;
 pub mod log;
+pub mod mcp;
 pub mod pubsub;
 pub mod sql;
 
@@ -73,6 +74,11 @@ pub trait Plugin {
     /// The plugin's GraphQL fields: SDL and resolvers. None by default.
     fn graphql() -> graphql::Graphql {
         graphql::Graphql::none()
+    }
+
+    /// The plugin's MCP tools and prompts. None by default.
+    fn mcp() -> mcp::Mcp {
+        mcp::Mcp::new()
     }
 }
 
@@ -171,6 +177,38 @@ macro_rules! export_plugin {
                 $crate::bindings::kiln::plugin::types::Error,
             > {
                 $crate::__export::resolve::<$plugin>(request)
+            }
+        }
+
+        impl $crate::bindings::exports::kiln::plugin::mcp::Guest for __KilnExports {
+            fn tools() -> ::std::vec::Vec<$crate::bindings::exports::kiln::plugin::mcp::Tool> {
+                $crate::mcp::__export::tools::<$plugin>()
+            }
+
+            fn prompts() -> ::std::vec::Vec<$crate::bindings::exports::kiln::plugin::mcp::Prompt> {
+                $crate::mcp::__export::prompts::<$plugin>()
+            }
+
+            fn call_tool(
+                name: ::std::string::String,
+                arguments: ::std::string::String,
+                context: $crate::bindings::exports::kiln::plugin::mcp::CallContext,
+            ) -> ::std::result::Result<
+                $crate::bindings::exports::kiln::plugin::mcp::ToolResult,
+                $crate::bindings::kiln::plugin::types::Error,
+            > {
+                $crate::mcp::__export::call_tool::<$plugin>(name, arguments, context)
+            }
+
+            fn get_prompt(
+                name: ::std::string::String,
+                arguments: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+                context: $crate::bindings::exports::kiln::plugin::mcp::CallContext,
+            ) -> ::std::result::Result<
+                $crate::bindings::exports::kiln::plugin::mcp::PromptResult,
+                $crate::bindings::kiln::plugin::types::Error,
+            > {
+                $crate::mcp::__export::get_prompt::<$plugin>(name, arguments, context)
             }
         }
 

@@ -7,6 +7,7 @@ mod cli;
 mod graphql;
 mod kv;
 mod limits;
+mod mcp;
 mod pubsub;
 mod reload;
 mod routes;

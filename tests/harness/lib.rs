@@ -60,9 +60,11 @@ pub const FIXTURES: &[&str] = &[
     "fixture-kv",
     "fixture-sql",
     "fixture-pubsub",
+    "fixture-mcp",
     "hello-rust",
     "notes-rust",
     "catalog-rust",
+    "tools-rust",
 ];
 
 /// The component built from `tests/fixtures/<name>` (or `examples/hello-rust`).
@@ -310,9 +312,14 @@ impl Engine {
 
     /// The admin listing of plugins.
     pub async fn admin_plugins(&self) -> Value {
+        self.admin_get("/_kiln/v1/admin/plugins").await
+    }
+
+    /// GET an admin endpoint with the admin token; asserts 200.
+    pub async fn admin_get(&self, path: &str) -> Value {
         let r = self
             .client
-            .get(self.url("/_kiln/v1/admin/plugins"))
+            .get(self.url(path))
             .bearer_auth(ADMIN_TOKEN)
             .send()
             .await

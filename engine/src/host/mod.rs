@@ -25,6 +25,7 @@ pub mod cache;
 pub mod config;
 pub mod kv;
 pub mod log;
+pub mod mcp_client;
 pub mod pubsub;
 pub mod sql;
 
@@ -84,6 +85,7 @@ pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     wit::cache::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?;
     wit::sql::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?;
     wit::pubsub::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?;
+    wit::mcp_client::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?;
     Ok(())
 }
 

@@ -78,6 +78,43 @@ pub async fn graphql(State(app): State<AppState>) -> Json<serde_json::Value> {
     })
 }
 
+/// Every MCP tool and prompt: the plugin behind it, its schemas and
+/// annotations, and the access rule and price the host keeps for it.
+pub async fn mcp(State(app): State<AppState>) -> Json<serde_json::Value> {
+    let snapshot = app.registry.snapshot();
+    let tools: Vec<_> = snapshot
+        .mcp
+        .tools()
+        .map(|(plugin, tool)| {
+            json!({
+                "name": tool.name,
+                "plugin": plugin.manifest.name,
+                "title": tool.title,
+                "description": tool.description,
+                "input_schema": tool.input_schema,
+                "output_schema": tool.output_schema,
+                "annotations": tool.annotations,
+                "access": tool.access,
+            })
+        })
+        .collect();
+    let prompts: Vec<_> = snapshot
+        .mcp
+        .prompts()
+        .map(|(plugin, prompt)| {
+            json!({
+                "name": prompt.name,
+                "plugin": plugin.manifest.name,
+                "title": prompt.title,
+                "description": prompt.description,
+                "arguments": prompt.arguments,
+                "access": prompt.access,
+            })
+        })
+        .collect();
+    Json(json!({ "tools": tools, "prompts": prompts }))
+}
+
 /// Requires `Authorization: Bearer <admin.token>`.
 pub async fn require_admin(State(app): State<AppState>, request: Request, next: Next) -> Response {
     let request_id = request

@@ -1,6 +1,6 @@
 //! The HTTP face of the engine. The router reads as a table of contents:
-//! host endpoints under the reserved `/_kiln/v1` prefix, reserved names for
-//! the protocols still to come, and everything else to the plugins.
+//! host endpoints under the reserved `/_kiln/v1` prefix, GraphQL and MCP,
+//! and everything else to the plugins.
 
 pub mod admin;
 pub mod dispatch;
@@ -33,6 +33,8 @@ pub struct AppInner {
     pub max_request_body: usize,
     pub max_response_body: usize,
     pub graphql: GraphqlConfig,
+    /// The MCP endpoint, unless `mcp.enabled` is off.
+    pub mcp: Option<crate::mcp::McpService>,
 }
 
 impl std::ops::Deref for AppState {
@@ -44,6 +46,13 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub fn new(config: &Config, registry: Arc<Registry>, db: Database, cache: Cache) -> Self {
+        let mcp = config.mcp.enabled.then(|| {
+            crate::mcp::service(
+                registry.clone(),
+                &config.mcp,
+                usize::try_from(config.http.max_request_body.0).unwrap_or(usize::MAX),
+            )
+        });
         AppState(Arc::new(AppInner {
             registry,
             db,
@@ -53,6 +62,7 @@ impl AppState {
             max_response_body: usize::try_from(config.http.max_response_body.0)
                 .unwrap_or(usize::MAX),
             graphql: config.graphql.clone(),
+            mcp,
         }))
     }
 }
@@ -61,11 +71,12 @@ pub fn router(state: AppState) -> Router {
     let admin = Router::new()
         .route("/plugins", get(admin::plugins))
         .route("/graphql", get(admin::graphql))
+        .route("/mcp", get(admin::mcp))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,
         ));
-    Router::new()
+    let router = Router::new()
         .route("/_kiln/v1/health", get(admin::health))
         .nest("/_kiln/v1/admin", admin)
         // Reserved: answered by the host, never by a plugin.
@@ -83,8 +94,12 @@ pub fn router(state: AppState) -> Router {
             get(graphql::sse::stream).post(graphql::sse::stream),
         )
         .route("/graphql/{*rest}", any(reserved))
-        .route("/mcp", any(reserved))
-        .route("/mcp/{*rest}", any(reserved))
+        .route("/mcp/{*rest}", any(reserved));
+    let router = match &state.mcp {
+        Some(mcp) => router.route_service("/mcp", mcp.clone()),
+        None => router.route("/mcp", any(reserved)),
+    };
+    router
         .fallback(dispatch::plugin_route)
         .layer(middleware::from_fn(request_id::layer))
         .with_state(state)

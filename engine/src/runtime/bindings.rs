@@ -19,5 +19,7 @@ wasmtime::component::bindgen!({
 pub use self::exports::kiln::plugin::graphql;
 pub use self::exports::kiln::plugin::graphql::GuestIndices as GraphqlIndices;
 pub use self::exports::kiln::plugin::http_handler::GuestIndices as HttpHandlerIndices;
+pub use self::exports::kiln::plugin::mcp;
+pub use self::exports::kiln::plugin::mcp::GuestIndices as McpIndices;
 pub use self::exports::kiln::plugin::plugin::GuestIndices as PluginIndices;
 pub use self::kiln::plugin::types;

@@ -10,7 +10,9 @@ use wasmtime::component::{Instance, InstancePre};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::Runtime;
-use super::bindings::{GraphqlIndices, HttpHandlerIndices, PluginIndices, graphql, types};
+use super::bindings::{
+    GraphqlIndices, HttpHandlerIndices, McpIndices, PluginIndices, graphql, mcp, types,
+};
 use super::cache::{CacheOutcome, sha256_hex};
 use super::gate::{Gate, Refusal};
 use super::state::CallState;
@@ -18,7 +20,9 @@ use crate::config::{CpuLimit, Limits, PluginSettings};
 use crate::graphql::schema::{FieldError, ResolveRequest, Resolver};
 use crate::graphql::sdl::Fragment;
 use crate::host::PluginContext;
+use crate::host::mcp_client::ClientLink;
 use crate::manifest::{Manifest, RawManifest};
+use crate::mcp::decl::Declarations;
 
 /// A plugin file as read from disk, with its resolved settings.
 pub struct PluginSource {
@@ -55,6 +59,10 @@ pub enum LoadError {
     Schema(CallError),
     #[error("invalid GraphQL SDL: {0}")]
     Sdl(String),
+    #[error("mcp.tools()/prompts() failed: {0}")]
+    McpDescribe(CallError),
+    #[error("invalid MCP declarations: {0}")]
+    Mcp(String),
 }
 
 /// Why a call into a plugin did not return normally.
@@ -83,9 +91,12 @@ pub struct Plugin {
     pub context: Arc<PluginContext>,
     /// The plugin's checked SDL fragment, when it contributes GraphQL fields.
     pub graphql: Option<Fragment>,
+    /// The plugin's checked MCP tools and prompts, when it declares any.
+    pub mcp: Option<Arc<Declarations>>,
     pre: InstancePre<CallState>,
     http: Option<HttpHandlerIndices>,
     graphql_export: Option<GraphqlIndices>,
+    mcp_export: Option<McpIndices>,
     gate: Gate,
     cpu_limit: CpuLimit,
     tick: Duration,
@@ -130,6 +141,7 @@ impl Runtime {
             PluginIndices::new(&pre).map_err(|e| LoadError::NoDescribe(e.to_string()))?;
         let http = HttpHandlerIndices::new(&pre).ok();
         let graphql_export = GraphqlIndices::new(&pre).ok();
+        let mcp_export = McpIndices::new(&pre).ok();
 
         let mut secrets = std::collections::BTreeMap::new();
         for (secret, var) in &source.settings.secrets {
@@ -169,9 +181,11 @@ impl Runtime {
             cache,
             context: Arc::new(context.clone()),
             graphql: None,
+            mcp: None,
             pre,
             http,
             graphql_export,
+            mcp_export,
             gate,
             cpu_limit: self.cpu_limit,
             tick: self.tick,
@@ -192,6 +206,20 @@ impl Runtime {
             let fragment = crate::graphql::sdl::parse(&sdl).map_err(LoadError::Sdl)?;
             if !fragment.types.is_empty() {
                 plugin.graphql = Some(fragment);
+            }
+        }
+        if let Some(indices) = &plugin.mcp_export {
+            let (tools, prompts) = plugin
+                .mcp_declarations(indices)
+                .await
+                .map_err(LoadError::McpDescribe)?;
+            let declarations = crate::mcp::decl::check(
+                tools.into_iter().map(raw_tool).collect(),
+                prompts.into_iter().map(raw_prompt).collect(),
+            )
+            .map_err(LoadError::Mcp)?;
+            if !declarations.is_empty() {
+                plugin.mcp = Some(Arc::new(declarations));
             }
         }
         // From now on log lines carry the plugin's own name, and its data
@@ -346,6 +374,76 @@ impl Plugin {
         self.finish(store, outcome)
     }
 
+    async fn mcp_declarations(
+        &self,
+        indices: &McpIndices,
+    ) -> Result<(Vec<mcp::Tool>, Vec<mcp::Prompt>), CallError> {
+        let mut store = self.new_store(Arc::from("describe"));
+        let outcome = tokio::time::timeout(self.hard_timeout(), async {
+            let instance: Instance = self.pre.instantiate_async(&mut store).await?;
+            let guest = indices.load(&mut store, &instance)?;
+            let tools = guest.call_tools(&mut store).await?;
+            let prompts = guest.call_prompts(&mut store).await?;
+            Ok((tools, prompts))
+        })
+        .await;
+        self.finish(store, outcome)
+    }
+
+    /// Calls the plugin's `call-tool` on a fresh instance; progress and
+    /// log messages the guest sends go to `client`.
+    pub async fn call_tool(
+        &self,
+        name: &str,
+        arguments: &str,
+        context: &mcp::CallContext,
+        client: Option<ClientLink>,
+        request_id: Arc<str>,
+    ) -> Result<Result<mcp::ToolResult, types::Error>, CallError> {
+        let indices = self.mcp_indices()?;
+        let _slot = self.gate.enter().await.map_err(CallError::Busy)?;
+        let mut store = self.new_store(request_id);
+        store.data_mut().client = client;
+        let outcome = tokio::time::timeout(self.hard_timeout(), async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            let guest = indices.load(&mut store, &instance)?;
+            guest
+                .call_call_tool(&mut store, name, arguments, context)
+                .await
+        })
+        .await;
+        self.finish(store, outcome)
+    }
+
+    /// Calls the plugin's `get-prompt` on a fresh instance.
+    pub async fn get_prompt(
+        &self,
+        name: &str,
+        arguments: &[(String, String)],
+        context: &mcp::CallContext,
+        request_id: Arc<str>,
+    ) -> Result<Result<mcp::PromptResult, types::Error>, CallError> {
+        let indices = self.mcp_indices()?;
+        let _slot = self.gate.enter().await.map_err(CallError::Busy)?;
+        let mut store = self.new_store(request_id);
+        let outcome = tokio::time::timeout(self.hard_timeout(), async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            let guest = indices.load(&mut store, &instance)?;
+            guest
+                .call_get_prompt(&mut store, name, arguments, context)
+                .await
+        })
+        .await;
+        self.finish(store, outcome)
+    }
+
+    fn mcp_indices(&self) -> Result<&McpIndices, CallError> {
+        // Plugins with MCP declarations always have the export.
+        self.mcp_export.as_ref().ok_or_else(|| CallError::Trap {
+            detail: "no mcp export".into(),
+        })
+    }
+
     /// Calls the plugin's GraphQL resolver on a fresh instance.
     pub async fn resolve_field(
         &self,
@@ -413,6 +511,49 @@ fn method_name(m: types::Method) -> String {
         Head => "HEAD".into(),
         Options => "OPTIONS".into(),
         Other(s) => s,
+    }
+}
+
+fn raw_tool(t: mcp::Tool) -> crate::mcp::decl::RawTool {
+    use crate::mcp::decl::{Access, Annotations, RawTool};
+    RawTool {
+        name: t.name,
+        title: t.title,
+        description: t.description,
+        input_schema: t.input_schema,
+        output_schema: t.output_schema,
+        annotations: Annotations {
+            read_only: t.annotations.read_only,
+            destructive: t.annotations.destructive,
+            idempotent: t.annotations.idempotent,
+            open_world: t.annotations.open_world,
+        },
+        access: Access {
+            roles: t.access.roles,
+            price_micros: t.access.price_micros,
+        },
+    }
+}
+
+fn raw_prompt(p: mcp::Prompt) -> crate::mcp::decl::RawPrompt {
+    use crate::mcp::decl::{Access, PromptArgument, RawPrompt};
+    RawPrompt {
+        name: p.name,
+        title: p.title,
+        description: p.description,
+        arguments: p
+            .arguments
+            .into_iter()
+            .map(|a| PromptArgument {
+                name: a.name,
+                description: a.description,
+                required: a.required,
+            })
+            .collect(),
+        access: Access {
+            roles: p.access.roles,
+            price_micros: p.access.price_micros,
+        },
     }
 }
 

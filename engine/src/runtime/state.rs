@@ -27,6 +27,8 @@ pub struct CallState {
     pub log_budget: u32,
     pub stdout: GuestOutput,
     pub stderr: GuestOutput,
+    /// The MCP client of a tool call, for progress and log messages.
+    pub client: Option<crate::host::mcp_client::ClientLink>,
 }
 
 impl CallState {
@@ -58,6 +60,7 @@ impl CallState {
             log_budget: crate::host::log::MAX_LINES_PER_CALL,
             stdout,
             stderr,
+            client: None,
         }
     }
 }
