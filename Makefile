@@ -54,11 +54,13 @@ e2e:
 	$(CARGO) test -p kiln-e2e
 
 # Not part of `make test`: numbers, not pass/fail. See docs/performance.md.
-bench: setup examples
+bench: setup examples fixtures
 	$(CARGO) build --release -p kiln
 	$(CARGO) bench -p kiln --bench instantiate
 	bench/http.sh
 	bench/storage.sh
+	bench/graphql.sh
+	bench/mcp.sh
 
 clean:
 	$(CARGO) clean

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 
 use crate::config::Config;
 use crate::graphql::SchemaInputs;
@@ -71,6 +72,14 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    // Streamed responses (MCP and GraphQL event streams) go out in several
+    // writes; with Nagle's algorithm each small write after the first waits
+    // for the client's delayed ACK, about 40 ms.
+    let listener = listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     tracing::info!(plugins_dir = %config.plugins_dir.display(), "listening on http://{addr}");
     axum::serve(
         listener,

@@ -106,22 +106,12 @@ pub struct Resolve {
 impl Resolve {
     /// A required argument; a missing or mistyped one is a `bad-request`.
     pub fn arg<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
-        let value = self
-            .arguments
-            .get(name)
-            .ok_or_else(|| Error::bad_request(format!("argument '{name}' is missing")))?;
-        serde_json::from_value(value.clone())
-            .map_err(|e| Error::bad_request(format!("argument '{name}': {e}")))
+        crate::args::required(&self.arguments, name)
     }
 
     /// An optional argument: `None` when absent or null.
     pub fn arg_opt<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
-        match self.arguments.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => serde_json::from_value(v.clone())
-                .map(Some)
-                .map_err(|e| Error::bad_request(format!("argument '{name}': {e}"))),
-        }
+        crate::args::optional(&self.arguments, name)
     }
 
     /// The parent object, decoded.

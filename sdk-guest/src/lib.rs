@@ -25,6 +25,7 @@
 // Lets generated code name this crate by its public path from inside it too.
 extern crate self as kiln_sdk;
 
+mod args;
 mod error;
 mod request;
 mod response;

@@ -283,6 +283,19 @@ async fn call(
         .await
 }
 
+async fn prompt(
+    client: &RunningService<RoleClient, ClientConfig>,
+    name: &str,
+    arguments: Value,
+) -> Result<rmcp::model::GetPromptResult, ServiceError> {
+    let Value::Object(arguments) = arguments else {
+        panic!("arguments must be an object")
+    };
+    client
+        .get_prompt(GetPromptRequestParams::new(name).with_arguments(arguments))
+        .await
+}
+
 fn first_text(result: &CallToolResult) -> String {
     result
         .content
@@ -376,32 +389,20 @@ async fn the_rmcp_client_calls_tools_and_prompts_on_every_protocol_version() {
             image.data
         );
 
-        let prompt = client
-            .get_prompt(
-                GetPromptRequestParams::new("test_prompt_with_arguments").with_arguments(
-                    json!({ "arg1": "hello", "arg2": "world" })
-                        .as_object()
-                        .unwrap()
-                        .clone(),
-                ),
-            )
-            .await
-            .unwrap();
-        let text = serde_json::to_value(&prompt.messages[0].content).unwrap();
+        let rendered = prompt(
+            &client,
+            "test_prompt_with_arguments",
+            json!({ "arg1": "hello", "arg2": "world" }),
+        )
+        .await
+        .unwrap();
+        let text = serde_json::to_value(&rendered.messages[0].content).unwrap();
         assert_eq!(
             text["text"],
             "Prompt with arguments: arg1='hello', arg2='world'"
         );
 
-        let unknown_argument = client
-            .get_prompt(
-                GetPromptRequestParams::new("greeting").with_arguments(
-                    json!({ "name": "A", "mood": "x" })
-                        .as_object()
-                        .unwrap()
-                        .clone(),
-                ),
-            )
+        let unknown_argument = prompt(&client, "greeting", json!({ "name": "A", "mood": "x" }))
             .await
             .unwrap_err()
             .to_string();
@@ -410,15 +411,7 @@ async fn the_rmcp_client_calls_tools_and_prompts_on_every_protocol_version() {
                 .contains("prompt 'greeting' has no argument 'mood' (it takes: name, style)"),
             "{unknown_argument}"
         );
-        let refused = client
-            .get_prompt(
-                GetPromptRequestParams::new("greeting").with_arguments(
-                    json!({ "name": "A", "style": "rude" })
-                        .as_object()
-                        .unwrap()
-                        .clone(),
-                ),
-            )
+        let refused = prompt(&client, "greeting", json!({ "name": "A", "style": "rude" }))
             .await
             .unwrap_err()
             .to_string();
