@@ -7,6 +7,7 @@ pub mod config;
 pub mod graphql;
 pub mod host;
 pub mod http;
+pub mod identity;
 pub mod manifest;
 pub mod mcp;
 pub mod registry;
