@@ -4,11 +4,13 @@
 //!
 //! - [`principal`]: the principal model.
 //! - [`jwt`]: verifying tokens from one configured issuer.
+//! - [`api_keys`]: creating, checking (cached) and revoking API keys.
 //!
-//! Work in progress (issue 6): API keys, plugin auth providers, enforcement
+//! Work in progress (issue 6): the CLI and admin API for keys, plugin auth providers, enforcement
 //! on routes, GraphQL fields and MCP tools, rate limits and the audit log
 //! come next; nothing here is on the request path yet.
 
+pub mod api_keys;
 pub mod jwt;
 pub mod principal;
 

@@ -79,15 +79,6 @@ fn parse_counter(value: &[u8]) -> Result<i64, KvError> {
         .ok_or_else(|| KvError::Invalid("the value at this key is not an integer".into()))
 }
 
-macro_rules! on_pool {
-    ($db:expr, $pool:ident => $body:expr) => {
-        match $db {
-            Database::Sqlite($pool) => $body,
-            Database::Postgres($pool) => $body,
-        }
-    };
-}
-
 const LIVE: &str = "(expires_at IS NULL OR expires_at > $3)";
 
 /// The store, shared by all plugins; every call names the namespace.

@@ -14,6 +14,18 @@ use sqlx::{PgPool, SqlitePool};
 
 use crate::config::DatabaseConfig;
 
+/// Runs the same sqlx code on whichever pool the database is: the SQL text
+/// of the engine's tables is written to suit both dialects.
+macro_rules! on_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            Database::Sqlite($pool) => $body,
+            Database::Postgres($pool) => $body,
+        }
+    };
+}
+
+pub mod api_keys;
 pub mod cache;
 pub mod kv;
 pub mod sql;
