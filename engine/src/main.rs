@@ -38,6 +38,14 @@ enum Command {
         #[arg(long, value_name = "FILE", env = "KILN_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Manage API keys in the engine's database.
+    Keys {
+        /// Engine config file (TOML); the database is `[database] url` or KILN_DATABASE_URL.
+        #[arg(long, value_name = "FILE", env = "KILN_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Create a new Rust plugin crate that builds as is.
     New {
         /// Plugin name: a-z, 0-9, '-' and '_'.
@@ -61,6 +69,23 @@ enum Command {
         #[arg(long)]
         debug: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a key and print it (once; only its hash is kept).
+    Create {
+        /// A unique name: who or what uses the key (e.g. ci).
+        #[arg(long)]
+        name: String,
+        /// Comma-separated roles (e.g. reader,writer; admin for the admin API).
+        #[arg(long, value_delimiter = ',', default_value = "")]
+        roles: Vec<String>,
+    },
+    /// List keys (ids, names, roles, state; never the keys).
+    List,
+    /// Revoke a key by id (kk_...) or name.
+    Revoke { id_or_name: String },
 }
 
 fn main() -> ExitCode {
@@ -106,6 +131,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 db.close().await;
                 println!("database is up to date");
                 anyhow::Ok(())
+            })
+        }
+        Command::Keys { config, action } => {
+            let cfg = Config::load(config.as_deref(), |k| std::env::var(k).ok())?;
+            cfg.validate()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                match action {
+                    KeysAction::Create { name, roles } => {
+                        let roles: Vec<String> =
+                            roles.into_iter().filter(|r| !r.is_empty()).collect();
+                        kiln::cli::keys::create(&cfg, &name, &roles).await
+                    }
+                    KeysAction::List => kiln::cli::keys::list(&cfg).await,
+                    KeysAction::Revoke { id_or_name } => {
+                        kiln::cli::keys::revoke(&cfg, &id_or_name).await
+                    }
+                }
             })
         }
         Command::New { name, dir, sdk } => {

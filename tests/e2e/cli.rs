@@ -91,3 +91,63 @@ fn a_bad_config_stops_start_up_with_the_key_named() {
         "{err}"
     );
 }
+
+/// `kiln keys`: a key is printed once, listed without its secret, stored
+/// only as a hash, and revoked by name.
+#[test]
+fn keys_are_created_listed_and_revoked_from_the_command_line() {
+    let data = tempfile::tempdir().unwrap();
+    let kiln = |args: &[&str]| {
+        Command::new(kiln_bin())
+            .args(["keys"])
+            .args(args)
+            .env("KILN_DATA_DIR", data.path())
+            .env("KILN_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let out = kiln(&["create", "--name", "ci", "--roles", "reader,writer"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(key.starts_with("kk_") && key.len() == 55, "{key}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("shown only now"), "{stderr}");
+
+    let out = kiln(&["list"]);
+    assert!(out.status.success());
+    let listed = String::from_utf8(out.stdout).unwrap();
+    assert!(listed.contains(&key[..11]), "{listed}");
+    assert!(
+        listed.contains("ci") && listed.contains("active") && listed.contains("reader,writer"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(&key[12..]),
+        "the secret part must never be listed"
+    );
+
+    // The database holds the hash, not the key.
+    let db = std::fs::read(data.path().join("kiln.db")).unwrap();
+    let secret = &key.as_bytes()[12..];
+    assert!(!db.windows(secret.len()).any(|w| w == secret));
+
+    let out = kiln(&["create", "--name", "ci"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+
+    let out = kiln(&["revoke", "ci"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = String::from_utf8(kiln(&["list"]).stdout).unwrap();
+    assert!(listed.contains("revoked"), "{listed}");
+    let out = kiln(&["revoke", "ci"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no active API key"));
+}

@@ -1,4 +1,6 @@
-//! What the `kiln new` and `kiln build` commands do; `main.rs` only parses.
+//! What the `kiln new`, `kiln build` and `kiln keys` commands do; `main.rs`
+//! only parses.
 
 pub mod build;
+pub mod keys;
 pub mod scaffold;
