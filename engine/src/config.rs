@@ -76,12 +76,25 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
-    /// Bearer token for `/_kiln/v1/admin/...` (`KILN_ADMIN_TOKEN`). Unset means
-    /// the admin API answers 401 to everyone.
+    /// Bearer token for `/_kiln/v1/admin/...` (`KILN_ADMIN_TOKEN`), beside API
+    /// keys with the `admin` role. With neither, the admin API answers 401
+    /// to everyone.
     pub token: Option<Secret>,
+    /// How long a checked API key is trusted before it is read again
+    /// (revoking on this engine takes effect at once).
+    pub key_cache_ttl_ms: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            token: None,
+            key_cache_ttl_ms: 300_000,
+        }
+    }
 }
 
 /// The engine's database and its connection pool.

@@ -151,7 +151,9 @@ async fn unknown_paths_are_404_and_wrong_methods_405_with_allow() {
         "{v}"
     );
     assert_eq!(e.get("/graphql/other").await.status(), 404);
-    assert_eq!(e.get("/mcp").await.status(), 404);
+    // /mcp is the MCP endpoint: a plain GET (no event-stream Accept) is 406.
+    assert_eq!(e.get("/mcp").await.status(), 406);
+    assert_eq!(e.get("/mcp/other").await.status(), 404);
     assert_eq!(e.get("/_kiln/v1/nope").await.status(), 404);
 }
 

@@ -254,6 +254,17 @@ impl Engine {
         }
     }
 
+    /// Runs a `kiln` command on this engine's config (and so its database).
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(kiln_bin())
+            .args(args)
+            .arg("--config")
+            .arg(self.dir.path().join("kiln.toml"))
+            .env("KILN_LOG", "warn")
+            .output()
+            .expect("run kiln")
+    }
+
     /// Stops the process and starts it again on the same directories.
     pub fn restart(&mut self) {
         let _ = self.child.kill();

@@ -1,6 +1,7 @@
 //! The host's own endpoints under `/_kiln/v1`: an open health check and the
-//! admin API, which answers 401 unless the request carries the configured
-//! bearer token (and always, when no token is configured).
+//! admin API, which answers 401 unless the request carries an API key with
+//! the `admin` role or the configured admin token (403 for a key without
+//! the role).
 
 use axum::Json;
 use axum::extract::{Request, State};
@@ -115,7 +116,10 @@ pub async fn mcp(State(app): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({ "tools": tools, "prompts": prompts }))
 }
 
-/// Requires `Authorization: Bearer <admin.token>`.
+/// Requires `Authorization: Bearer <credential>`: an API key with the
+/// `admin` role (`kiln keys create --name NAME --roles admin`), or the
+/// configured `admin.token`. Nothing else gets in; with neither configured,
+/// nobody does.
 pub async fn require_admin(State(app): State<AppState>, request: Request, next: Next) -> Response {
     let request_id = request
         .extensions()
@@ -127,25 +131,54 @@ pub async fn require_admin(State(app): State<AppState>, request: Request, next: 
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let message = match (&app.admin_token, presented) {
-        (None, _) => {
-            "the admin API is disabled: set admin.token (or KILN_ADMIN_TOKEN) to enable it"
-        }
-        (Some(_), None) => "missing bearer token: send Authorization: Bearer <admin token>",
-        (Some(expected), Some(given))
-            if constant_time_eq(expected.expose().as_bytes(), given.as_bytes()) =>
-        {
-            return next.run(request).await;
-        }
-        (Some(_), Some(_)) => "invalid admin token",
+    let refusal = match presented {
+        None if app.admin_token.is_none() => (
+            StatusCode::UNAUTHORIZED,
+            "the admin API is disabled until there is an admin credential: create an API key \
+             with `kiln keys create --name NAME --roles admin`, or set admin.token"
+                .to_string(),
+        ),
+        None => (
+            StatusCode::UNAUTHORIZED,
+            "missing bearer token: send Authorization: Bearer <API key or admin token>".into(),
+        ),
+        Some(key) if key.starts_with("kk_") => match app.keys.verify(key).await {
+            Ok(principal) if principal.has_role("admin") => return next.run(request).await,
+            Ok(principal) => (
+                StatusCode::FORBIDDEN,
+                format!(
+                    "API key '{}' lacks the admin role this API requires",
+                    principal.subject
+                ),
+            ),
+            Err(rejected) => (StatusCode::UNAUTHORIZED, rejected.to_string()),
+        },
+        Some(given) => match &app.admin_token {
+            Some(expected) if constant_time_eq(expected.expose().as_bytes(), given.as_bytes()) => {
+                return next.run(request).await;
+            }
+            Some(_) => (StatusCode::UNAUTHORIZED, "invalid admin token".into()),
+            None => (
+                StatusCode::UNAUTHORIZED,
+                "the admin API is disabled: no admin.token is set; use an API key with the admin role"
+                    .into(),
+            ),
+        },
     };
-    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
-        .with_request_id(&request_id)
-        .with_header(
+    let (status, message) = refusal;
+    let code = if status == StatusCode::FORBIDDEN {
+        "forbidden"
+    } else {
+        "unauthorized"
+    };
+    let mut error = ApiError::new(status, code, message).with_request_id(&request_id);
+    if status == StatusCode::UNAUTHORIZED {
+        error = error.with_header(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"kiln-admin\""),
-        )
-        .into_response()
+        );
+    }
+    error.into_response()
 }
 
 /// Compares without an early exit, so timing does not reveal how much of a

@@ -30,6 +30,8 @@ pub struct AppInner {
     pub db: Database,
     pub cache: Cache,
     pub admin_token: Option<Secret>,
+    /// API keys, for the admin API (and, with the identity layer, everything).
+    pub keys: crate::identity::api_keys::ApiKeys,
     pub max_request_body: usize,
     pub max_response_body: usize,
     pub graphql: GraphqlConfig,
@@ -53,11 +55,16 @@ impl AppState {
                 usize::try_from(config.http.max_request_body.0).unwrap_or(usize::MAX),
             )
         });
+        let keys = crate::identity::api_keys::ApiKeys::new(
+            crate::store::api_keys::KeyStore::new(db.clone()),
+            std::time::Duration::from_millis(config.admin.key_cache_ttl_ms),
+        );
         AppState(Arc::new(AppInner {
             registry,
             db,
             cache,
             admin_token: config.admin.token.clone(),
+            keys,
             max_request_body: usize::try_from(config.http.max_request_body.0).unwrap_or(usize::MAX),
             max_response_body: usize::try_from(config.http.max_response_body.0)
                 .unwrap_or(usize::MAX),

@@ -238,7 +238,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let config = DatabaseConfig::default();
         let db = Database::connect(&config, tmp.path()).await.unwrap();
-        assert_eq!(db.migrate().await.unwrap(), ["0001_kv.sql"]);
+        assert_eq!(
+            db.migrate().await.unwrap(),
+            ["0001_kv.sql", "0002_api_keys.sql"]
+        );
         db.migrate().await.unwrap();
         let Database::Sqlite(pool) = &db else {
             panic!("expected SQLite")
