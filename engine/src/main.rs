@@ -120,39 +120,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()?;
             runtime.block_on(kiln::server::serve(cfg, kiln::server::shutdown_signal()))
         }
-        Command::Migrate { config } => {
-            let cfg = Config::load(config.as_deref(), |k| std::env::var(k).ok())?;
-            cfg.validate()?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let db = kiln::server::open_database(&cfg).await?;
-                db.close().await;
-                println!("database is up to date");
-                anyhow::Ok(())
-            })
-        }
-        Command::Keys { config, action } => {
-            let cfg = Config::load(config.as_deref(), |k| std::env::var(k).ok())?;
-            cfg.validate()?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                match action {
-                    KeysAction::Create { name, roles } => {
-                        let roles: Vec<String> =
-                            roles.into_iter().filter(|r| !r.is_empty()).collect();
-                        kiln::cli::keys::create(&cfg, &name, &roles).await
-                    }
-                    KeysAction::List => kiln::cli::keys::list(&cfg).await,
-                    KeysAction::Revoke { id_or_name } => {
-                        kiln::cli::keys::revoke(&cfg, &id_or_name).await
-                    }
+        Command::Migrate { config } => on_database(config, |cfg| async move {
+            let db = kiln::server::open_database(&cfg).await?;
+            db.close().await;
+            println!("database is up to date");
+            Ok(())
+        }),
+        Command::Keys { config, action } => on_database(config, |cfg| async move {
+            match action {
+                KeysAction::Create { name, roles } => {
+                    let roles: Vec<String> = roles.into_iter().filter(|r| !r.is_empty()).collect();
+                    kiln::cli::keys::create(&cfg, &name, &roles).await
                 }
-            })
-        }
+                KeysAction::List => kiln::cli::keys::list(&cfg).await,
+                KeysAction::Revoke { id_or_name } => {
+                    kiln::cli::keys::revoke(&cfg, &id_or_name).await
+                }
+            }
+        }),
         Command::New { name, dir, sdk } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
             let sdk = kiln::cli::scaffold::sdk_path(sdk.as_deref())?;
@@ -177,6 +162,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A command that works on the engine's database: loads and checks the
+/// config, then runs `work` on a single-threaded runtime.
+fn on_database<F>(config: Option<PathBuf>, work: impl FnOnce(Config) -> F) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let cfg = Config::load(config.as_deref(), |k| std::env::var(k).ok())?;
+    cfg.validate()?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(work(cfg))
 }
 
 fn init_logging() {
