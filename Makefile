@@ -7,13 +7,13 @@ CARGO      ?= cargo
 WASM       := wasm32-wasip2
 PLUGINS    ?= plugins
 EXAMPLES   := hello-rust notes-rust catalog-rust tools-rust
-FIXTURES   := fixture-basic fixture-limits fixture-reload-v1 fixture-reload-v2 fixture-configurable fixture-kv fixture-sql fixture-pubsub fixture-mcp
+FIXTURES   := fixture-basic fixture-limits fixture-reload-v1 fixture-reload-v2 fixture-configurable fixture-kv fixture-sql fixture-pubsub fixture-mcp fixture-identity
 GUEST_OUT  := target/$(WASM)/release
 
 .PHONY: run test setup js-clients examples fixtures lint unit e2e bench clean
 
 run: setup examples
-	$(CARGO) run --release -p kiln -- serve --plugins $(PLUGINS)
+	$(CARGO) run --release -p kiln -- serve --config examples/kiln.toml --plugins $(PLUGINS)
 
 test: setup js-clients lint fixtures unit e2e
 

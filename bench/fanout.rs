@@ -38,6 +38,7 @@ async fn main() {
     let subscribers: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let rounds: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(20);
     let ws_url = format!("{}/graphql/ws", base.replacen("http", "ws", 1));
+    kiln_e2e::install_tls_provider();
     let http = reqwest::Client::new();
     let gql = |query: String| {
         let http = http.clone();

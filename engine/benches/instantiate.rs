@@ -65,7 +65,7 @@ fn bench(c: &mut Criterion) {
         let id: Arc<str> = Arc::from("bench");
         group.bench_function(format!("instantiate_call_drop/{cpu_limit}"), |b| {
             b.iter(|| {
-                rt.block_on(plugin.handle_http("GET /hello/{name}", &request, id.clone()))
+                rt.block_on(plugin.handle_http("GET /hello/{name}", &request, None, id.clone()))
                     .unwrap()
                     .unwrap()
             })

@@ -40,6 +40,12 @@ pub struct Config {
     /// SQLite database (`KILN_DATA_DIR`).
     pub data_dir: PathBuf,
     pub admin: AdminConfig,
+    /// Credentials the engine accepts (API keys, a JWT issuer).
+    pub identity: crate::identity::config::IdentityConfig,
+    /// Who may call what: `default` and `[[access.rules]]`.
+    pub access: crate::identity::access::AccessConfig,
+    /// Token buckets per principal or client IP, per group of paths.
+    pub rate_limits: Vec<crate::http::rate_limit::RateLimitGroup>,
     pub database: DatabaseConfig,
     pub cache: CacheConfig,
     pub redis: RedisConfig,
@@ -62,6 +68,9 @@ impl Default for Config {
             plugins_dir: PathBuf::from("plugins"),
             data_dir: PathBuf::from(".kiln"),
             admin: AdminConfig::default(),
+            identity: Default::default(),
+            access: Default::default(),
+            rate_limits: Vec::new(),
             database: DatabaseConfig::default(),
             cache: CacheConfig::default(),
             redis: RedisConfig::default(),
@@ -276,6 +285,18 @@ pub struct HttpConfig {
     pub max_request_body: ByteSize,
     /// Largest response body a plugin may return; larger → 500 naming the plugin.
     pub max_response_body: ByteSize,
+    /// Largest total size of a request's headers; larger → 431.
+    pub max_header_bytes: ByteSize,
+    /// A request whose response has not started by then gets 504.
+    pub request_timeout_ms: u64,
+    /// Send `Strict-Transport-Security` (set when clients reach the engine
+    /// over HTTPS, through a TLS-terminating proxy).
+    pub hsts: bool,
+    /// Cross-origin calls from browsers; none unless origins are listed.
+    pub cors: crate::http::hardening::CorsConfig,
+    /// The header that holds the client IP (`x-forwarded-for`) when a
+    /// proxy in front sets it; otherwise the socket's peer address.
+    pub client_ip_header: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -283,6 +304,11 @@ impl Default for HttpConfig {
         HttpConfig {
             max_request_body: ByteSize(1024 * 1024),
             max_response_body: ByteSize(8 * 1024 * 1024),
+            max_header_bytes: ByteSize(32 * 1024),
+            request_timeout_ms: 30_000,
+            hsts: false,
+            cors: Default::default(),
+            client_ip_header: None,
         }
     }
 }
@@ -623,6 +649,12 @@ impl Config {
         if let Some(v) = env("KILN_ADMIN_TOKEN") {
             self.admin.token = Some(Secret(v));
         }
+        if let Some(v) = env("KILN_JWT_SECRET") {
+            self.identity
+                .jwt
+                .get_or_insert_with(Default::default)
+                .secret = Some(Secret(v));
+        }
         if let Some(v) = env("KILN_DATABASE_URL") {
             self.database.url = Some(Secret(v));
         }
@@ -646,6 +678,10 @@ impl Config {
                 "must be at least 16 characters; generate one with `openssl rand -hex 32`",
             ));
         }
+        if let Some(jwt) = &self.identity.jwt {
+            jwt.validate().map_err(|m| invalid("identity.jwt", &m))?;
+        }
+        self.access.validate().map_err(|m| invalid("access", &m))?;
         if self.pubsub.subscriber_buffer == 0 || self.pubsub.subscriber_buffer > 65_536 {
             return Err(invalid(
                 "pubsub.subscriber_buffer",
@@ -729,6 +765,29 @@ impl Config {
                 "runtime.max_memory",
                 "must be between 64KiB and 4GiB",
             ));
+        }
+        if self.http.max_header_bytes.0 < 1024 || self.http.max_header_bytes.0 > 1 << 20 {
+            return Err(invalid(
+                "http.max_header_bytes",
+                "must be between 1KiB and 1MiB",
+            ));
+        }
+        if self.http.request_timeout_ms < 100 {
+            return Err(invalid("http.request_timeout_ms", "must be at least 100"));
+        }
+        self.http
+            .cors
+            .validate()
+            .map_err(|m| invalid("http.cors", &m))?;
+        let mut names = std::collections::BTreeSet::new();
+        for group in &self.rate_limits {
+            group.validate().map_err(|m| invalid("rate_limits", &m))?;
+            if !names.insert(group.name.as_str()) {
+                return Err(invalid(
+                    "rate_limits",
+                    &format!("two groups are named '{}'", group.name),
+                ));
+            }
         }
         if self.http.max_request_body.0 > usize::MAX as u64 {
             return Err(invalid("http.max_request_body", "is too large"));

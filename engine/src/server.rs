@@ -80,10 +80,11 @@ pub async fn serve(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
         }
     });
+    let state = AppState::new(&config, registry, db.clone(), cache).map_err(anyhow::Error::msg)?;
     tracing::info!(plugins_dir = %config.plugins_dir.display(), "listening on http://{addr}");
     axum::serve(
         listener,
-        router(AppState::new(&config, registry, db.clone(), cache)),
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await

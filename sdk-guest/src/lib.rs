@@ -34,6 +34,7 @@ mod router;
 pub mod cache;
 pub mod config;
 pub mod graphql;
+pub mod identity;
 pub mod kv;
 pub mod log;
 pub mod mcp;

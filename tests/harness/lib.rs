@@ -51,6 +51,13 @@ pub fn kiln_bin() -> &'static Path {
     })
 }
 
+/// reqwest is built without a default TLS provider (the engine picks ring
+/// for its JWKS client, and features are shared with this crate): every
+/// client made here needs the provider installed first. Idempotent.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub const FIXTURES: &[&str] = &[
     "fixture-basic",
     "fixture-limits",
@@ -61,6 +68,7 @@ pub const FIXTURES: &[&str] = &[
     "fixture-sql",
     "fixture-pubsub",
     "fixture-mcp",
+    "fixture-identity",
     "hello-rust",
     "notes-rust",
     "catalog-rust",
@@ -93,6 +101,7 @@ pub struct EngineBuilder {
     config: String,
     runtime: String,
     admin_token: bool,
+    access: Option<String>,
     own_cache: bool,
     env: Vec<(String, String)>,
     plugins: Vec<(String, PathBuf, Option<String>)>,
@@ -122,6 +131,14 @@ impl EngineBuilder {
     /// Start without an admin token (the admin API is then closed to all).
     pub fn without_admin_token(mut self) -> Self {
         self.admin_token = false;
+        self
+    }
+
+    /// The `[access]` table (and its `[[access.rules]]`). Without it the
+    /// engine runs with `default = "public"`: the tests of other features
+    /// call anonymously; the access tests say what they want.
+    pub fn access(mut self, toml: &str) -> Self {
+        self.access = Some(toml.to_string());
         self
     }
 
@@ -162,8 +179,12 @@ impl EngineBuilder {
             false => format!("cache_dir = {:?}\n", shared_cache_dir()),
         };
         let config = format!(
-            "data_dir = {data:?}\n[runtime]\n{cache}reload_debounce_ms = 100\n{runtime}\n{admin}{extra}",
+            "data_dir = {data:?}\n[runtime]\n{cache}reload_debounce_ms = 100\n{runtime}\n{admin}{access}\n{extra}",
             data = dir.path().join("data"),
+            access = self
+                .access
+                .as_deref()
+                .unwrap_or("[access]\ndefault = \"public\"\n"),
             runtime = self.runtime,
             extra = self.config,
         );
@@ -244,10 +265,12 @@ pub struct Engine {
 
 impl Engine {
     pub fn builder() -> EngineBuilder {
+        install_tls_provider();
         EngineBuilder {
             config: String::new(),
             runtime: String::new(),
             admin_token: true,
+            access: None,
             own_cache: false,
             env: Vec::new(),
             plugins: Vec::new(),

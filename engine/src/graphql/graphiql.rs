@@ -2,6 +2,8 @@
 //! loads GraphiQL from a CDN in the user's browser; the engine itself
 //! fetches nothing. Subscriptions run over `/graphql/ws`.
 
+use std::sync::LazyLock;
+
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
@@ -36,6 +38,27 @@ const PAGE: &str = r#"<!doctype html>
 </html>
 "#;
 
+/// The page's Content-Security-Policy: scripts and styles only from the
+/// pinned CDN and the page's own inline script (by its hash), requests
+/// only to this engine, no framing.
+static CSP: LazyLock<HeaderValue> = LazyLock::new(|| {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let script = PAGE
+        .rsplit_once("<script>")
+        .and_then(|(_, rest)| rest.split_once("</script>"))
+        .map(|(body, _)| body)
+        .unwrap_or_default();
+    let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(script.as_bytes()));
+    let policy = format!(
+        "default-src 'none'; script-src 'sha256-{hash}' https://unpkg.com; \
+         style-src 'unsafe-inline' https://unpkg.com; img-src 'self' data: https:; \
+         font-src https://unpkg.com data:; connect-src 'self' ws: wss:; \
+         frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    );
+    HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("default-src 'none'"))
+});
+
 pub fn page() -> Response {
     (
         [
@@ -44,6 +67,7 @@ pub fn page() -> Response {
                 HeaderValue::from_static("text/html; charset=utf-8"),
             ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (header::CONTENT_SECURITY_POLICY, CSP.clone()),
         ],
         PAGE,
     )

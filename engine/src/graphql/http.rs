@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response as HttpResponse};
 use super::{LiveSchema, RequestInfo};
 use crate::http::AppState;
 use crate::http::request_id::RequestId;
+use crate::identity::Caller;
 
 pub const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
@@ -273,13 +274,15 @@ pub fn bad_request(media: Media, status: StatusCode, message: &str) -> HttpRespo
         .into_response()
 }
 
-pub fn request_info(headers: &axum::http::Extensions) -> RequestInfo {
+/// The request id and caller the HTTP layers put in `extensions`.
+pub fn request_info(extensions: &axum::http::Extensions, state: &AppState) -> RequestInfo {
     RequestInfo {
-        request_id: headers
+        request_id: extensions
             .get::<RequestId>()
             .map(|r| r.0.clone())
             .unwrap_or_else(|| Arc::from("-")),
-        principal: None,
+        caller: extensions.get::<Caller>().cloned().unwrap_or_default(),
+        access: state.access.clone(),
     }
 }
 
@@ -330,7 +333,7 @@ pub async fn get(
         }
         _ => {}
     }
-    let info = request_info(request.extensions());
+    let info = request_info(request.extensions(), &state);
     let response = LiveSchema(state.registry.clone())
         .execute(params.into_request(info))
         .await;
@@ -372,7 +375,7 @@ pub async fn post(State(state): State<AppState>, request: axum::extract::Request
             "subscriptions are served at /graphql/ws (WebSocket) and /graphql/stream (SSE)",
         );
     }
-    let info = request_info(&parts.extensions);
+    let info = request_info(&parts.extensions, &state);
     let response = LiveSchema(state.registry.clone())
         .execute(params.into_request(info))
         .await;

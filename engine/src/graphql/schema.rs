@@ -23,6 +23,8 @@ use futures_util::future::BoxFuture;
 use super::merge::{Merged, Source};
 use super::sdl::{FieldDecl, FieldDirectives, InputDecl, Kind};
 use crate::config::GraphqlConfig;
+use crate::identity::Caller;
+use crate::identity::access::{AccessConfig, Denied, Target};
 use crate::streams::{Broker, Delivery};
 
 /// Adds a declared field's arguments, description and deprecation to one of
@@ -77,7 +79,43 @@ pub trait Resolver: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct RequestInfo {
     pub request_id: Arc<str>,
-    pub principal: Option<serde_json::Value>,
+    /// Who is asking, checked against `access` before each guarded field.
+    pub caller: Caller,
+    pub access: Arc<AccessConfig>,
+}
+
+/// Whether the request may read field `type_name.field` of `plugin`: root
+/// fields follow the access rules (and their default), fields on object
+/// types only the entries that name them; `@auth` holds everywhere. A
+/// request without [`RequestInfo`] gets nothing: the host always sets it.
+fn guard(
+    info: Option<&RequestInfo>,
+    plugin: &str,
+    type_name: &str,
+    field: &str,
+    declared: Option<&[String]>,
+) -> Result<(), Error> {
+    let Some(info) = info else {
+        return Err(Error::new("internal: the request has no identity context"));
+    };
+    let target = Target::Field {
+        plugin,
+        type_name,
+        field,
+    };
+    let caller = info.caller.principal();
+    let outcome = if matches!(type_name, "Query" | "Mutation" | "Subscription") {
+        info.access.check(target, declared, caller)
+    } else {
+        info.access.check_nested(target, declared, caller)
+    };
+    outcome.map_err(|denied| {
+        let code = match denied {
+            Denied::Unauthenticated { .. } => "UNAUTHENTICATED",
+            Denied::Forbidden { .. } => "FORBIDDEN",
+        };
+        Error::new(denied.to_string()).extend_with(|_, ext| ext.set("code", code))
+    })
 }
 
 /// One field as the admin API shows it: where it comes from and what the
@@ -166,7 +204,12 @@ pub fn build(
                         _ => ty.owner.clone(),
                     };
                     fields.push(info(name, f, &plugin, "topic"));
-                    sub = sub.field(subscription_field(f, broker.clone(), outputs.clone()));
+                    sub = sub.field(subscription_field(
+                        f,
+                        &plugin,
+                        broker.clone(),
+                        outputs.clone(),
+                    ));
                 }
                 let _ = implements;
                 builder = builder.register(sub);
@@ -400,9 +443,32 @@ fn parent_field(type_name: &str, f: &FieldDecl, owner: &str, outputs: Outputs) -
     let ty = f.ty.clone();
     let key = f.name.clone();
     let at: Arc<str> = format!("{type_name}.{}", f.name).into();
+    let plugin: Arc<str> = owner.into();
     let owner: Arc<str> = format!("plugin '{owner}'").into();
     let nullable = f.ty.nullable;
+    let type_name: Arc<str> = type_name.into();
+    let declared = f.directives.auth.clone();
     let field = Field::new(&f.name, type_ref(&f.ty), move |ctx: ResolverContext| {
+        // Fields without `@auth` are as open as their parent; only checked
+        // when something asks for it (the common case costs nothing).
+        let needs_check = declared.is_some()
+            || ctx
+                .data_opt::<RequestInfo>()
+                .is_none_or(|i| !i.access.rules.is_empty());
+        if needs_check
+            && let Err(e) = guard(
+                ctx.data_opt::<RequestInfo>(),
+                &plugin,
+                &type_name,
+                &key,
+                declared.as_deref(),
+            )
+        {
+            return match fail(&ctx, nullable, e) {
+                Ok(v) => FieldFuture::Value(v),
+                Err(e) => FieldFuture::new(async move { Err::<Option<FieldValue>, _>(e) }),
+            };
+        }
         let value = match ctx.parent_value.as_value() {
             Some(Value::Object(map)) => map.get(key.as_str()).cloned().unwrap_or(Value::Null),
             _ => Value::Null,
@@ -440,7 +506,20 @@ fn plugin_field(
     let nullable = f.ty.nullable;
     let args = Arc::new(f.args.clone());
     let is_root = matches!(type_name, "Query" | "Mutation");
+    let declared = f.directives.auth.clone();
     let field = Field::new(&f.name, type_ref(&f.ty), move |ctx: ResolverContext| {
+        if let Err(e) = guard(
+            ctx.data_opt::<RequestInfo>(),
+            &plugin,
+            &parent_type,
+            &field_name,
+            declared.as_deref(),
+        ) {
+            return match fail(&ctx, nullable, e) {
+                Ok(v) => FieldFuture::Value(v),
+                Err(e) => FieldFuture::new(async move { Err::<Option<FieldValue>, _>(e) }),
+            };
+        }
         let resolver = resolver.clone();
         let outputs = outputs.clone();
         let args = args.clone();
@@ -484,7 +563,7 @@ fn plugin_field(
                         .map(|i| i.request_id.clone())
                         .unwrap_or_else(|| Arc::from("-")),
                     operation,
-                    principal: info.and_then(|i| i.principal),
+                    principal: info.and_then(|i| i.caller.json()),
                 };
                 let json = resolver.resolve(request).await.map_err(field_error)?;
                 let value = Value::from_json(json).map_err(|e| {
@@ -514,8 +593,16 @@ fn plugin_field(
 
 /// A subscription field: each message on its topic that matches the
 /// field's arguments becomes one result.
-fn subscription_field(f: &FieldDecl, broker: Broker, outputs: Outputs) -> SubscriptionField {
+fn subscription_field(
+    f: &FieldDecl,
+    plugin: &str,
+    broker: Broker,
+    outputs: Outputs,
+) -> SubscriptionField {
     let ty = f.ty.clone();
+    let plugin: Arc<str> = plugin.into();
+    let field_name: Arc<str> = f.name.as_str().into();
+    let declared = f.directives.auth.clone();
     let topic: Arc<str> = f.directives.topic.clone().unwrap_or_default().into();
     let at: Arc<str> = format!("Subscription.{}", f.name).into();
     let field = SubscriptionField::new(&f.name, type_ref(&f.ty), move |ctx| {
@@ -533,7 +620,15 @@ fn subscription_field(f: &FieldDecl, broker: Broker, outputs: Outputs) -> Subscr
             .filter(|(_, v)| !matches!(v, Value::Null))
             .filter_map(|(k, v)| Some((k.to_string(), v.clone().into_json().ok()?)))
             .collect();
+        let allowed = guard(
+            ctx.data_opt::<RequestInfo>(),
+            &plugin,
+            "Subscription",
+            &field_name,
+            declared.as_deref(),
+        );
         SubscriptionFieldFuture::new(async move {
+            allowed?;
             let subscription = broker
                 .subscribe(&topic)
                 .map_err(|e| Error::new(e.to_string()))?;
@@ -913,8 +1008,18 @@ mod tests {
         )]))
     }
 
+    /// A request from an anonymous caller under `default = "public"`.
+    fn open_request(query: &str) -> async_graphql::Request {
+        let access: AccessConfig = toml::from_str("default = \"public\"").unwrap();
+        async_graphql::Request::new(query).data(RequestInfo {
+            request_id: "test".into(),
+            caller: Caller::default(),
+            access: Arc::new(access),
+        })
+    }
+
     async fn run(schema: &Schema, query: &str) -> serde_json::Value {
-        serde_json::to_value(finish_response(schema.execute(query).await)).unwrap()
+        serde_json::to_value(finish_response(schema.execute(open_request(query)).await)).unwrap()
     }
 
     #[tokio::test]
@@ -1068,7 +1173,9 @@ mod tests {
         );
 
         use futures_util::StreamExt;
-        let mut stream = s.execute_stream(r#"subscription { priceChanged(sku: "a") { name } }"#);
+        let mut stream = s.execute_stream(open_request(
+            r#"subscription { priceChanged(sku: "a") { name } }"#,
+        ));
         // The subscription registers with the broker when first polled.
         let first = tokio::spawn(async move {
             stream

@@ -67,7 +67,7 @@ pub async fn stream(
             .insert(header::ALLOW, axum::http::HeaderValue::from_static("POST"));
         return r;
     }
-    let request = params.into_request(request_info(&parts.extensions));
+    let request = params.into_request(request_info(&parts.extensions, &state));
     let results = LiveSchema(state.registry.clone())
         .execute_stream(request, None)
         .map(|response| {

@@ -19,9 +19,32 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 
 use super::{LiveSchema, RequestInfo};
 use crate::http::AppState;
+use crate::identity::Caller;
+
+/// The bearer token in a `connection_init` payload: `{"authorization":
+/// "Bearer <token>"}` (any letter case of the key). A value that is there
+/// but is not a bearer token is an error, not an anonymous caller.
+fn credential_in(payload: &serde_json::Value) -> Result<Option<&str>, &'static str> {
+    let Some((_, value)) = payload.as_object().and_then(|o| {
+        o.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+    }) else {
+        return Ok(None);
+    };
+    let bearer = value.as_str().and_then(|v| v.trim().split_once(' '));
+    match bearer {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(Some(token.trim()))
+        }
+        _ => Err("authorization must be \"Bearer <token>\""),
+    }
+}
 
 pub async fn upgrade(
     State(state): State<AppState>,
+    caller: Option<axum::Extension<Caller>>,
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> HttpResponse {
@@ -46,13 +69,32 @@ pub async fn upgrade(
             let id = connection.clone();
             let initialized = Arc::new(AtomicBool::new(false));
             let flag = initialized.clone();
+            let auth_state = state.clone();
+            let header_caller = caller.map(|c| c.0).unwrap_or_default();
             let serve = GraphQLWebSocket::new(socket, executor, protocol)
-                .on_connection_init(move |_payload| async move {
+                .on_connection_init(move |payload| async move {
+                    // Browsers cannot set headers on a WebSocket: clients
+                    // may send the credential in `connectionParams` instead.
+                    let credential = credential_in(&payload).map_err(|e| {
+                        async_graphql::Error::new(format!("connection_init: {e}"))
+                    })?;
+                    let caller = match credential {
+                        Some(token) => match auth_state.auth.authenticate_token(token).await {
+                            Ok(p) => Caller(Some(Arc::new(p))),
+                            Err(e) => {
+                                return Err(async_graphql::Error::new(format!(
+                                    "connection_init credential refused: {e}"
+                                )));
+                            }
+                        },
+                        None => header_caller,
+                    };
                     flag.store(true, Ordering::Relaxed);
                     let mut data = Data::default();
                     data.insert(RequestInfo {
                         request_id: id,
-                        principal: None,
+                        caller,
+                        access: auth_state.access.clone(),
                     });
                     Ok(data)
                 })

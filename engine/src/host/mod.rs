@@ -23,6 +23,7 @@ macro_rules! scope_or_return {
 
 pub mod cache;
 pub mod config;
+pub mod identity;
 pub mod kv;
 pub mod log;
 pub mod mcp_client;
@@ -86,6 +87,7 @@ pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     wit::sql::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?;
     wit::pubsub::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?;
     wit::mcp_client::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?;
+    wit::identity::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
+use super::auth::Caller;
 use super::error::ApiError;
 use super::request_id::RequestId;
 
@@ -116,11 +117,101 @@ pub async fn mcp(State(app): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({ "tools": tools, "prompts": prompts }))
 }
 
-/// Requires `Authorization: Bearer <credential>`: an API key with the
-/// `admin` role (`kiln keys create --name NAME --roles admin`), or the
-/// configured `admin.token`. Nothing else gets in; with neither configured,
-/// nobody does.
-pub async fn require_admin(State(app): State<AppState>, request: Request, next: Next) -> Response {
+/// `GET /_kiln/v1/admin/keys`: every API key (never a secret or hash).
+pub async fn list_keys(State(app): State<AppState>) -> Response {
+    match app.auth.keys().list().await {
+        Ok(keys) => Json(json!({ "keys": keys })).into_response(),
+        Err(e) => data_error(e).into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKeyRequest {
+    name: String,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+/// `POST /_kiln/v1/admin/keys` `{"name": "ci", "roles": ["reader"]}`: 201
+/// with the key, shown this once.
+pub async fn create_key(
+    State(app): State<AppState>,
+    caller: Option<axum::Extension<Caller>>,
+    body: Result<Json<NewKeyRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(wanted) = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text())
+                .into_response();
+        }
+    };
+    match app.auth.keys().create(&wanted.name, &wanted.roles).await {
+        Ok(new) => {
+            tracing::info!(key_id = %new.record.key_id, name = %new.record.name, by = %actor(&caller), "API key created");
+            let mut body = serde_json::to_value(&new.record).unwrap_or_default();
+            body["key"] = json!(new.key);
+            (StatusCode::CREATED, Json(body)).into_response()
+        }
+        Err(e) => data_error(e).into_response(),
+    }
+}
+
+/// `DELETE /_kiln/v1/admin/keys/{id_or_name}`: revokes at once on this
+/// engine.
+pub async fn revoke_key(
+    State(app): State<AppState>,
+    caller: Option<axum::Extension<Caller>>,
+    axum::extract::Path(id_or_name): axum::extract::Path<String>,
+) -> Response {
+    match app.auth.keys().revoke(&id_or_name).await {
+        Ok(Some(record)) => {
+            tracing::info!(key_id = %record.key_id, name = %record.name, by = %actor(&caller), "API key revoked");
+            Json(record).into_response()
+        }
+        Ok(None) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no API key with id or name {id_or_name:?}"),
+        )
+        .into_response(),
+        Err(e) => data_error(e).into_response(),
+    }
+}
+
+/// Who made an admin call, for the log: the principal, or the admin token.
+fn actor(caller: &Option<axum::Extension<Caller>>) -> String {
+    caller
+        .as_ref()
+        .and_then(|c| c.0.principal().map(|p| p.subject.clone()))
+        .unwrap_or_else(|| "admin token".into())
+}
+
+fn data_error(e: crate::store::DataError) -> ApiError {
+    match e {
+        crate::store::DataError::Invalid(m) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m)
+        }
+        crate::store::DataError::Unavailable(detail) => {
+            tracing::error!(error = %detail, "API key store failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the key store is unavailable; try again later",
+            )
+        }
+    }
+}
+
+/// Requires the `admin` role: an API key or JWT that carries it (`kiln keys
+/// create --name NAME --roles admin`), or the configured `admin.token`.
+/// Nothing else gets in; with neither configured, nobody does.
+pub async fn require_admin(
+    State(app): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let request_id = request
         .extensions()
         .get::<RequestId>()
@@ -131,48 +222,50 @@ pub async fn require_admin(State(app): State<AppState>, request: Request, next: 
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let refusal = match presented {
-        None if app.admin_token.is_none() => (
-            StatusCode::UNAUTHORIZED,
-            "the admin API is disabled until there is an admin credential: create an API key \
-             with `kiln keys create --name NAME --roles admin`, or set admin.token"
-                .to_string(),
-        ),
-        None => (
-            StatusCode::UNAUTHORIZED,
-            "missing bearer token: send Authorization: Bearer <API key or admin token>".into(),
-        ),
-        Some(key) if key.starts_with("kk_") => match app.keys.verify(key).await {
-            Ok(principal) if principal.has_role("admin") => return next.run(request).await,
-            Ok(principal) => (
-                StatusCode::FORBIDDEN,
-                format!(
-                    "API key '{}' lacks the admin role this API requires",
-                    principal.subject
-                ),
+    if let (Some(given), Some(expected)) = (presented, &app.admin_token)
+        && constant_time_eq(expected.expose().as_bytes(), given.trim().as_bytes())
+    {
+        return next.run(request).await;
+    }
+    let error = match app.auth.authenticate(request.headers()).await {
+        Ok(Some(principal)) if principal.has_role("admin") => {
+            request
+                .extensions_mut()
+                .insert(Caller(Some(std::sync::Arc::new(principal))));
+            return next.run(request).await;
+        }
+        Ok(Some(principal)) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "'{}' lacks the admin role this API requires",
+                principal.subject
             ),
-            Err(rejected) => (StatusCode::UNAUTHORIZED, rejected.to_string()),
-        },
-        Some(given) => match &app.admin_token {
-            Some(expected) if constant_time_eq(expected.expose().as_bytes(), given.as_bytes()) => {
-                return next.run(request).await;
-            }
-            Some(_) => (StatusCode::UNAUTHORIZED, "invalid admin token".into()),
-            None => (
+        ),
+        Ok(None) if app.admin_token.is_none() => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the admin API needs an admin credential: create an API key with \
+             `kiln keys create --name NAME --roles admin` (or set admin.token) and send it as \
+             Authorization: Bearer <key>",
+        ),
+        Ok(None) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing bearer token: send Authorization: Bearer <API key or admin token>",
+        ),
+        // A bearer that is neither the admin token nor a valid credential.
+        Err(_) if presented.is_some_and(|p| !p.starts_with(crate::identity::api_keys::PREFIX)) => {
+            ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "the admin API is disabled: no admin.token is set; use an API key with the admin role"
-                    .into(),
-            ),
-        },
+                "unauthorized",
+                "invalid admin token",
+            )
+        }
+        Err(failed) => super::auth::rejected(&failed),
     };
-    let (status, message) = refusal;
-    let code = if status == StatusCode::FORBIDDEN {
-        "forbidden"
-    } else {
-        "unauthorized"
-    };
-    let mut error = ApiError::new(status, code, message).with_request_id(&request_id);
-    if status == StatusCode::UNAUTHORIZED {
+    let mut error = error.with_request_id(&request_id);
+    if error.status == StatusCode::UNAUTHORIZED && error.headers.is_empty() {
         error = error.with_header(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"kiln-admin\""),

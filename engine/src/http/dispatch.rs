@@ -11,8 +11,10 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::AppState;
+use super::auth::{self, Caller};
 use super::error::ApiError;
 use super::request_id::RequestId;
+use crate::identity::access::Target;
 use crate::routes::Lookup;
 use crate::runtime::bindings::types;
 
@@ -57,6 +59,22 @@ async fn dispatch(
             e.to_string(),
         )),
     };
+    let caller = parts
+        .extensions
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or_default();
+    let routed = routed.and_then(|(target, params)| {
+        let target_access = Target::Route {
+            plugin: &target.plugin.manifest.name,
+            method: parts.method.as_str(),
+            path,
+        };
+        match app.access.check(target_access, None, caller.principal()) {
+            Ok(()) => Ok((target, params)),
+            Err(denied) => Err(auth::denied(&denied)),
+        }
+    });
     let (target, params) = match routed {
         Ok(found) => found,
         Err(e) if has_body(&parts.headers) => return Err(closing(e)),
@@ -107,7 +125,12 @@ async fn dispatch(
     let plugin = &target.plugin;
     let name = plugin.manifest.name.as_str();
     let answer = plugin
-        .handle_http(&target.handler, &wit_request, request_id)
+        .handle_http(
+            &target.handler,
+            &wit_request,
+            caller.json().map(|p| p.to_string()),
+            request_id,
+        )
         .await
         .map_err(|e| ApiError::from_call(name, &e))?;
     let response = answer.map_err(|e| ApiError::from_plugin(e.code, e.message))?;

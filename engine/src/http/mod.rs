@@ -3,8 +3,11 @@
 //! and everything else to the plugins.
 
 pub mod admin;
+pub mod auth;
 pub mod dispatch;
 pub mod error;
+pub mod hardening;
+pub mod rate_limit;
 pub mod request_id;
 
 use std::sync::Arc;
@@ -30,10 +33,18 @@ pub struct AppInner {
     pub db: Database,
     pub cache: Cache,
     pub admin_token: Option<Secret>,
-    /// API keys, for the admin API (and, with the identity layer, everything).
-    pub keys: crate::identity::api_keys::ApiKeys,
+    /// Reads credentials (API keys, JWTs) into principals.
+    pub auth: crate::identity::authenticator::Authenticator,
+    /// Who may call which route, field, tool and prompt.
+    pub access: Arc<crate::identity::access::AccessConfig>,
     pub max_request_body: usize,
     pub max_response_body: usize,
+    pub max_header_bytes: usize,
+    pub request_timeout: std::time::Duration,
+    /// `Strict-Transport-Security`, when `http.hsts` is on.
+    pub hsts: Option<axum::http::HeaderValue>,
+    pub cors: crate::http::hardening::CorsConfig,
+    pub rate_limiter: rate_limit::RateLimiter,
     pub graphql: GraphqlConfig,
     /// The MCP endpoint, unless `mcp.enabled` is off.
     pub mcp: Option<crate::mcp::McpService>,
@@ -47,10 +58,28 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: &Config, registry: Arc<Registry>, db: Database, cache: Cache) -> Self {
+    /// Fails when the identity config cannot be put to use (a key file
+    /// that cannot be read, a key of the wrong kind).
+    pub fn new(
+        config: &Config,
+        registry: Arc<Registry>,
+        db: Database,
+        cache: Cache,
+    ) -> Result<Self, String> {
+        let rate_limiter = rate_limit::RateLimiter::new(
+            config.rate_limits.clone(),
+            config
+                .redis
+                .url
+                .as_ref()
+                .map(|url| (&config.redis, url.expose())),
+            config.http.client_ip_header.as_deref(),
+        )?;
+        let access = Arc::new(config.access.clone());
         let mcp = config.mcp.enabled.then(|| {
             crate::mcp::service(
                 registry.clone(),
+                access.clone(),
                 &config.mcp,
                 usize::try_from(config.http.max_request_body.0).unwrap_or(usize::MAX),
             )
@@ -59,18 +88,27 @@ impl AppState {
             crate::store::api_keys::KeyStore::new(db.clone()),
             std::time::Duration::from_millis(config.admin.key_cache_ttl_ms),
         );
-        AppState(Arc::new(AppInner {
+        let auth = crate::identity::authenticator::Authenticator::new(&config.identity, keys)?;
+        Ok(AppState(Arc::new(AppInner {
             registry,
             db,
             cache,
             admin_token: config.admin.token.clone(),
-            keys,
+            auth,
+            access,
             max_request_body: usize::try_from(config.http.max_request_body.0).unwrap_or(usize::MAX),
             max_response_body: usize::try_from(config.http.max_response_body.0)
                 .unwrap_or(usize::MAX),
+            max_header_bytes: usize::try_from(config.http.max_header_bytes.0).unwrap_or(usize::MAX),
+            request_timeout: std::time::Duration::from_millis(config.http.request_timeout_ms),
+            hsts: config.http.hsts.then(|| {
+                axum::http::HeaderValue::from_static("max-age=31536000; includeSubDomains")
+            }),
+            cors: config.http.cors.clone(),
+            rate_limiter,
             graphql: config.graphql.clone(),
             mcp,
-        }))
+        })))
     }
 }
 
@@ -79,16 +117,23 @@ pub fn router(state: AppState) -> Router {
         .route("/plugins", get(admin::plugins))
         .route("/graphql", get(admin::graphql))
         .route("/mcp", get(admin::mcp))
+        .route("/keys", get(admin::list_keys).post(admin::create_key))
+        .route(
+            "/keys/{id_or_name}",
+            axum::routing::delete(admin::revoke_key),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,
         ));
-    let router = Router::new()
+    // The host's own endpoints check their own credentials.
+    let host = Router::new()
         .route("/_kiln/v1/health", get(admin::health))
         .nest("/_kiln/v1/admin", admin)
         // Reserved: answered by the host, never by a plugin.
         .route("/_kiln", any(reserved))
-        .route("/_kiln/{*rest}", any(reserved))
+        .route("/_kiln/{*rest}", any(reserved));
+    let router = Router::new()
         .route(
             "/graphql",
             get(graphql::http::get)
@@ -106,8 +151,26 @@ pub fn router(state: AppState) -> Router {
         Some(mcp) => router.route_service("/mcp", mcp.clone()),
         None => router.route("/mcp", any(reserved)),
     };
-    router
+    let router = router
         .fallback(dispatch::plugin_route)
+        // Inner to outer: the rate limit sees the principal auth found.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::layer,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::layer))
+        .merge(host)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            hardening::layer,
+        ));
+    // Preflights are answered here, before authentication: browsers send
+    // them without credentials.
+    let router = match state.cors.layer() {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router
         .layer(middleware::from_fn(request_id::layer))
         .with_state(state)
 }

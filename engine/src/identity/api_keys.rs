@@ -18,7 +18,7 @@ use super::principal::{AuthMethod, Principal};
 use crate::store::DataError;
 use crate::store::api_keys::{KeyRecord, KeyStore};
 
-const PREFIX: &str = "kk_";
+pub const PREFIX: &str = "kk_";
 const MAX_NAME: usize = 64;
 const MAX_ROLES: usize = 32;
 

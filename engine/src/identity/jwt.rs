@@ -83,6 +83,15 @@ impl JwtVerifier {
             }
             KeySource::PublicKeyPem(pem) => public_key(pem)?,
         };
+        Self::with_key(key, family, rules)
+    }
+
+    /// A verifier for one key whose type allows `family`.
+    pub fn with_key(
+        key: DecodingKey,
+        family: &[Algorithm],
+        rules: JwtRules,
+    ) -> Result<JwtVerifier, String> {
         let algorithms = match &rules.algorithms {
             Some(wanted) => {
                 if wanted.is_empty() {
@@ -160,6 +169,19 @@ impl JwtVerifier {
             claims,
         })
     }
+}
+
+/// Why a token whose header cannot be read was refused.
+pub(super) fn unreadable_header(token: &str) -> TokenRejected {
+    let unknown_alg = raw_alg(token).is_some_and(|alg| alg.parse::<Algorithm>().is_err());
+    TokenRejected(
+        reason(if unknown_alg {
+            &ErrorKind::InvalidAlgorithm
+        } else {
+            &ErrorKind::InvalidToken
+        })
+        .into(),
+    )
 }
 
 /// The `alg` a token's header names, read without trusting anything else.

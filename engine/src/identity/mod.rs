@@ -1,17 +1,19 @@
-//! Identity: who is calling, proven by a JWT, an API key or a plugin auth
-//! provider, and turned into one [`Principal`] that access rules and plugin
-//! calls use.
+//! Identity: who is calling, proven by a JWT or an API key, turned into one
+//! [`Principal`], and what that principal may call.
 //!
 //! - [`principal`]: the principal model.
-//! - [`jwt`]: verifying tokens from one configured issuer.
+//! - [`config`]: `[identity]`, the credentials the engine accepts.
+//! - [`authenticator`]: from request headers to a principal.
+//! - [`jwt`], [`jwks`]: verifying tokens from one issuer.
 //! - [`api_keys`]: creating, checking (cached) and revoking API keys.
-//!
-//! Work in progress (issue 6): the CLI and admin API for keys, plugin auth providers, enforcement
-//! on routes, GraphQL fields and MCP tools, rate limits and the audit log
-//! come next; nothing here is on the request path yet.
+//! - [`access`]: `[access]` rules and the one check every surface makes.
 
+pub mod access;
 pub mod api_keys;
+pub mod authenticator;
+pub mod config;
+pub mod jwks;
 pub mod jwt;
 pub mod principal;
 
-pub use principal::{AuthMethod, Principal};
+pub use principal::{AuthMethod, Caller, Principal};

@@ -47,6 +47,22 @@ impl Principal {
     }
 }
 
+/// Who is calling one request: none for an anonymous caller. Put in the
+/// request's extensions by the HTTP auth layer and read by every surface.
+#[derive(Debug, Clone, Default)]
+pub struct Caller(pub Option<std::sync::Arc<Principal>>);
+
+impl Caller {
+    pub fn principal(&self) -> Option<&Principal> {
+        self.0.as_deref()
+    }
+
+    /// The principal as the JSON plugins receive.
+    pub fn json(&self) -> Option<Value> {
+        self.0.as_ref().map(|p| p.to_json())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,7 +31,12 @@ use crate::registry::Registry;
 /// The tower service mounted at `/mcp`.
 pub type McpService = StreamableHttpService<server::KilnMcp, LocalSessionManager>;
 
-pub fn service(registry: Arc<Registry>, config: &McpConfig, max_body: usize) -> McpService {
+pub fn service(
+    registry: Arc<Registry>,
+    access: Arc<crate::identity::access::AccessConfig>,
+    config: &McpConfig,
+    max_body: usize,
+) -> McpService {
     let mut http = StreamableHttpServerConfig::default()
         .with_sse_keep_alive(
             (config.sse_keep_alive_ms > 0).then(|| Duration::from_millis(config.sse_keep_alive_ms)),
@@ -53,7 +58,7 @@ pub fn service(registry: Arc<Registry>, config: &McpConfig, max_body: usize) -> 
     sessions.session_config.keep_alive =
         Some(Duration::from_millis(config.session_idle_timeout_ms));
     StreamableHttpService::new(
-        move || Ok(server::KilnMcp::new(registry.clone())),
+        move || Ok(server::KilnMcp::new(registry.clone(), access.clone())),
         Arc::new(sessions),
         http,
     )

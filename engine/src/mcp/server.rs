@@ -26,6 +26,8 @@ use tokio::sync::mpsc;
 use super::decl::{self, Tool};
 use crate::host::mcp_client::{ClientLink, ClientMessage, QUEUE};
 use crate::http::request_id::RequestId;
+use crate::identity::Caller;
+use crate::identity::access::{AccessConfig, Denied, Target};
 use crate::registry::Registry;
 use crate::runtime::bindings::{mcp, types};
 use crate::runtime::{CallError, Plugin};
@@ -34,6 +36,7 @@ use crate::runtime::{CallError, Plugin};
 #[derive(Clone)]
 pub struct KilnMcp {
     registry: Arc<Registry>,
+    access: Arc<AccessConfig>,
     session: Arc<Session>,
 }
 
@@ -54,15 +57,39 @@ impl Drop for Session {
 }
 
 impl KilnMcp {
-    pub fn new(registry: Arc<Registry>) -> Self {
+    pub fn new(registry: Arc<Registry>, access: Arc<AccessConfig>) -> Self {
         KilnMcp {
             registry,
+            access,
             session: Arc::new(Session {
                 // Until the client says otherwise: info and above.
                 level: Mutex::new(LoggingLevel::Info),
                 follower: Mutex::new(None),
             }),
         }
+    }
+
+    fn check_tool(&self, plugin: &Plugin, tool: &Tool, caller: &Caller) -> Result<(), Denied> {
+        let target = Target::Tool {
+            plugin: &plugin.manifest.name,
+            name: &tool.name,
+        };
+        let declared = (!tool.access.roles.is_empty()).then_some(tool.access.roles.as_slice());
+        self.access.check(target, declared, caller.principal())
+    }
+
+    fn check_prompt(
+        &self,
+        plugin: &Plugin,
+        prompt: &decl::Prompt,
+        caller: &Caller,
+    ) -> Result<(), Denied> {
+        let target = Target::Prompt {
+            plugin: &plugin.manifest.name,
+            name: &prompt.name,
+        };
+        let declared = (!prompt.access.roles.is_empty()).then_some(prompt.access.roles.as_slice());
+        self.access.check(target, declared, caller.principal())
     }
 
     fn level(&self) -> LoggingLevel {
@@ -92,23 +119,48 @@ impl ServerHandler for KilnMcp {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
+        // A caller sees the tools it may call.
         let snapshot = self.registry.snapshot();
-        Ok(ListToolsResult::with_all_items(
-            snapshot.mcp.tool_list.as_ref().clone(),
-        ))
+        let caller = caller(&context);
+        let tools = snapshot
+            .mcp
+            .tool_list
+            .iter()
+            .filter(|t| {
+                snapshot
+                    .mcp
+                    .tool(&t.name)
+                    .is_some_and(|(plugin, tool)| self.check_tool(plugin, tool, &caller).is_ok())
+            })
+            .cloned()
+            .collect();
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     async fn list_prompts(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
         let snapshot = self.registry.snapshot();
-        Ok(ListPromptsResult::with_all_items(
-            snapshot.mcp.prompt_list.as_ref().clone(),
-        ))
+        let caller = caller(&context);
+        let prompts = snapshot
+            .mcp
+            .prompt_list
+            .iter()
+            .filter(|p| {
+                snapshot
+                    .mcp
+                    .prompt(&p.name)
+                    .is_some_and(|(plugin, prompt)| {
+                        self.check_prompt(plugin, prompt, &caller).is_ok()
+                    })
+            })
+            .cloned()
+            .collect();
+        Ok(ListPromptsResult::with_all_items(prompts))
     }
 
     async fn call_tool(
@@ -123,6 +175,9 @@ impl ServerHandler for KilnMcp {
                 None,
             ));
         };
+        let caller = caller(&context);
+        self.check_tool(plugin, tool, &caller)
+            .map_err(|d| denied(&d))?;
         let arguments = Value::Object(request.arguments.unwrap_or_default());
         // Bad arguments are the model's to fix: an error result it can read,
         // not a protocol error its client may hide.
@@ -135,7 +190,7 @@ impl ServerHandler for KilnMcp {
         let request_id = request_id(&context);
         let call_context = mcp::CallContext {
             request_id: request_id.to_string(),
-            principal: None,
+            principal: caller.json().map(|p| p.to_string()),
         };
         let token = context.meta.get_progress_token();
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -171,6 +226,9 @@ impl ServerHandler for KilnMcp {
                 None,
             ));
         };
+        let caller = caller(&context);
+        self.check_prompt(plugin, prompt, &caller)
+            .map_err(|d| denied(&d))?;
         let mut arguments = Vec::new();
         for (name, value) in request.arguments.unwrap_or_default() {
             if !prompt.arguments.iter().any(|a| a.name == name) {
@@ -209,7 +267,7 @@ impl ServerHandler for KilnMcp {
         let request_id = request_id(&context);
         let call_context = mcp::CallContext {
             request_id: request_id.to_string(),
-            principal: None,
+            principal: caller.json().map(|p| p.to_string()),
         };
         let outcome = plugin
             .get_prompt(&prompt.name, &arguments, &call_context, request_id)
@@ -418,6 +476,29 @@ fn rank(level: LoggingLevel) -> u8 {
 }
 
 /// The engine's request id for the HTTP request that carried this call.
+/// The caller the HTTP auth layer found for this request.
+fn caller(context: &RequestContext<RoleServer>) -> Caller {
+    context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Caller>())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A refused call: a JSON-RPC error whose data says 401 or 403, like the
+/// host's HTTP errors.
+fn denied(denied: &Denied) -> ErrorData {
+    let status = match denied {
+        Denied::Unauthenticated { .. } => 401,
+        Denied::Forbidden { .. } => 403,
+    };
+    ErrorData::invalid_request(
+        denied.to_string(),
+        Some(serde_json::json!({ "code": denied.code(), "status": status })),
+    )
+}
+
 fn request_id(context: &RequestContext<RoleServer>) -> Arc<str> {
     context
         .extensions

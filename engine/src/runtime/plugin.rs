@@ -404,6 +404,7 @@ impl Plugin {
         let _slot = self.gate.enter().await.map_err(CallError::Busy)?;
         let mut store = self.new_store(request_id);
         store.data_mut().client = client;
+        store.data_mut().caller = context.principal.clone();
         let outcome = tokio::time::timeout(self.hard_timeout(), async {
             let instance = self.pre.instantiate_async(&mut store).await?;
             let guest = indices.load(&mut store, &instance)?;
@@ -426,6 +427,7 @@ impl Plugin {
         let indices = self.mcp_indices()?;
         let _slot = self.gate.enter().await.map_err(CallError::Busy)?;
         let mut store = self.new_store(request_id);
+        store.data_mut().caller = context.principal.clone();
         let outcome = tokio::time::timeout(self.hard_timeout(), async {
             let instance = self.pre.instantiate_async(&mut store).await?;
             let guest = indices.load(&mut store, &instance)?;
@@ -457,6 +459,7 @@ impl Plugin {
         };
         let _slot = self.gate.enter().await.map_err(CallError::Busy)?;
         let mut store = self.new_store(request_id);
+        store.data_mut().caller = request.context.principal.clone();
         let outcome = tokio::time::timeout(self.hard_timeout(), async {
             let instance = self.pre.instantiate_async(&mut store).await?;
             let guest = indices.load(&mut store, &instance)?;
@@ -472,6 +475,7 @@ impl Plugin {
         &self,
         handler: &str,
         request: &types::HttpRequest,
+        caller: Option<String>,
         request_id: Arc<str>,
     ) -> Result<Result<types::HttpResponse, types::Error>, CallError> {
         let Some(http) = &self.http else {
@@ -482,6 +486,7 @@ impl Plugin {
         };
         let _slot = self.gate.enter().await.map_err(CallError::Busy)?;
         let mut store = self.new_store(request_id);
+        store.data_mut().caller = caller;
         let outcome = tokio::time::timeout(self.hard_timeout(), async {
             let instance = self.pre.instantiate_async(&mut store).await?;
             let guest = http.load(&mut store, &instance)?;

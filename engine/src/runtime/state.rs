@@ -29,6 +29,8 @@ pub struct CallState {
     pub stderr: GuestOutput,
     /// The MCP client of a tool call, for progress and log messages.
     pub client: Option<crate::host::mcp_client::ClientLink>,
+    /// The caller as JSON (`kiln:plugin/identity`), none when anonymous.
+    pub caller: Option<String>,
 }
 
 impl CallState {
@@ -61,6 +63,7 @@ impl CallState {
             stdout,
             stderr,
             client: None,
+            caller: None,
         }
     }
 }
