@@ -597,3 +597,135 @@ async fn mcp_tools_and_prompts_follow_their_roles() {
     assert_ne!(result.is_error, Some(true));
     boss.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn key_changes_and_repeated_failures_land_in_the_audit_log() {
+    let e = engine_with("").await;
+    let cli_key = create_key(&e, "from-cli", "reader");
+    let r = e
+        .client
+        .post(e.url("/_kiln/v1/admin/keys"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "name": "from-api", "roles": ["admin"] }))
+        .send()
+        .await
+        .unwrap();
+    let api_key = r.json::<Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The new admin key revokes the CLI's key: the actor is its name.
+    let r = e
+        .client
+        .delete(e.url("/_kiln/v1/admin/keys/from-cli"))
+        .bearer_auth(&api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for _ in 0..5 {
+        assert_eq!(get(&e, "/whoami", Some("kk_nope")).await.0, 401);
+    }
+
+    let r = e
+        .client
+        .get(e.url("/_kiln/v1/admin/audit?limit=10"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let events = body["events"].as_array().unwrap();
+    let seen: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap().to_string(),
+                e["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    // Newest first.
+    assert_eq!(
+        seen,
+        vec![
+            ("127.0.0.1".to_string(), "auth.failures".to_string()),
+            ("from-api".to_string(), "key.revoked".to_string()),
+            ("admin-token".to_string(), "key.created".to_string()),
+            ("cli".to_string(), "key.created".to_string()),
+        ],
+        "{body}"
+    );
+    assert_eq!(events[0]["detail"]["count"], 5, "{body}");
+    assert_eq!(events[0]["target"], "/whoami");
+    let text = body.to_string();
+    assert!(
+        !text.contains(&cli_key) && !text.contains(&api_key),
+        "no secrets: {text}"
+    );
+
+    let r = e
+        .client
+        .get(e.url("/_kiln/v1/admin/audit?limit=0"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn a_key_revoked_on_one_engine_is_refused_by_the_other_at_once() {
+    let Some(redis) = kiln_e2e::TestRedis::start() else {
+        return;
+    };
+    let config = format!("[redis]\nurl = {:?}", redis.url());
+    // Keys on PostgreSQL, shared by both engines.
+    let Some(pg) = kiln_e2e::TestPostgres::create().await else {
+        return;
+    };
+    let shared = format!("{config}\n[database]\nurl = {:?}", pg.url);
+    let (a, b) = tokio::join!(engine_with(&shared), engine_with(&shared));
+    let key = create_key(&a, "shared", "reader");
+    // Both engines have checked (and cached) the key.
+    assert_eq!(get(&a, "/whoami", Some(&key)).await.0, 200);
+    assert_eq!(get(&b, "/whoami", Some(&key)).await.0, 200);
+
+    let r = a
+        .client
+        .delete(a.url("/_kiln/v1/admin/keys/shared"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // B hears it through Redis; give the message a moment.
+    let (b_ref, key_ref) = (&b, key.as_str());
+    kiln_e2e::wait_for(std::time::Duration::from_secs(5), move || async move {
+        (get(b_ref, "/whoami", Some(key_ref)).await.0 == 401).then_some(())
+    })
+    .await;
+    let (status, body, _) = get(&b, "/whoami", Some(&key)).await;
+    assert_eq!(status, 401);
+    assert_error(&body, "unauthorized", "revoked");
+
+    // `kiln keys revoke` on the command line reaches running engines too.
+    let other = create_key(&a, "other", "reader");
+    assert_eq!(get(&b, "/whoami", Some(&other)).await.0, 200);
+    let out = b.cli(&["keys", "revoke", "other"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (a_ref, other_ref) = (&a, other.as_str());
+    let refused = kiln_e2e::wait_for(std::time::Duration::from_secs(5), move || async move {
+        (get(a_ref, "/whoami", Some(other_ref)).await.0 == 401).then_some(())
+    })
+    .await;
+    assert!(
+        refused.is_some(),
+        "engine A still trusts the key revoked from the CLI"
+    );
+}

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::identity::api_keys::ApiKeys;
+use crate::identity::revocations::Revocations;
 use crate::store::api_keys::{KeyRecord, KeyStore};
+use crate::store::audit::AuditLog;
 
 async fn keys(config: &Config) -> anyhow::Result<(crate::store::Database, ApiKeys)> {
     let db = crate::server::open_database(config).await?;
@@ -19,6 +21,16 @@ async fn keys(config: &Config) -> anyhow::Result<(crate::store::Database, ApiKey
 pub async fn create(config: &Config, name: &str, roles: &[String]) -> anyhow::Result<()> {
     let (db, keys) = keys(config).await?;
     let created = keys.create(name, roles).await;
+    if let Ok(new) = &created {
+        AuditLog::new(db.clone())
+            .record(
+                "cli",
+                "key.created",
+                Some(&new.record.key_id),
+                serde_json::json!({ "name": new.record.name, "roles": new.record.roles, "via": "cli" }),
+            )
+            .await;
+    }
     db.close().await;
     let created = created.map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("{}", created.key);
@@ -66,10 +78,42 @@ pub async fn list(config: &Config) -> anyhow::Result<()> {
 pub async fn revoke(config: &Config, id_or_name: &str) -> anyhow::Result<()> {
     let (db, keys) = keys(config).await?;
     let revoked = keys.revoke(id_or_name).await;
+    // Running engines drop the key from their caches when Redis tells them.
+    let redis = config
+        .redis
+        .url
+        .as_ref()
+        .map(|url| (&config.redis, url.expose()));
+    let announcer = Revocations::publisher(redis).map_err(anyhow::Error::msg)?;
+    let announced = match &revoked {
+        Ok(Some(record)) => {
+            let announced = announcer.announce(&record.key_id).await;
+            AuditLog::new(db.clone())
+                .record(
+                    "cli",
+                    "key.revoked",
+                    Some(&record.key_id),
+                    serde_json::json!({ "name": record.name, "via": "cli", "announced": announced }),
+                )
+                .await;
+            announced
+        }
+        _ => true,
+    };
     db.close().await;
     match revoked.map_err(|e| anyhow::anyhow!("{e}"))? {
         Some(record) => {
             println!("revoked API key '{}' ({})", record.name, record.key_id);
+            if config.redis.url.is_none() {
+                eprintln!(
+                    "running engines trust the key until their cache entry expires \
+                     (admin.key_cache_ttl_ms) or they restart; with redis.url set they drop it at once"
+                );
+            } else if !announced {
+                eprintln!(
+                    "warning: Redis did not take the announcement; running engines trust the key until their cache entry expires"
+                );
+            }
             Ok(())
         }
         None => anyhow::bail!("no active API key has the id or name '{id_or_name}'"),

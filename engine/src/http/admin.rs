@@ -149,7 +149,14 @@ pub async fn create_key(
     };
     match app.auth.keys().create(&wanted.name, &wanted.roles).await {
         Ok(new) => {
-            tracing::info!(key_id = %new.record.key_id, name = %new.record.name, by = %actor(&caller), "API key created");
+            app.audit
+                .record(
+                    &actor(&caller),
+                    "key.created",
+                    Some(&new.record.key_id),
+                    json!({ "name": new.record.name, "roles": new.record.roles, "via": "admin-api" }),
+                )
+                .await;
             let mut body = serde_json::to_value(&new.record).unwrap_or_default();
             body["key"] = json!(new.key);
             (StatusCode::CREATED, Json(body)).into_response()
@@ -167,7 +174,15 @@ pub async fn revoke_key(
 ) -> Response {
     match app.auth.keys().revoke(&id_or_name).await {
         Ok(Some(record)) => {
-            tracing::info!(key_id = %record.key_id, name = %record.name, by = %actor(&caller), "API key revoked");
+            let announced = app.revocations.announce(&record.key_id).await;
+            app.audit
+                .record(
+                    &actor(&caller),
+                    "key.revoked",
+                    Some(&record.key_id),
+                    json!({ "name": record.name, "via": "admin-api", "announced": announced }),
+                )
+                .await;
             Json(record).into_response()
         }
         Ok(None) => ApiError::new(
@@ -185,7 +200,42 @@ fn actor(caller: &Option<axum::Extension<Caller>>) -> String {
     caller
         .as_ref()
         .and_then(|c| c.0.principal().map(|p| p.subject.clone()))
-        .unwrap_or_else(|| "admin token".into())
+        .unwrap_or_else(|| "admin-token".into())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    limit: Option<u32>,
+    before: Option<i64>,
+}
+
+/// `GET /_kiln/v1/admin/audit?limit=100&before=<id>`: the newest events
+/// first; page with the last id seen.
+pub async fn audit(
+    State(app): State<AppState>,
+    query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let axum::extract::Query(query) = match query {
+        Ok(q) => q,
+        Err(e) => {
+            return ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text())
+                .into_response();
+        }
+    };
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "limit must be between 1 and 1000",
+        )
+        .into_response();
+    }
+    match app.audit.recent(limit, query.before).await {
+        Ok(events) => Json(json!({ "events": events })).into_response(),
+        Err(e) => data_error(e).into_response(),
+    }
 }
 
 fn data_error(e: crate::store::DataError) -> ApiError {

@@ -5,6 +5,8 @@
 //! ends the request with 401 at once.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -32,11 +34,61 @@ pub async fn layer(State(app): State<AppState>, mut request: Request, next: Next
                 .get::<RequestId>()
                 .map(|r| r.0.to_string())
                 .unwrap_or_default();
-            tracing::info!(request_id, reason = %failed, "credential refused");
+            let ip = app.rate_limiter.client_ip(&request);
+            tracing::info!(request_id, ip, reason = %failed, "credential refused");
+            if let Some(count) = app.auth_failures.note(&ip).await {
+                app.audit
+                    .record(
+                        &ip,
+                        "auth.failures",
+                        Some(request.uri().path()),
+                        serde_json::json!({
+                            "count": count,
+                            "window_s": FAILURE_WINDOW.as_secs(),
+                            "last_reason": failed.reason,
+                        }),
+                    )
+                    .await;
+            }
             rejected(&failed)
                 .with_request_id(&request_id)
                 .into_response()
         }
+    }
+}
+
+/// Failed authentications from one client within this window count
+/// together; the audit log gets a line when they reach `FAILURE_THRESHOLD`
+/// and at every hundred after.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+const FAILURE_THRESHOLD: u32 = 5;
+
+pub struct FailureWatch {
+    counts: moka::future::Cache<String, Arc<AtomicU32>>,
+}
+
+impl Default for FailureWatch {
+    fn default() -> Self {
+        FailureWatch {
+            counts: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(FAILURE_WINDOW)
+                .build(),
+        }
+    }
+}
+
+impl FailureWatch {
+    /// Counts one failure from `client`; the count when it deserves an
+    /// audit line.
+    pub async fn note(&self, client: &str) -> Option<u32> {
+        let counter = self
+            .counts
+            .get_with(client.to_string(), async { Arc::new(AtomicU32::new(0)) })
+            .await;
+        let count = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        (count == FAILURE_THRESHOLD || (count > FAILURE_THRESHOLD && count % 100 == 0))
+            .then_some(count)
     }
 }
 

@@ -45,6 +45,12 @@ pub struct AppInner {
     pub hsts: Option<axum::http::HeaderValue>,
     pub cors: crate::http::hardening::CorsConfig,
     pub rate_limiter: rate_limit::RateLimiter,
+    /// Security-relevant actions, in the engine's database.
+    pub audit: crate::store::audit::AuditLog,
+    /// Tells other engines about revoked keys (Redis).
+    pub revocations: crate::identity::revocations::Revocations,
+    /// Counts failed authentications per client, for the audit log.
+    pub auth_failures: auth::FailureWatch,
     pub graphql: GraphqlConfig,
     /// The MCP endpoint, unless `mcp.enabled` is off.
     pub mcp: Option<crate::mcp::McpService>,
@@ -88,6 +94,13 @@ impl AppState {
             crate::store::api_keys::KeyStore::new(db.clone()),
             std::time::Duration::from_millis(config.admin.key_cache_ttl_ms),
         );
+        let redis = config
+            .redis
+            .url
+            .as_ref()
+            .map(|url| (&config.redis, url.expose()));
+        let revocations = crate::identity::revocations::Revocations::start(keys.clone(), redis)?;
+        let audit = crate::store::audit::AuditLog::new(db.clone());
         let auth = crate::identity::authenticator::Authenticator::new(&config.identity, keys)?;
         Ok(AppState(Arc::new(AppInner {
             registry,
@@ -106,6 +119,9 @@ impl AppState {
             }),
             cors: config.http.cors.clone(),
             rate_limiter,
+            audit,
+            revocations,
+            auth_failures: auth::FailureWatch::default(),
             graphql: config.graphql.clone(),
             mcp,
         })))
@@ -122,6 +138,7 @@ pub fn router(state: AppState) -> Router {
             "/keys/{id_or_name}",
             axum::routing::delete(admin::revoke_key),
         )
+        .route("/audit", get(admin::audit))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,

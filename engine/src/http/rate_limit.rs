@@ -256,7 +256,9 @@ impl RateLimiter {
         }
     }
 
-    fn client_ip(&self, request: &Request) -> String {
+    /// The client's IP: from `http.client_ip_header` when configured and
+    /// present, else the socket's peer.
+    pub fn client_ip(&self, request: &Request) -> String {
         if let Some(name) = &self.client_ip_header
             && let Some(first) = request
                 .headers()

@@ -92,6 +92,11 @@ impl ApiKeys {
         self.cache.invalidate(key_id).await;
     }
 
+    /// Drops every cached check (after missing revocations).
+    pub async fn forget_all(&self) {
+        self.cache.invalidate_all();
+    }
+
     /// The principal a presented key stands for.
     pub async fn verify(&self, presented: &str) -> Result<Principal, KeyRejected> {
         let key_id = key_id_of(presented).ok_or(KeyRejected::Malformed)?;

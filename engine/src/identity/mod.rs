@@ -7,6 +7,7 @@
 //! - [`jwt`], [`jwks`]: verifying tokens from one issuer.
 //! - [`api_keys`]: creating, checking (cached) and revoking API keys.
 //! - [`access`]: `[access]` rules and the one check every surface makes.
+//! - [`revocations`]: revoking a key on every engine through Redis.
 
 pub mod access;
 pub mod api_keys;
@@ -15,5 +16,6 @@ pub mod config;
 pub mod jwks;
 pub mod jwt;
 pub mod principal;
+pub mod revocations;
 
 pub use principal::{AuthMethod, Caller, Principal};

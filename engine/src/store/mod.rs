@@ -26,6 +26,7 @@ macro_rules! on_pool {
 }
 
 pub mod api_keys;
+pub mod audit;
 pub mod cache;
 pub mod kv;
 pub mod sql;
@@ -240,7 +241,7 @@ mod tests {
         let db = Database::connect(&config, tmp.path()).await.unwrap();
         assert_eq!(
             db.migrate().await.unwrap(),
-            ["0001_kv.sql", "0002_api_keys.sql"]
+            ["0001_kv.sql", "0002_api_keys.sql", "0003_audit_log.sql"]
         );
         db.migrate().await.unwrap();
         let Database::Sqlite(pool) = &db else {
