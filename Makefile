@@ -6,7 +6,7 @@
 CARGO      ?= cargo
 WASM       := wasm32-wasip2
 PLUGINS    ?= plugins
-EXAMPLES   := hello-rust notes-rust catalog-rust tools-rust
+EXAMPLES   := hello-rust notes-rust catalog-rust tools-rust auth-rust
 FIXTURES   := fixture-basic fixture-limits fixture-reload-v1 fixture-reload-v2 fixture-configurable fixture-kv fixture-sql fixture-pubsub fixture-mcp fixture-identity
 GUEST_OUT  := target/$(WASM)/release
 
@@ -47,7 +47,7 @@ lint:
 	$(CARGO) clippy --all-targets -p kiln -p kiln-sdk -p kiln-e2e -- -D warnings
 
 unit:
-	$(CARGO) test -p kiln -p kiln-sdk
+	$(CARGO) test -p kiln -p kiln-sdk -p auth-rust
 
 e2e:
 	$(CARGO) build -p kiln --bin kiln

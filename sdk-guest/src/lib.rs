@@ -31,6 +31,7 @@ mod request;
 mod response;
 mod router;
 
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod graphql;
@@ -81,6 +82,11 @@ pub trait Plugin {
     /// The plugin's MCP tools and prompts. None by default.
     fn mcp() -> mcp::Mcp {
         mcp::Mcp::new()
+    }
+
+    /// The plugin's auth providers. None by default.
+    fn auth() -> auth::Providers {
+        auth::Providers::none()
     }
 }
 
@@ -164,6 +170,22 @@ macro_rules! export_plugin {
                 $crate::bindings::kiln::plugin::types::Error,
             > {
                 $crate::__export::handle::<$plugin>(handler, request)
+            }
+        }
+
+        impl $crate::bindings::exports::kiln::plugin::auth_provider::Guest for __KilnExports {
+            fn providers() -> ::std::vec::Vec<::std::string::String> {
+                $crate::auth::__export::providers::<$plugin>()
+            }
+
+            fn authenticate(
+                provider: ::std::string::String,
+                request: $crate::bindings::exports::kiln::plugin::auth_provider::RequestHead,
+            ) -> ::std::result::Result<
+                ::std::option::Option<$crate::bindings::exports::kiln::plugin::auth_provider::Verified>,
+                $crate::bindings::kiln::plugin::types::Error,
+            > {
+                $crate::auth::__export::authenticate::<$plugin>(provider, request)
             }
         }
 

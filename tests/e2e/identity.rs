@@ -729,3 +729,157 @@ async fn a_key_revoked_on_one_engine_is_refused_by_the_other_at_once() {
         "engine A still trusts the key revoked from the CLI"
     );
 }
+
+fn demo_signature(user: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(format!("demo-secret-value:{user}")))
+}
+
+#[tokio::test]
+async fn plugin_auth_providers_vouch_for_callers_and_fail_closed() {
+    let e = Engine::builder()
+        .plugin(
+            "identity",
+            "fixture-identity",
+            Some("[config]\ndemo_secret = \"demo-secret-value\"\n[limits]\ntimeout_ms = 500"),
+        )
+        .access(ACCESS)
+        .config("[identity]\nproviders = [\"fixture-identity/demo\"]")
+        .start()
+        .await;
+    let with_user = |user: &str, sig: &str| {
+        e.client
+            .get(e.url("/whoami"))
+            .header("x-demo-user", user.to_string())
+            .header("x-demo-signature", sig.to_string())
+            .send()
+    };
+
+    // A good signature: the provider's principal reaches the plugin.
+    let r = with_user("ada", &demo_signature("ada")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["caller"]["subject"], "ada", "{body}");
+    assert_eq!(body["caller"]["kind"], "provider");
+    assert_eq!(body["caller"]["roles"], json!(["member"]));
+    assert_eq!(body["caller"]["claims"]["via"], "demo");
+
+    // A bad one: 401 with the provider's reason.
+    let r = with_user("ada", &demo_signature("bob")).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_error(
+        &r.json().await.unwrap(),
+        "unauthorized",
+        "fixture-identity/demo: the demo signature does not match",
+    );
+
+    // A provider that traps or runs out of time fails closed.
+    for user in ["trap", "slow"] {
+        let r = with_user(user, "x").await.unwrap();
+        assert_eq!(r.status(), 401, "{user}");
+        assert_error(
+            &r.json().await.unwrap(),
+            "unauthorized",
+            "failed, so the request is refused",
+        );
+    }
+
+    // Not the provider's kind of request: anonymous, and the rules decide.
+    assert_eq!(get(&e, "/whoami", None).await.0, 401);
+    assert_eq!(get(&e, "/open/whoami", None).await.0, 200);
+    // API keys are still checked by the engine itself.
+    let key = create_key(&e, "k", "reader");
+    assert_eq!(get(&e, "/whoami", Some(&key)).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_configured_provider_that_is_not_loaded_refuses_requests() {
+    let e = Engine::builder()
+        .plugin("hello", "hello-rust", None)
+        .access("[access]\ndefault = \"public\"")
+        .config("[identity]\nproviders = [\"missing/provider\"]")
+        .start()
+        .await;
+    let (status, body, _) = get(&e, "/hello/a", None).await;
+    assert_eq!(status, 503);
+    assert_error(
+        &body,
+        "auth_unavailable",
+        "'missing/provider' is not loaded",
+    );
+}
+
+#[tokio::test]
+async fn the_auth_rust_example_trusts_headers_signed_with_its_key() {
+    use hmac::{Hmac, KeyInit, Mac};
+    let e = Engine::builder()
+        .plugin(
+            "auth-rust",
+            "auth-rust",
+            Some("[secrets]\nsigning_key = \"KILN_E2E_SIGNING_KEY\""),
+        )
+        .plugin("identity", "fixture-identity", None)
+        .env("KILN_E2E_SIGNING_KEY", "frontend-and-engine-share-this")
+        .access(ACCESS)
+        .config("[identity]\nproviders = [\"auth-rust/signed-header\"]")
+        .start()
+        .await;
+    let sign = |key: &str, user: &str, roles: &str, at: u64| {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+        mac.update(format!("{user}\n{roles}\n{at}").as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    };
+    let call = |user: &str, roles: &str, at: u64, signature: String| {
+        e.client
+            .post(e.url("/docs"))
+            .header("x-signed-user", user.to_string())
+            .header("x-signed-roles", roles.to_string())
+            .header("x-signed-at", at.to_string())
+            .header("x-signature", signature)
+            .send()
+    };
+    let key = "frontend-and-engine-share-this";
+    let r = call("ada", "editor", now(), sign(key, "ada", "editor", now()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["caller"]["subject"], "ada", "{body}");
+    assert_eq!(body["caller"]["roles"], json!(["editor"]));
+
+    // Roles are signed too: claiming more breaks the signature.
+    let r = call(
+        "ada",
+        "editor,admin",
+        now(),
+        sign(key, "ada", "editor", now()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_error(
+        &r.json().await.unwrap(),
+        "unauthorized",
+        "signature does not match",
+    );
+    // Another key, or an old signature: refused.
+    let r = call(
+        "ada",
+        "editor",
+        now(),
+        sign("another-key", "ada", "editor", now()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 401);
+    let old = now() - 3600;
+    let r = call("ada", "editor", old, sign(key, "ada", "editor", old))
+        .await
+        .unwrap();
+    assert_error(&r.json().await.unwrap(), "unauthorized", "expired");
+    // Signed in, but without the role the rule asks for.
+    let r = call("bob", "reader", now(), sign(key, "bob", "reader", now()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}

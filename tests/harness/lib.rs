@@ -73,6 +73,7 @@ pub const FIXTURES: &[&str] = &[
     "notes-rust",
     "catalog-rust",
     "tools-rust",
+    "auth-rust",
 ];
 
 /// The component built from `tests/fixtures/<name>` (or `examples/hello-rust`).

@@ -277,7 +277,16 @@ pub async fn require_admin(
     {
         return next.run(request).await;
     }
-    let error = match app.auth.authenticate(request.headers()).await {
+    let outcome = app
+        .auth
+        .authenticate(
+            request.method(),
+            request.uri(),
+            request.headers(),
+            std::sync::Arc::from(request_id.as_str()),
+        )
+        .await;
+    let error = match outcome {
         Ok(Some(principal)) if principal.has_role("admin") => {
             request
                 .extensions_mut()

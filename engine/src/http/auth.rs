@@ -21,7 +21,21 @@ use crate::identity::access::Denied;
 use crate::identity::authenticator::AuthFailed;
 
 pub async fn layer(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
-    match app.auth.authenticate(request.headers()).await {
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_else(|| Arc::from("-"));
+    let outcome = app
+        .auth
+        .authenticate(
+            request.method(),
+            request.uri(),
+            request.headers(),
+            request_id,
+        )
+        .await;
+    match outcome {
         Ok(principal) => {
             request
                 .extensions_mut()

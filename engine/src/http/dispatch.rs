@@ -223,7 +223,7 @@ fn into_response(
     Ok(response)
 }
 
-fn wit_method(m: &Method) -> types::Method {
+pub fn wit_method(m: &Method) -> types::Method {
     match *m {
         Method::GET => types::Method::Get,
         Method::POST => types::Method::Post,

@@ -101,7 +101,11 @@ impl AppState {
             .map(|url| (&config.redis, url.expose()));
         let revocations = crate::identity::revocations::Revocations::start(keys.clone(), redis)?;
         let audit = crate::store::audit::AuditLog::new(db.clone());
-        let auth = crate::identity::authenticator::Authenticator::new(&config.identity, keys)?;
+        let auth = crate::identity::authenticator::Authenticator::new(
+            &config.identity,
+            keys,
+            registry.clone(),
+        )?;
         Ok(AppState(Arc::new(AppInner {
             registry,
             db,

@@ -4,6 +4,7 @@
 //! anonymous caller (access rules decide whether that is enough); a
 //! credential that does not check out is refused, never ignored.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, header};
@@ -14,6 +15,8 @@ use super::config::{IdentityConfig, JwtConfig};
 use super::jwks::JwksVerifier;
 use super::jwt::{JwtRules, JwtVerifier, KeySource};
 use super::principal::Principal;
+use super::providers::{PluginProviders, ProviderRef};
+use crate::registry::Registry;
 
 /// A presented credential that does not check out: 401, with this reason.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -43,13 +46,25 @@ pub struct Authenticator {
     keys: ApiKeys,
     api_keys: bool,
     jwt: Option<Jwt>,
+    /// Plugin auth providers, in the configured order; none configured: none.
+    providers: Option<PluginProviders>,
 }
 
 static X_API_KEY: header::HeaderName = header::HeaderName::from_static("x-api-key");
 
 impl Authenticator {
     /// Reads key files; the error names what is wrong.
-    pub fn new(config: &IdentityConfig, keys: ApiKeys) -> Result<Authenticator, String> {
+    pub fn new(
+        config: &IdentityConfig,
+        keys: ApiKeys,
+        registry: Arc<Registry>,
+    ) -> Result<Authenticator, String> {
+        let order = config
+            .providers
+            .iter()
+            .map(|p| ProviderRef::parse(p).map_err(|e| format!("identity.providers: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let providers = (!order.is_empty()).then(|| PluginProviders::new(registry, order));
         let jwt = match &config.jwt {
             Some(jwt) => Some(jwt_verifier(jwt).map_err(|e| format!("identity.jwt: {e}"))?),
             None => None,
@@ -58,6 +73,7 @@ impl Authenticator {
             keys,
             api_keys: config.api_keys,
             jwt,
+            providers,
         })
     }
 
@@ -66,40 +82,42 @@ impl Authenticator {
     }
 
     /// The caller of a request: none when it carries no credential.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Principal>, AuthFailed> {
-        let mut authorization = headers.get_all(header::AUTHORIZATION).iter();
-        let mut api_key = headers.get_all(&X_API_KEY).iter();
-        let (first_auth, second_auth) = (authorization.next(), authorization.next());
-        let (first_key, second_key) = (api_key.next(), api_key.next());
-        if second_auth.is_some() || second_key.is_some() {
-            return Err(AuthFailed::new(
-                "send one credential: the request has several Authorization or X-Api-Key headers",
-            ));
-        }
-        let token = match (first_auth, first_key) {
-            (Some(_), Some(_)) => {
-                return Err(AuthFailed::new(
-                    "send one credential: the request has both Authorization and X-Api-Key",
-                ));
+    ///
+    /// An API key is checked as one, and a bearer token as a JWT when an
+    /// issuer is configured. Anything else — no credential, another
+    /// Authorization scheme, a bearer token without a JWT issuer — goes to
+    /// the plugin providers in order; when none knows the caller, a request
+    /// without a credential is anonymous and one with a credential is
+    /// refused.
+    pub async fn authenticate(
+        &self,
+        method: &axum::http::Method,
+        uri: &axum::http::Uri,
+        headers: &HeaderMap,
+        request_id: Arc<str>,
+    ) -> Result<Option<Principal>, AuthFailed> {
+        let unclaimed = match credential(headers)? {
+            Credential::ApiKey(key) => return self.authenticate_token(key).await.map(Some),
+            Credential::Bearer(token) if self.jwt.is_some() => {
+                return self.authenticate_token(token).await.map(Some);
             }
-            (None, None) => return Ok(None),
-            (Some(value), None) => {
-                let value = value
-                    .to_str()
-                    .map_err(|_| AuthFailed::new("the Authorization header is not ASCII"))?;
-                bearer(value)?
-            }
-            (None, Some(value)) => {
-                let key = value
-                    .to_str()
-                    .map_err(|_| AuthFailed::new("the X-Api-Key header is not ASCII"))?;
-                if !key.starts_with(super::api_keys::PREFIX) {
-                    return Err(AuthFailed::new("X-Api-Key takes an API key (kk_...)"));
-                }
-                key
-            }
+            Credential::Bearer(_) => Some(AuthFailed::new(
+                "the bearer token is not an API key and no JWT issuer is configured",
+            )),
+            Credential::Other(why) => Some(why),
+            Credential::None => None,
         };
-        self.authenticate_token(token).await.map(Some)
+        if let Some(providers) = &self.providers
+            && let Some(principal) = providers
+                .authenticate(method, uri, headers, request_id)
+                .await?
+        {
+            return Ok(Some(principal));
+        }
+        match unclaimed {
+            Some(refusal) => Err(refusal),
+            None => Ok(None),
+        }
     }
 
     /// The principal a bearer token (API key or JWT) stands for.
@@ -125,6 +143,55 @@ impl Authenticator {
             }
         }
         .map_err(|e| AuthFailed::new(e.0))
+    }
+}
+
+/// What a request carries in `Authorization` / `X-Api-Key`.
+enum Credential<'a> {
+    None,
+    ApiKey(&'a str),
+    Bearer(&'a str),
+    /// Something the host does not check itself (another scheme): a plugin
+    /// provider may; if none does, this is why the request is refused.
+    Other(AuthFailed),
+}
+
+fn credential(headers: &HeaderMap) -> Result<Credential<'_>, AuthFailed> {
+    let mut authorization = headers.get_all(header::AUTHORIZATION).iter();
+    let mut api_key = headers.get_all(&X_API_KEY).iter();
+    let (first_auth, second_auth) = (authorization.next(), authorization.next());
+    let (first_key, second_key) = (api_key.next(), api_key.next());
+    if second_auth.is_some() || second_key.is_some() {
+        return Err(AuthFailed::new(
+            "send one credential: the request has several Authorization or X-Api-Key headers",
+        ));
+    }
+    match (first_auth, first_key) {
+        (Some(_), Some(_)) => Err(AuthFailed::new(
+            "send one credential: the request has both Authorization and X-Api-Key",
+        )),
+        (None, None) => Ok(Credential::None),
+        (Some(value), None) => {
+            let value = value
+                .to_str()
+                .map_err(|_| AuthFailed::new("the Authorization header is not ASCII"))?;
+            match bearer(value) {
+                Ok(token) if token.starts_with(super::api_keys::PREFIX) => {
+                    Ok(Credential::ApiKey(token))
+                }
+                Ok(token) => Ok(Credential::Bearer(token)),
+                Err(e) => Ok(Credential::Other(e)),
+            }
+        }
+        (None, Some(value)) => {
+            let key = value
+                .to_str()
+                .map_err(|_| AuthFailed::new("the X-Api-Key header is not ASCII"))?;
+            if !key.starts_with(super::api_keys::PREFIX) {
+                return Err(AuthFailed::new("X-Api-Key takes an API key (kk_...)"));
+            }
+            Ok(Credential::ApiKey(key))
+        }
     }
 }
 

@@ -14,6 +14,9 @@ pub struct IdentityConfig {
     pub api_keys: bool,
     /// Accept JSON Web Tokens from one issuer.
     pub jwt: Option<JwtConfig>,
+    /// Plugin auth providers ("plugin/provider"), asked in this order about
+    /// requests without an API key or JWT.
+    pub providers: Vec<String>,
 }
 
 impl Default for IdentityConfig {
@@ -21,6 +24,7 @@ impl Default for IdentityConfig {
         IdentityConfig {
             api_keys: true,
             jwt: None,
+            providers: Vec::new(),
         }
     }
 }

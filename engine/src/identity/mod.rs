@@ -5,6 +5,7 @@
 //! - [`config`]: `[identity]`, the credentials the engine accepts.
 //! - [`authenticator`]: from request headers to a principal.
 //! - [`jwt`], [`jwks`]: verifying tokens from one issuer.
+//! - [`providers`]: plugin auth providers, asked in configured order.
 //! - [`api_keys`]: creating, checking (cached) and revoking API keys.
 //! - [`access`]: `[access]` rules and the one check every surface makes.
 //! - [`revocations`]: revoking a key on every engine through Redis.
@@ -16,6 +17,7 @@ pub mod config;
 pub mod jwks;
 pub mod jwt;
 pub mod principal;
+pub mod providers;
 pub mod revocations;
 
 pub use principal::{AuthMethod, Caller, Principal};

@@ -16,6 +16,8 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
+pub use self::exports::kiln::plugin::auth_provider;
+pub use self::exports::kiln::plugin::auth_provider::GuestIndices as AuthProviderIndices;
 pub use self::exports::kiln::plugin::graphql;
 pub use self::exports::kiln::plugin::graphql::GuestIndices as GraphqlIndices;
 pub use self::exports::kiln::plugin::http_handler::GuestIndices as HttpHandlerIndices;

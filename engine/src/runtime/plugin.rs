@@ -11,7 +11,8 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::Runtime;
 use super::bindings::{
-    GraphqlIndices, HttpHandlerIndices, McpIndices, PluginIndices, graphql, mcp, types,
+    AuthProviderIndices, GraphqlIndices, HttpHandlerIndices, McpIndices, PluginIndices,
+    auth_provider, graphql, mcp, types,
 };
 use super::cache::{CacheOutcome, sha256_hex};
 use super::gate::{Gate, Refusal};
@@ -63,6 +64,10 @@ pub enum LoadError {
     McpDescribe(CallError),
     #[error("invalid MCP declarations: {0}")]
     Mcp(String),
+    #[error("auth-provider.providers() failed: {0}")]
+    AuthDescribe(CallError),
+    #[error("invalid auth providers: {0}")]
+    Auth(String),
 }
 
 /// Why a call into a plugin did not return normally.
@@ -93,10 +98,14 @@ pub struct Plugin {
     pub graphql: Option<Fragment>,
     /// The plugin's checked MCP tools and prompts, when it declares any.
     pub mcp: Option<Arc<Declarations>>,
+    /// The auth providers the plugin implements (named in
+    /// `[identity] providers` as "plugin/provider" to be used).
+    pub auth_providers: Vec<String>,
     pre: InstancePre<CallState>,
     http: Option<HttpHandlerIndices>,
     graphql_export: Option<GraphqlIndices>,
     mcp_export: Option<McpIndices>,
+    auth_export: Option<AuthProviderIndices>,
     gate: Gate,
     cpu_limit: CpuLimit,
     tick: Duration,
@@ -142,6 +151,7 @@ impl Runtime {
         let http = HttpHandlerIndices::new(&pre).ok();
         let graphql_export = GraphqlIndices::new(&pre).ok();
         let mcp_export = McpIndices::new(&pre).ok();
+        let auth_export = AuthProviderIndices::new(&pre).ok();
 
         let mut secrets = std::collections::BTreeMap::new();
         for (secret, var) in &source.settings.secrets {
@@ -182,10 +192,12 @@ impl Runtime {
             context: Arc::new(context.clone()),
             graphql: None,
             mcp: None,
+            auth_providers: Vec::new(),
             pre,
             http,
             graphql_export,
             mcp_export,
+            auth_export,
             gate,
             cpu_limit: self.cpu_limit,
             tick: self.tick,
@@ -221,6 +233,13 @@ impl Runtime {
             if !declarations.is_empty() {
                 plugin.mcp = Some(Arc::new(declarations));
             }
+        }
+        if let Some(indices) = &plugin.auth_export {
+            let names = plugin
+                .auth_provider_names(indices)
+                .await
+                .map_err(LoadError::AuthDescribe)?;
+            plugin.auth_providers = check_provider_names(names).map_err(LoadError::Auth)?;
         }
         // From now on log lines carry the plugin's own name, and its data
         // lives under that name.
@@ -385,6 +404,44 @@ impl Plugin {
             let tools = guest.call_tools(&mut store).await?;
             let prompts = guest.call_prompts(&mut store).await?;
             Ok((tools, prompts))
+        })
+        .await;
+        self.finish(store, outcome)
+    }
+
+    async fn auth_provider_names(
+        &self,
+        indices: &AuthProviderIndices,
+    ) -> Result<Vec<String>, CallError> {
+        let mut store = self.new_store(Arc::from("describe"));
+        let outcome = tokio::time::timeout(self.hard_timeout(), async {
+            let instance: Instance = self.pre.instantiate_async(&mut store).await?;
+            let guest = indices.load(&mut store, &instance)?;
+            guest.call_providers(&mut store).await
+        })
+        .await;
+        self.finish(store, outcome)
+    }
+
+    /// Asks provider `provider` of this plugin who sent `head`, on a fresh
+    /// instance.
+    pub async fn authenticate(
+        &self,
+        provider: &str,
+        head: &auth_provider::RequestHead,
+        request_id: Arc<str>,
+    ) -> Result<Result<Option<auth_provider::Verified>, types::Error>, CallError> {
+        let Some(indices) = &self.auth_export else {
+            return Err(CallError::Trap {
+                detail: "no auth-provider export".into(),
+            });
+        };
+        let _slot = self.gate.enter().await.map_err(CallError::Busy)?;
+        let mut store = self.new_store(request_id);
+        let outcome = tokio::time::timeout(self.hard_timeout(), async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            let guest = indices.load(&mut store, &instance)?;
+            guest.call_authenticate(&mut store, provider, head).await
         })
         .await;
         self.finish(store, outcome)
@@ -653,5 +710,46 @@ mod tests {
             "panicked at src/lib.rs:10:5:: boom"
         );
         assert_eq!(panic_message("nothing"), None);
+    }
+}
+
+/// Provider names: `[a-z0-9][a-z0-9_-]*`, at most 64 bytes, unique.
+fn check_provider_names(names: Vec<String>) -> Result<Vec<String>, String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for name in &names {
+        let valid = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !valid {
+            return Err(format!(
+                "provider name {name:?} must match [a-z0-9][a-z0-9_-]* (at most 64 bytes)"
+            ));
+        }
+        if !seen.insert(name.as_str()) {
+            return Err(format!("provider '{name}' is declared twice"));
+        }
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod provider_name_tests {
+    #[test]
+    fn provider_names_are_checked() {
+        let ok = super::check_provider_names(vec!["demo".into(), "signed-header_2".into()]);
+        assert_eq!(ok.unwrap().len(), 2);
+        for bad in [
+            vec!["Demo".to_string()],
+            vec!["-x".into()],
+            vec!["a".into(), "a".into()],
+            vec!["".into()],
+        ] {
+            assert!(super::check_provider_names(bad).is_err());
+        }
     }
 }
