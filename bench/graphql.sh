@@ -20,7 +20,7 @@ command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; ex
 
 data=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT
-KILN_LOG=warn KILN_DATA_DIR="$data" "$bin" serve --plugins plugins --listen "127.0.0.1:$port" &
+KILN_LOG=warn KILN_DATA_DIR="$data" "$bin" serve --config bench/kiln.toml --plugins plugins --listen "127.0.0.1:$port" &
 pid=$!
 url="http://127.0.0.1:$port"
 for _ in $(seq 1 100); do

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # HTTP throughput and latency of GET /hello/{name} on a release engine with
-# the example plugins, plus the engine's resident memory. Needs wrk
-# (apt-get install wrk). Usage: bench/http.sh [seconds] [connections]
+# the example plugins, plus the engine's resident memory: first anonymous on
+# a public route, then with an API key through a rate-limit group (the whole
+# identity path: key check from the cache, access rule, token bucket).
+# Needs wrk (apt-get install wrk). Usage: bench/http.sh [seconds] [connections]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,8 +16,21 @@ command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; ex
 [ -f plugins/hello-rust.wasm ] || { echo "plugins/hello-rust.wasm missing: make examples" >&2; exit 1; }
 
 data=$(mktemp -d)
+pid=
 trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT
-KILN_LOG=warn KILN_DATA_DIR="$data" "$bin" serve --plugins plugins --listen "127.0.0.1:$port" &
+# Public route, plus a rate limit no benchmark reaches: its bookkeeping is
+# what the keyed run measures.
+cat > "$data/kiln.toml" <<TOML
+[access]
+default = "public"
+[[rate_limits]]
+name = "bench"
+per = "principal"
+requests = 100000000
+window_s = 1
+TOML
+KILN_LOG=warn KILN_DATA_DIR="$data" "$bin" keys create --config "$data/kiln.toml" --name bench --roles reader > "$data/key" 2>/dev/null
+KILN_LOG=warn KILN_DATA_DIR="$data" "$bin" serve --config bench/kiln.toml --plugins plugins --listen "127.0.0.1:$port" &
 pid=$!
 for _ in $(seq 1 100); do
   curl -fs "http://127.0.0.1:$port/hello/warmup" >/dev/null 2>&1 && break
@@ -24,6 +39,16 @@ done
 rss() { awk '/VmRSS/ {print $2 " " $3}' "/proc/$pid/status"; }
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "rss after start (examples loaded): $(rss)"
-echo "--- wrk -t1 -c$conns -d${secs}s --latency http://127.0.0.1:$port/hello/world"
+echo "--- anonymous, public route: wrk -t1 -c$conns -d${secs}s --latency http://127.0.0.1:$port/hello/world"
 wrk -t1 -c"$conns" -d"${secs}s" --latency "http://127.0.0.1:$port/hello/world"
 echo "rss after load: $(rss)"
+kill $pid; wait $pid 2>/dev/null || true
+
+KILN_LOG=warn KILN_DATA_DIR="$data" "$bin" serve --config "$data/kiln.toml" --plugins plugins --listen "127.0.0.1:$port" &
+pid=$!
+for _ in $(seq 1 100); do
+  curl -fs "http://127.0.0.1:$port/hello/warmup" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+echo "--- API key + rate limit: wrk -t1 -c$conns -d${secs}s --latency -H 'Authorization: Bearer kk_...' http://127.0.0.1:$port/hello/world"
+wrk -t1 -c"$conns" -d"${secs}s" --latency -H "Authorization: Bearer $(cat "$data/key")" "http://127.0.0.1:$port/hello/world"

@@ -23,7 +23,7 @@ mkdir "$data/plugins"
 cp "$wasm/fixture_mcp.wasm" "$data/plugins/fixture-mcp.wasm"
 cp "$wasm/tools_rust.wasm" "$data/plugins/tools-rust.wasm"
 trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT
-KILN_LOG=warn KILN_DATA_DIR="$data" "$bin" serve --plugins "$data/plugins" --listen "127.0.0.1:$port" &
+KILN_LOG=warn KILN_DATA_DIR="$data" "$bin" serve --config bench/kiln.toml --plugins "$data/plugins" --listen "127.0.0.1:$port" &
 pid=$!
 url="http://127.0.0.1:$port/mcp"
 for _ in $(seq 1 100); do

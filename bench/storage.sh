@@ -22,7 +22,7 @@ run() {
   mkdir -p "$data/plugins"
   cp plugins/notes-rust.wasm "$data/plugins/"
   KILN_LOG=warn KILN_DATA_DIR="$data" KILN_DATABASE_URL="$url" \
-    "$bin" serve --plugins "$data/plugins" --listen "127.0.0.1:$port" &
+    "$bin" serve --config bench/kiln.toml --plugins "$data/plugins" --listen "127.0.0.1:$port" &
   local pid=$!
   for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/_kiln/v1/health" >/dev/null 2>&1 && break; sleep 0.1; done
   curl -fs -X POST "http://127.0.0.1:$port/notes" -d '{"title":"bench","body":"one row"}' >/dev/null

@@ -14,6 +14,18 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ServiceError, ServiceExt};
 use serde_json::{Value, json};
 
+/// A fresh API key with the `reader` role (the role `echo` declares).
+fn reader_key(engine: &Engine) -> String {
+    let name = format!("reader-{}", uuid::Uuid::new_v4().simple());
+    let out = engine.cli(&["keys", "create", "--name", &name, "--roles", "reader"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 async fn engine() -> Engine {
     Engine::builder()
         .plugin("fixture-mcp", "fixture-mcp", None)
@@ -39,7 +51,8 @@ fn text_of(result: &Value) -> String {
 #[tokio::test]
 async fn the_typescript_sdk_client_lists_calls_and_hears_list_changes() {
     let engine = engine().await;
-    let client = NodeClient::start("mcp-client.mjs", &[&engine.url("/mcp"), "60000"]);
+    let key = reader_key(&engine);
+    let client = NodeClient::start("mcp-client.mjs", &[&engine.url("/mcp"), "60000", &key]);
     let ready = wait_for(Duration::from_secs(30), || {
         let lines = client.lines();
         async move { step(&lines, "ready").map(|_| lines) }
@@ -242,7 +255,14 @@ async fn rmcp_client(
     engine: &Engine,
     version: Option<ProtocolVersion>,
 ) -> RunningService<RoleClient, ClientConfig> {
-    let transport = StreamableHttpClientTransport::from_uri(engine.url("/mcp"));
+    // `echo` declares the `reader` role, which holds even under the
+    // harness's public default: the clients here are readers.
+    let transport = StreamableHttpClientTransport::from_config(
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+            engine.url("/mcp"),
+        )
+        .auth_header(reader_key(engine)),
+    );
     let info = ClientConfig::new(
         ClientCapabilities::default(),
         Implementation::new("kiln-e2e-rmcp", "1.0.0"),

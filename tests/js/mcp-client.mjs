@@ -13,7 +13,8 @@ import {
   LoggingMessageNotificationSchema,
 } from '@modelcontextprotocol/sdk/types.js';
 
-const [url, timeoutArg] = process.argv.slice(2);
+// An optional third argument is an API key, sent as a bearer token.
+const [url, timeoutArg, bearer] = process.argv.slice(2);
 const out = (step, fields = {}) => console.log(JSON.stringify({ step, ...fields }));
 setTimeout(() => { out('timeout'); process.exit(3); }, Number(timeoutArg ?? 60000));
 
@@ -29,7 +30,10 @@ client.setNotificationHandler(PromptListChangedNotificationSchema, async () => {
   out('prompts_changed', { prompts: prompts.map((p) => p.name) });
 });
 
-const transport = new StreamableHTTPClientTransport(new URL(url));
+const transport = new StreamableHTTPClientTransport(
+  new URL(url),
+  bearer ? { requestInit: { headers: { Authorization: `Bearer ${bearer}` } } } : undefined,
+);
 await client.connect(transport);
 out('connected', {
   protocol: transport.protocolVersion,

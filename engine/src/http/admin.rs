@@ -314,12 +314,17 @@ pub async fn require_admin(
             "missing bearer token: send Authorization: Bearer <API key or admin token>",
         ),
         // A bearer that is neither the admin token nor a valid credential.
-        Err(_) if presented.is_some_and(|p| !p.starts_with(crate::identity::api_keys::PREFIX)) => {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "invalid admin token",
-            )
+        Err(failed)
+            if presented.is_some_and(|p| !p.starts_with(crate::identity::api_keys::PREFIX)) =>
+        {
+            let message = match app.admin_token {
+                Some(_) => format!("invalid admin token ({failed})"),
+                None => format!(
+                    "the admin API is disabled for anything but an API key or JWT with the \
+                     admin role (no admin.token is set): {failed}"
+                ),
+            };
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
         }
         Err(failed) => super::auth::rejected(&failed),
     };
