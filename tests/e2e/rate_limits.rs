@@ -72,6 +72,24 @@ async fn a_burst_passes_and_the_rest_get_429_with_headers() {
 }
 
 #[tokio::test]
+async fn a_concurrent_burst_lets_exactly_the_bucket_through() {
+    let e = Engine::builder()
+        .plugin("hello", "hello-rust", None)
+        .config(LIMITS)
+        .start()
+        .await;
+    let requests = (0..20).map(|i| e.client.get(e.url(&format!("/hello/{i}"))).send());
+    let statuses: Vec<u16> = futures_util::future::join_all(requests)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    let passed = statuses.iter().filter(|s| **s == 200).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((passed, limited), (3, 17), "{statuses:?}");
+}
+
+#[tokio::test]
 async fn two_engines_on_one_redis_share_a_budget() {
     let Some(redis) = TestRedis::start() else {
         return;

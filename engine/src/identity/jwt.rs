@@ -312,6 +312,32 @@ mod tests {
     }
 
     #[test]
+    fn every_hmac_size_verifies_and_algorithms_narrow_the_family() {
+        for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+            let token = encode(
+                &Header::new(alg),
+                &claims(json!({})),
+                &EncodingKey::from_secret(SECRET),
+            )
+            .unwrap();
+            assert!(secret_verifier().verify(&token).is_ok(), "{alg:?}");
+        }
+        let mut only_256 = rules();
+        only_256.algorithms = Some(vec![Algorithm::HS256]);
+        let narrow = JwtVerifier::new(KeySource::Secret(SECRET), only_256).unwrap();
+        let hs512 = encode(
+            &Header::new(Algorithm::HS512),
+            &claims(json!({})),
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        assert_eq!(
+            rejected(&narrow, &hs512),
+            "the token's algorithm is not accepted here"
+        );
+    }
+
+    #[test]
     fn a_good_token_becomes_a_principal() {
         let p = secret_verifier().verify(&hs(&claims(json!({})))).unwrap();
         assert_eq!(p.subject, "ada");
