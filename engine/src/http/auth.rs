@@ -32,7 +32,7 @@ pub async fn layer(State(app): State<AppState>, mut request: Request, next: Next
             request.method(),
             request.uri(),
             request.headers(),
-            request_id,
+            request_id.clone(),
         )
         .await;
     match outcome {
@@ -43,13 +43,8 @@ pub async fn layer(State(app): State<AppState>, mut request: Request, next: Next
             next.run(request).await
         }
         Err(failed) => {
-            let request_id = request
-                .extensions()
-                .get::<RequestId>()
-                .map(|r| r.0.to_string())
-                .unwrap_or_default();
             let ip = app.rate_limiter.client_ip(&request);
-            tracing::info!(request_id, ip, reason = %failed, "credential refused");
+            tracing::info!(request_id = %request_id, ip, reason = %failed, "credential refused");
             if let Some(count) = app.auth_failures.note(&ip).await {
                 app.audit
                     .record(

@@ -17,7 +17,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicK
 use jsonwebtoken::{Algorithm, DecodingKey};
 use tokio::sync::{Mutex, RwLock};
 
-use super::jwt::{JwtRules, JwtVerifier, TokenRejected, unreadable_header};
+use super::jwt::{JwtRules, JwtVerifier, RSA_FAMILY, TokenRejected, unreadable_header};
 use super::principal::Principal;
 
 /// The largest JWKS document the engine reads.
@@ -212,14 +212,7 @@ fn verifier_for(jwk: &Jwk, rules: &JwtRules) -> Result<Option<JwtVerifier>, Stri
         return Ok(None);
     }
     let family: &[Algorithm] = match &jwk.algorithm {
-        AlgorithmParameters::RSA(_) => &[
-            Algorithm::RS256,
-            Algorithm::RS384,
-            Algorithm::RS512,
-            Algorithm::PS256,
-            Algorithm::PS384,
-            Algorithm::PS512,
-        ],
+        AlgorithmParameters::RSA(_) => RSA_FAMILY,
         AlgorithmParameters::EllipticCurve(p) => match p.curve {
             EllipticCurve::P256 => &[Algorithm::ES256],
             EllipticCurve::P384 => &[Algorithm::ES384],

@@ -195,20 +195,20 @@ fn raw_alg(token: &str) -> Option<String> {
     header.get("alg")?.as_str().map(str::to_string)
 }
 
+/// What an RSA key may sign with: PKCS#1 v1.5 and PSS.
+pub(super) const RSA_FAMILY: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+];
+
 /// The key of a PEM public key file and the algorithms its type allows.
 fn public_key(pem: &[u8]) -> Result<(DecodingKey, &'static [Algorithm]), String> {
     if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
-        return Ok((
-            key,
-            &[
-                Algorithm::RS256,
-                Algorithm::RS384,
-                Algorithm::RS512,
-                Algorithm::PS256,
-                Algorithm::PS384,
-                Algorithm::PS512,
-            ],
-        ));
+        return Ok((key, RSA_FAMILY));
     }
     if let Ok(key) = DecodingKey::from_ec_pem(pem) {
         return Ok((key, &[Algorithm::ES256, Algorithm::ES384]));
