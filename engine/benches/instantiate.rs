@@ -52,6 +52,7 @@ fn bench(c: &mut Criterion) {
                 wasm: hello_wasm(),
                 settings: PluginSettings::default(),
                 limits: config.default_limits(),
+                outbound: Default::default(),
             }))
             .unwrap();
         let request = types::HttpRequest {

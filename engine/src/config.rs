@@ -377,6 +377,26 @@ pub struct Limits {
     pub queue_size: u32,
     /// How long a call may wait for a slot → 503.
     pub queue_timeout_ms: u64,
+    /// Whether a call gets a fresh instance or reuses a warm one.
+    pub instances: InstanceReuse,
+    /// Warm instances kept idle per plugin (with `instances = "warm"`).
+    pub warm_instances: u32,
+    /// Calls one warm instance serves before it is replaced.
+    pub max_uses: u32,
+}
+
+/// How instances are given to calls (`limits.instances`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceReuse {
+    /// Warm for plugins whose language runtime makes a fresh instance
+    /// expensive (JavaScript, Python), fresh for the rest.
+    Auto,
+    /// A bounded pool of instances reused across calls; one that trapped or
+    /// hit a limit is discarded. Module state survives between calls.
+    Warm,
+    /// A new instance for every call: nothing survives a call.
+    Fresh,
 }
 
 impl Default for Limits {
@@ -388,6 +408,9 @@ impl Default for Limits {
             max_concurrency: 64,
             queue_size: 256,
             queue_timeout_ms: 2_000,
+            instances: InstanceReuse::Auto,
+            warm_instances: 16,
+            max_uses: 1_000,
         }
     }
 }
@@ -402,6 +425,9 @@ pub struct PartialLimits {
     pub max_concurrency: Option<u32>,
     pub queue_size: Option<u32>,
     pub queue_timeout_ms: Option<u64>,
+    pub instances: Option<InstanceReuse>,
+    pub warm_instances: Option<u32>,
+    pub max_uses: Option<u32>,
 }
 
 impl PartialLimits {
@@ -413,6 +439,9 @@ impl PartialLimits {
         self.max_concurrency = over.max_concurrency.or(self.max_concurrency);
         self.queue_size = over.queue_size.or(self.queue_size);
         self.queue_timeout_ms = over.queue_timeout_ms.or(self.queue_timeout_ms);
+        self.instances = over.instances.or(self.instances);
+        self.warm_instances = over.warm_instances.or(self.warm_instances);
+        self.max_uses = over.max_uses.or(self.max_uses);
     }
 
     pub fn apply_to(&self, limits: &mut Limits) {
@@ -423,6 +452,9 @@ impl PartialLimits {
             max_concurrency,
             queue_size,
             queue_timeout_ms,
+            instances,
+            warm_instances,
+            max_uses,
         } = self;
         if let Some(v) = fuel {
             limits.fuel = *v;
@@ -441,6 +473,15 @@ impl PartialLimits {
         }
         if let Some(v) = queue_timeout_ms {
             limits.queue_timeout_ms = *v;
+        }
+        if let Some(v) = instances {
+            limits.instances = *v;
+        }
+        if let Some(v) = warm_instances {
+            limits.warm_instances = *v;
+        }
+        if let Some(v) = max_uses {
+            limits.max_uses = *v;
         }
     }
 }
@@ -484,6 +525,15 @@ impl Limits {
                 format!("exceeds runtime.max_instances ({})", runtime.max_instances),
             ));
         }
+        if self.warm_instances > runtime.max_instances {
+            return Err(bad(
+                "warm_instances",
+                format!("exceeds runtime.max_instances ({})", runtime.max_instances),
+            ));
+        }
+        if self.max_uses == 0 {
+            return Err(bad("max_uses", "must be at least 1".into()));
+        }
         Ok(())
     }
 }
@@ -498,6 +548,16 @@ pub struct PluginSettings {
     pub config: BTreeMap<String, String>,
     /// Secret name → environment variable holding its value.
     pub secrets: BTreeMap<String, String>,
+    /// Where the plugin may send HTTP requests.
+    pub outbound: OutboundSettings,
+}
+
+/// `[outbound]`: the hosts a plugin may call (see `host::outbound` for the
+/// entry syntax). Unset or empty: none.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundSettings {
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 impl PluginSettings {
@@ -516,6 +576,10 @@ impl PluginSettings {
             .extend(over.config.iter().map(|(k, v)| (k.clone(), v.clone())));
         self.secrets
             .extend(over.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
+        // The operator's list replaces the plugin's own, never widens it.
+        if over.outbound.allowed_hosts.is_some() {
+            self.outbound.allowed_hosts = over.outbound.allowed_hosts.clone();
+        }
     }
 }
 

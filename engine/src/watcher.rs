@@ -15,6 +15,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, PluginSettings};
+use crate::host::outbound::OutboundPolicy;
 use crate::graphql::{SchemaInputs, assemble};
 use crate::mcp::Catalog;
 use crate::registry::{PluginStatus, Registry, Snapshot};
@@ -245,12 +246,15 @@ impl Reloader {
         limits
             .validate(&self.config.runtime, &origin)
             .map_err(|e| e.to_string())?;
+        let outbound = OutboundPolicy::parse(settings.outbound.allowed_hosts.as_deref().unwrap_or_default())
+            .map_err(|e| format!("{origin}: outbound.{e}"))?;
         Ok(PluginSource {
             path: files.wasm.clone(),
             stem: stem.to_string(),
             wasm,
             settings,
             limits,
+            outbound,
         })
     }
 }

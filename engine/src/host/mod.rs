@@ -27,6 +27,7 @@ pub mod identity;
 pub mod kv;
 pub mod log;
 pub mod mcp_client;
+pub mod outbound;
 pub mod pubsub;
 pub mod sql;
 
@@ -47,6 +48,8 @@ pub struct PluginContext {
     pub sql: Option<sql::SqlScope>,
     /// The pub/sub broker; none while the plugin is being described.
     pub pubsub: Option<crate::streams::Broker>,
+    /// The hosts the plugin may send HTTP requests to.
+    pub outbound: std::sync::Arc<outbound::OutboundPolicy>,
 }
 
 /// The shared services host interfaces draw on, built once at start.
@@ -100,6 +103,7 @@ impl std::fmt::Debug for PluginContext {
             .field("kv", &self.kv.as_ref().map(|k| &k.namespace))
             .field("cache", &self.cache.as_ref().map(|c| &c.namespace))
             .field("sql", &self.sql.as_ref().map(|s| &s.plugin))
+            .field("outbound", &self.outbound)
             .finish()
     }
 }

@@ -5,8 +5,10 @@
 pub mod bindings;
 pub mod cache;
 pub mod gate;
+pub mod language;
 pub mod output;
 pub mod plugin;
+pub mod pool;
 pub mod state;
 
 use std::path::PathBuf;
@@ -52,6 +54,8 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| anyhow::anyhow!("linking WASI: {e}"))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| anyhow::anyhow!("linking WASI HTTP: {e}"))?;
         crate::host::add_to_linker(&mut linker)
             .map_err(|e| anyhow::anyhow!("linking Kiln host interfaces: {e}"))?;
 

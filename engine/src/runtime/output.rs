@@ -26,6 +26,11 @@ impl GuestOutput {
         buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 
+    /// Forgets what was written (a warm instance starting its next call).
+    pub fn clear(&self) {
+        self.buf.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     pub fn is_empty(&self) -> bool {
         self.buf
             .lock()

@@ -1,6 +1,7 @@
 //! A loaded plugin: the pre-linked component, its checked manifest, limits
-//! and admission gate. Every call gets a fresh instance from `InstancePre`,
-//! so a trap or a limit hit never leaves a poisoned instance behind.
+//! and admission gate. A call runs on a fresh instance from `InstancePre`,
+//! or, when the plugin reuses instances, on a warm one from its pool; either
+//! way a trap or a limit hit never leaves a poisoned instance behind.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,8 +17,10 @@ use super::bindings::{
 };
 use super::cache::{CacheOutcome, sha256_hex};
 use super::gate::{Gate, Refusal};
+use super::pool::{InstancePool, Warm};
 use super::state::CallState;
-use crate::config::{CpuLimit, Limits, PluginSettings};
+use crate::config::{CpuLimit, InstanceReuse, Limits, PluginSettings};
+use crate::host::outbound::OutboundPolicy;
 use crate::graphql::schema::{FieldError, ResolveRequest, Resolver};
 use crate::graphql::sdl::Fragment;
 use crate::host::PluginContext;
@@ -33,6 +36,8 @@ pub struct PluginSource {
     pub wasm: Vec<u8>,
     pub settings: PluginSettings,
     pub limits: Limits,
+    /// Checked `[outbound] allowed_hosts`.
+    pub outbound: OutboundPolicy,
 }
 
 /// Why a plugin file could not be loaded. The previous good version (if any)
@@ -101,7 +106,11 @@ pub struct Plugin {
     /// The auth providers the plugin implements (named in
     /// `[identity] providers` as "plugin/provider" to be used).
     pub auth_providers: Vec<String>,
+    /// The source language the component names (`JavaScript`, `Rust`…).
+    pub language: Option<String>,
     pre: InstancePre<CallState>,
+    /// Warm instances, when calls reuse them.
+    pool: Option<InstancePool>,
     http: Option<HttpHandlerIndices>,
     graphql_export: Option<GraphqlIndices>,
     mcp_export: Option<McpIndices>,
@@ -109,6 +118,13 @@ pub struct Plugin {
     gate: Gate,
     cpu_limit: CpuLimit,
     tick: Duration,
+}
+
+/// One call's store and, when it came warm from the pool, its instance.
+struct Lease {
+    store: Store<CallState>,
+    instance: Option<Instance>,
+    uses: u32,
 }
 
 /// The two header forms a `.wasm` can have.
@@ -133,6 +149,7 @@ impl Runtime {
     pub async fn load(self: &Arc<Self>, source: PluginSource) -> Result<Plugin, LoadError> {
         check_header(&source.wasm)?;
         let hash = sha256_hex(&source.wasm);
+        let language = super::language::of(&source.wasm);
         let wasm = source.wasm;
         let (component, cache) = {
             let this = self.clone();
@@ -169,9 +186,16 @@ impl Runtime {
             cache: None,
             sql: None,
             pubsub: None,
+            outbound: Arc::new(source.outbound),
         };
 
         let limits = source.limits;
+        let warm = match limits.instances {
+            InstanceReuse::Warm => true,
+            InstanceReuse::Fresh => false,
+            InstanceReuse::Auto => super::language::is_interpreted(language.as_deref()),
+        };
+        let pool = warm.then(|| InstancePool::new(limits.warm_instances, limits.max_uses));
         let gate = Gate::new(
             limits.max_concurrency,
             limits.queue_size,
@@ -193,7 +217,9 @@ impl Runtime {
             graphql: None,
             mcp: None,
             auth_providers: Vec::new(),
+            language,
             pre,
+            pool,
             http,
             graphql_export,
             mcp_export,
@@ -331,9 +357,11 @@ impl Plugin {
         err
     }
 
+    /// What a call returned, or what went wrong in the host's terms; logs
+    /// whatever the guest printed.
     fn finish<R>(
         &self,
-        store: Store<CallState>,
+        store: &Store<CallState>,
         outcome: Result<wasmtime::Result<R>, tokio::time::error::Elapsed>,
     ) -> Result<R, CallError> {
         match outcome {
@@ -348,8 +376,8 @@ impl Plugin {
                 }
                 Ok(value)
             }
-            Ok(Err(e)) => Err(self.failure(&store, Some(e))),
-            Err(_) => Err(self.failure(&store, None)),
+            Ok(Err(e)) => Err(self.failure(store, Some(e))),
+            Err(_) => Err(self.failure(store, None)),
         }
     }
 
@@ -361,15 +389,80 @@ impl Plugin {
         }
     }
 
-    async fn describe(&self, indices: &PluginIndices) -> Result<RawManifest, CallError> {
-        let mut store = self.new_store(Arc::from("describe"));
+    /// A store for one call: a warm one from the pool when the plugin reuses
+    /// instances and one is idle, else a new store (instantiated in `run`).
+    fn lease(&self, request_id: Arc<str>) -> Lease {
+        if let Some(pool) = &self.pool
+            && let Some(mut warm) = pool.take()
+        {
+            let deadline = Instant::now() + Duration::from_millis(self.limits.timeout_ms);
+            warm.store
+                .data_mut()
+                .begin_call(self.context.clone(), request_id, deadline);
+            if self.cpu_limit == CpuLimit::Fuel {
+                // Cannot fail: fuel is enabled on the engine whenever cpu_limit is Fuel.
+                let _ = warm.store.set_fuel(self.limits.fuel);
+            }
+            warm.store.set_epoch_deadline(1);
+            return Lease {
+                store: warm.store,
+                instance: Some(warm.instance),
+                uses: warm.uses,
+            };
+        }
+        Lease {
+            store: self.new_store(request_id),
+            instance: None,
+            uses: 0,
+        }
+    }
+
+    /// Runs `call` on the lease's instance (instantiating it first when the
+    /// lease is fresh) under the call's limits. A warm-mode instance that
+    /// returned normally and hit no limit goes back to the pool; any other
+    /// is dropped with its store.
+    async fn run<R>(
+        &self,
+        mut lease: Lease,
+        call: impl AsyncFnOnce(&mut Store<CallState>, Instance) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
         let outcome = tokio::time::timeout(self.hard_timeout(), async {
-            let instance: Instance = self.pre.instantiate_async(&mut store).await?;
-            let guest = indices.load(&mut store, &instance)?;
-            guest.call_describe(&mut store).await
+            let instance = match lease.instance {
+                Some(instance) => instance,
+                None => {
+                    let instance = self.pre.instantiate_async(&mut lease.store).await?;
+                    lease.instance = Some(instance);
+                    instance
+                }
+            };
+            call(&mut lease.store, instance).await
         })
         .await;
-        let m = self.finish(store, outcome)?;
+        let result = self.finish(&lease.store, outcome);
+        let clean = {
+            let state = lease.store.data();
+            result.is_ok() && !state.timed_out && state.limiter.refused.is_none()
+        };
+        if clean
+            && let (Some(pool), Some(instance)) = (&self.pool, lease.instance)
+        {
+            pool.give_back(Warm {
+                store: lease.store,
+                instance,
+                uses: lease.uses + 1,
+            });
+        }
+        result
+    }
+
+    async fn describe(&self, indices: &PluginIndices) -> Result<RawManifest, CallError> {
+        let lease = self.lease(Arc::from("describe"));
+        let m = self
+            .run(lease, async |store, instance| {
+                let guest = indices.load(&mut *store, &instance)?;
+                guest.call_describe(store).await
+            })
+            .await?;
         Ok(RawManifest {
             name: m.name,
             version: m.version,
@@ -383,48 +476,41 @@ impl Plugin {
     }
 
     async fn schema(&self, indices: &GraphqlIndices) -> Result<String, CallError> {
-        let mut store = self.new_store(Arc::from("describe"));
-        let outcome = tokio::time::timeout(self.hard_timeout(), async {
-            let instance: Instance = self.pre.instantiate_async(&mut store).await?;
-            let guest = indices.load(&mut store, &instance)?;
-            guest.call_schema(&mut store).await
+        let lease = self.lease(Arc::from("describe"));
+        self.run(lease, async |store, instance| {
+            let guest = indices.load(&mut *store, &instance)?;
+            guest.call_schema(store).await
         })
-        .await;
-        self.finish(store, outcome)
+        .await
     }
 
     async fn mcp_declarations(
         &self,
         indices: &McpIndices,
     ) -> Result<(Vec<mcp::Tool>, Vec<mcp::Prompt>), CallError> {
-        let mut store = self.new_store(Arc::from("describe"));
-        let outcome = tokio::time::timeout(self.hard_timeout(), async {
-            let instance: Instance = self.pre.instantiate_async(&mut store).await?;
-            let guest = indices.load(&mut store, &instance)?;
-            let tools = guest.call_tools(&mut store).await?;
-            let prompts = guest.call_prompts(&mut store).await?;
+        let lease = self.lease(Arc::from("describe"));
+        self.run(lease, async |store, instance| {
+            let guest = indices.load(&mut *store, &instance)?;
+            let tools = guest.call_tools(&mut *store).await?;
+            let prompts = guest.call_prompts(store).await?;
             Ok((tools, prompts))
         })
-        .await;
-        self.finish(store, outcome)
+        .await
     }
 
     async fn auth_provider_names(
         &self,
         indices: &AuthProviderIndices,
     ) -> Result<Vec<String>, CallError> {
-        let mut store = self.new_store(Arc::from("describe"));
-        let outcome = tokio::time::timeout(self.hard_timeout(), async {
-            let instance: Instance = self.pre.instantiate_async(&mut store).await?;
-            let guest = indices.load(&mut store, &instance)?;
-            guest.call_providers(&mut store).await
+        let lease = self.lease(Arc::from("describe"));
+        self.run(lease, async |store, instance| {
+            let guest = indices.load(&mut *store, &instance)?;
+            guest.call_providers(store).await
         })
-        .await;
-        self.finish(store, outcome)
+        .await
     }
 
-    /// Asks provider `provider` of this plugin who sent `head`, on a fresh
-    /// instance.
+    /// Asks provider `provider` of this plugin who sent `head`.
     pub async fn authenticate(
         &self,
         provider: &str,
@@ -437,18 +523,16 @@ impl Plugin {
             });
         };
         let _slot = self.gate.enter().await.map_err(CallError::Busy)?;
-        let mut store = self.new_store(request_id);
-        let outcome = tokio::time::timeout(self.hard_timeout(), async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            let guest = indices.load(&mut store, &instance)?;
-            guest.call_authenticate(&mut store, provider, head).await
+        let lease = self.lease(request_id);
+        self.run(lease, async |store, instance| {
+            let guest = indices.load(&mut *store, &instance)?;
+            guest.call_authenticate(store, provider, head).await
         })
-        .await;
-        self.finish(store, outcome)
+        .await
     }
 
-    /// Calls the plugin's `call-tool` on a fresh instance; progress and
-    /// log messages the guest sends go to `client`.
+    /// Calls the plugin's `call-tool`; progress and log messages the guest
+    /// sends go to `client`.
     pub async fn call_tool(
         &self,
         name: &str,
@@ -459,21 +543,17 @@ impl Plugin {
     ) -> Result<Result<mcp::ToolResult, types::Error>, CallError> {
         let indices = self.mcp_indices()?;
         let _slot = self.gate.enter().await.map_err(CallError::Busy)?;
-        let mut store = self.new_store(request_id);
-        store.data_mut().client = client;
-        store.data_mut().caller = context.principal.clone();
-        let outcome = tokio::time::timeout(self.hard_timeout(), async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            let guest = indices.load(&mut store, &instance)?;
-            guest
-                .call_call_tool(&mut store, name, arguments, context)
-                .await
+        let mut lease = self.lease(request_id);
+        lease.store.data_mut().client = client;
+        lease.store.data_mut().caller = context.principal.clone();
+        self.run(lease, async |store, instance| {
+            let guest = indices.load(&mut *store, &instance)?;
+            guest.call_call_tool(store, name, arguments, context).await
         })
-        .await;
-        self.finish(store, outcome)
+        .await
     }
 
-    /// Calls the plugin's `get-prompt` on a fresh instance.
+    /// Calls the plugin's `get-prompt`.
     pub async fn get_prompt(
         &self,
         name: &str,
@@ -483,17 +563,13 @@ impl Plugin {
     ) -> Result<Result<mcp::PromptResult, types::Error>, CallError> {
         let indices = self.mcp_indices()?;
         let _slot = self.gate.enter().await.map_err(CallError::Busy)?;
-        let mut store = self.new_store(request_id);
-        store.data_mut().caller = context.principal.clone();
-        let outcome = tokio::time::timeout(self.hard_timeout(), async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            let guest = indices.load(&mut store, &instance)?;
-            guest
-                .call_get_prompt(&mut store, name, arguments, context)
-                .await
+        let mut lease = self.lease(request_id);
+        lease.store.data_mut().caller = context.principal.clone();
+        self.run(lease, async |store, instance| {
+            let guest = indices.load(&mut *store, &instance)?;
+            guest.call_get_prompt(store, name, arguments, context).await
         })
-        .await;
-        self.finish(store, outcome)
+        .await
     }
 
     fn mcp_indices(&self) -> Result<&McpIndices, CallError> {
@@ -503,7 +579,7 @@ impl Plugin {
         })
     }
 
-    /// Calls the plugin's GraphQL resolver on a fresh instance.
+    /// Calls the plugin's GraphQL resolver.
     pub async fn resolve_field(
         &self,
         request: &graphql::ResolveRequest,
@@ -515,19 +591,17 @@ impl Plugin {
             });
         };
         let _slot = self.gate.enter().await.map_err(CallError::Busy)?;
-        let mut store = self.new_store(request_id);
-        store.data_mut().caller = request.context.principal.clone();
-        let outcome = tokio::time::timeout(self.hard_timeout(), async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            let guest = indices.load(&mut store, &instance)?;
-            guest.call_resolve(&mut store, request).await
+        let mut lease = self.lease(request_id);
+        lease.store.data_mut().caller = request.context.principal.clone();
+        self.run(lease, async |store, instance| {
+            let guest = indices.load(&mut *store, &instance)?;
+            guest.call_resolve(store, request).await
         })
-        .await;
-        self.finish(store, outcome)
+        .await
     }
 
-    /// Calls the plugin's HTTP handler on a fresh instance. The outer error
-    /// is the host's (limits, traps); the inner one is the plugin's answer.
+    /// Calls the plugin's HTTP handler. The outer error is the host's
+    /// (limits, traps); the inner one is the plugin's answer.
     pub async fn handle_http(
         &self,
         handler: &str,
@@ -542,15 +616,18 @@ impl Plugin {
             });
         };
         let _slot = self.gate.enter().await.map_err(CallError::Busy)?;
-        let mut store = self.new_store(request_id);
-        store.data_mut().caller = caller;
-        let outcome = tokio::time::timeout(self.hard_timeout(), async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            let guest = http.load(&mut store, &instance)?;
-            guest.call_handle(&mut store, handler, request).await
+        let mut lease = self.lease(request_id);
+        lease.store.data_mut().caller = caller;
+        self.run(lease, async |store, instance| {
+            let guest = http.load(&mut *store, &instance)?;
+            guest.call_handle(store, handler, request).await
         })
-        .await;
-        self.finish(store, outcome)
+        .await
+    }
+
+    /// Whether calls reuse warm instances, and how many are idle now.
+    pub fn warm_idle(&self) -> Option<usize> {
+        self.pool.as_ref().map(|p| p.idle())
     }
 
     /// Calls running and waiting now.

@@ -7,13 +7,18 @@ use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::output::GuestOutput;
 use crate::host::PluginContext;
+use crate::host::outbound::OutboundHooks;
 
 pub struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
+    http: WasiHttpCtx,
+    /// Outbound HTTP: the plugin's allow-list, checked before sending.
+    outbound: OutboundHooks,
     pub limiter: MemoryLimiter,
     /// The plugin being called: name, settings, secrets.
     pub plugin: Arc<PluginContext>,
@@ -51,9 +56,16 @@ impl CallState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let outbound = OutboundHooks {
+            plugin: std::sync::Arc::from(plugin.name.as_str()),
+            policy: plugin.outbound.clone(),
+            request_id: request_id.clone(),
+        };
         CallState {
             wasi,
             table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            outbound,
             limiter: MemoryLimiter::new(memory_limit),
             plugin,
             request_id,
@@ -64,6 +76,39 @@ impl CallState {
             stderr,
             client: None,
             caller: None,
+        }
+    }
+}
+
+impl CallState {
+    /// Readies a warm instance's state for its next call: everything that
+    /// belongs to one call starts over, and the plugin context is the
+    /// current one (the instance may have been created while describing).
+    pub fn begin_call(&mut self, plugin: Arc<PluginContext>, request_id: Arc<str>, deadline: Instant) {
+        self.outbound = OutboundHooks {
+            plugin: Arc::from(plugin.name.as_str()),
+            policy: plugin.outbound.clone(),
+            request_id: request_id.clone(),
+        };
+        self.plugin = plugin;
+        self.request_id = request_id;
+        self.deadline = deadline;
+        self.timed_out = false;
+        self.limiter.refused = None;
+        self.log_budget = crate::host::log::MAX_LINES_PER_CALL;
+        self.stdout.clear();
+        self.stderr.clear();
+        self.client = None;
+        self.caller = None;
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
         }
     }
 }

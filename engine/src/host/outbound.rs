@@ -1,0 +1,274 @@
+//! Outbound HTTP (`wasi:http/outgoing-handler`): plugins call the world with
+//! the standard interface (JS `fetch`, Rust wasi-http clients), and the host
+//! sends only to the hosts the plugin's settings allow. Nothing is allowed
+//! unless listed.
+//!
+//! An entry of `[outbound] allowed_hosts` is `[scheme://]host[:port]`:
+//! * `api.example.com` — HTTPS on 443 and HTTP on 80;
+//! * `https://api.example.com` — HTTPS on 443 only;
+//! * `http://127.0.0.1:8080` — exactly that;
+//! * `*.example.com` — any subdomain (not `example.com` itself);
+//! * `host:*` — any port.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::Scheme;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// What one plugin may reach. Empty: nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboundPolicy {
+    rules: Vec<HostRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HostRule {
+    /// None: http or https.
+    scheme: Option<Secure>,
+    host: HostPattern,
+    /// None: the scheme's default port; Some(None): any port.
+    port: Option<Option<u16>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Secure {
+    Http,
+    Https,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostPattern {
+    Exact(String),
+    /// `*.example.com`: the suffix `.example.com`.
+    Subdomains(String),
+}
+
+impl OutboundPolicy {
+    /// Parses `allowed_hosts`, naming the first bad entry and why.
+    pub fn parse(entries: &[String]) -> Result<Self, String> {
+        let rules = entries
+            .iter()
+            .map(|e| HostRule::parse(e).map_err(|why| format!("allowed_hosts entry {e:?}: {why}")))
+            .collect::<Result<_, _>>()?;
+        Ok(OutboundPolicy { rules })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Whether a request to `scheme://host:port` may go out.
+    pub fn allows(&self, https: bool, host: &str, port: u16) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.rules.iter().any(|r| r.allows(https, &host, port))
+    }
+}
+
+impl HostRule {
+    fn parse(entry: &str) -> Result<Self, String> {
+        let entry = entry.trim();
+        let (scheme, rest) = match entry.split_once("://") {
+            Some(("https", rest)) => (Some(Secure::Https), rest),
+            Some(("http", rest)) => (Some(Secure::Http), rest),
+            Some((other, _)) => return Err(format!("scheme {other:?} is not http or https")),
+            None => (None, entry),
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains(['/', '?', '#', '@']) {
+            return Err("give a host and optional port only, no path or user".into());
+        }
+        let (host, port) = split_port(rest)?;
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let host = if let Some(suffix) = host.strip_prefix("*.") {
+            check_host(suffix)?;
+            HostPattern::Subdomains(format!(".{suffix}"))
+        } else if host == "*" {
+            return Err("'*' would allow every host; list the hosts the plugin needs".into());
+        } else {
+            check_host(&host)?;
+            HostPattern::Exact(host)
+        };
+        Ok(HostRule { scheme, host, port })
+    }
+
+    fn allows(&self, https: bool, host: &str, port: u16) -> bool {
+        let scheme_ok = match self.scheme {
+            None => true,
+            Some(Secure::Https) => https,
+            Some(Secure::Http) => !https,
+        };
+        let port_ok = match self.port {
+            None => port == if https { 443 } else { 80 },
+            Some(None) => true,
+            Some(Some(p)) => port == p,
+        };
+        let host_ok = match &self.host {
+            HostPattern::Exact(h) => h == host,
+            HostPattern::Subdomains(suffix) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
+        };
+        scheme_ok && port_ok && host_ok
+    }
+}
+
+/// `host`, `host:port`, `host:*`, `[v6]`, `[v6]:port`.
+fn split_port(s: &str) -> Result<(&str, Option<Option<u16>>), String> {
+    let (host, port) = if let Some(v6) = s.strip_prefix('[') {
+        let (addr, after) = v6.split_once(']').ok_or("unclosed '[' in an IPv6 address")?;
+        match after.strip_prefix(':') {
+            Some(p) => (addr, Some(p)),
+            None if after.is_empty() => (addr, None),
+            None => return Err(format!("unexpected {after:?} after the IPv6 address")),
+        }
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    let port = match port {
+        None => None,
+        Some("*") => Some(None),
+        Some(p) => Some(Some(
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("port {p:?} is not 1-65535 or '*'"))?,
+        )),
+    };
+    Ok((host, port))
+}
+
+fn check_host(host: &str) -> Result<(), String> {
+    let ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{host:?} is not a host name or IP address"))
+    }
+}
+
+/// How long an outbound request may take to connect and to start answering
+/// when the guest sets no timeouts of its own. The plugin's call timeout
+/// bounds everything anyway; these only make a dead host fail sooner.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
+const BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `wasi:http` hooks of one call: the allow-list check before anything
+/// leaves the host.
+pub struct OutboundHooks {
+    pub plugin: Arc<str>,
+    pub policy: Arc<OutboundPolicy>,
+    pub request_id: Arc<str>,
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> SendFuture {
+        let uri = request.uri();
+        let https = uri.scheme() == Some(&Scheme::HTTPS);
+        let host = uri.host().unwrap_or_default();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        if !self.policy.allows(https, host, port) {
+            tracing::warn!(
+                plugin = %self.plugin,
+                request_id = %self.request_id,
+                url = %format!("{}://{host}:{port}", if https { "https" } else { "http" }),
+                "outbound request refused: the host is not in the plugin's [outbound] allowed_hosts"
+            );
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
+        let mut options = options.unwrap_or_default();
+        options.connect_timeout.get_or_insert(CONNECT_TIMEOUT);
+        options.first_byte_timeout.get_or_insert(FIRST_BYTE_TIMEOUT);
+        options
+            .between_bytes_timeout
+            .get_or_insert(BETWEEN_BYTES_TIMEOUT);
+        _ = fut;
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(entries: &[&str]) -> OutboundPolicy {
+        OutboundPolicy::parse(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn nothing_is_allowed_by_default() {
+        let p = OutboundPolicy::default();
+        assert!(!p.allows(true, "example.com", 443));
+    }
+
+    #[test]
+    fn bare_hosts_mean_the_default_ports_of_both_schemes() {
+        let p = policy(&["api.example.com"]);
+        assert!(p.allows(true, "api.example.com", 443));
+        assert!(p.allows(false, "API.example.com.", 80));
+        assert!(!p.allows(true, "api.example.com", 8443));
+        assert!(!p.allows(true, "example.com", 443));
+        assert!(!p.allows(true, "evil-api.example.com", 443));
+    }
+
+    #[test]
+    fn schemes_ports_and_wildcards() {
+        let p = policy(&["https://secure.example", "http://127.0.0.1:8080", "*.example.org", "svc:*", "[::1]:9000"]);
+        assert!(p.allows(true, "secure.example", 443));
+        assert!(!p.allows(false, "secure.example", 80));
+        assert!(p.allows(false, "127.0.0.1", 8080));
+        assert!(!p.allows(true, "127.0.0.1", 8080));
+        assert!(!p.allows(false, "127.0.0.1", 8081));
+        assert!(p.allows(true, "a.b.example.org", 443));
+        assert!(!p.allows(true, "example.org", 443));
+        assert!(p.allows(false, "svc", 1234));
+        assert!(p.allows(false, "::1", 9000));
+    }
+
+    #[test]
+    fn bad_entries_are_named() {
+        for (entry, why) in [
+            ("ftp://x", "scheme"),
+            ("*", "every host"),
+            ("x.com/path", "no path"),
+            ("x.com:99999", "port"),
+            ("user@x.com", "no path or user"),
+            ("", "not a host"),
+            ("[::1", "IPv6"),
+        ] {
+            let e = OutboundPolicy::parse(&[entry.to_string()]).unwrap_err();
+            assert!(e.contains(why), "{entry}: {e}");
+        }
+    }
+}
