@@ -7,15 +7,15 @@ CARGO      ?= cargo
 WASM       := wasm32-wasip2
 PLUGINS    ?= plugins
 EXAMPLES   := hello-rust notes-rust catalog-rust tools-rust auth-rust
-FIXTURES   := fixture-basic fixture-limits fixture-reload-v1 fixture-reload-v2 fixture-configurable fixture-kv fixture-sql fixture-pubsub fixture-mcp fixture-identity
+FIXTURES   := fixture-basic fixture-limits fixture-reload-v1 fixture-reload-v2 fixture-configurable fixture-kv fixture-sql fixture-pubsub fixture-mcp fixture-identity fixture-outbound
 GUEST_OUT  := target/$(WASM)/release
 
-.PHONY: run test setup js-clients examples fixtures lint unit e2e bench clean
+.PHONY: run test setup js-clients js-sdk examples fixtures lint unit e2e bench clean
 
-run: setup examples
+run: setup js-sdk examples
 	$(CARGO) run --release -p kiln -- serve --config examples/kiln.toml --plugins $(PLUGINS)
 
-test: setup js-clients lint fixtures unit e2e
+test: setup js-clients js-sdk lint fixtures unit e2e
 
 # The wasm target comes with the pinned toolchain (rust-toolchain.toml); this
 # covers a rustup that did not install it.
@@ -28,6 +28,14 @@ js-clients: tests/js/node_modules/.package-lock.json
 tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package-lock.json
 	cd tests/js && npm ci --no-audit --no-fund
 
+# The JavaScript plugin toolchain (componentize-js, esbuild) at the locked
+# versions, and a type check of the SDK's TypeScript declarations against
+# the JS example.
+js-sdk: sdk-guest/js/node_modules/.package-lock.json
+	cd sdk-guest/js && npm run --silent check
+sdk-guest/js/node_modules/.package-lock.json: sdk-guest/js/package.json sdk-guest/js/package-lock.json
+	cd sdk-guest/js && npm ci --no-audit --no-fund
+
 # Examples are built into the plugin directory, each moved into place in one
 # rename so a running engine never reads half a file.
 examples:
@@ -38,6 +46,7 @@ examples:
 	  cp $(GUEST_OUT)/$$f.wasm $(PLUGINS)/.$$e.wasm.tmp && mv $(PLUGINS)/.$$e.wasm.tmp $(PLUGINS)/$$e.wasm; \
 	  echo "installed $(PLUGINS)/$$e.wasm"; \
 	done
+	$(CARGO) run --release -q -p kiln -- build examples/hello-js --plugins $(PLUGINS)
 
 fixtures:
 	$(CARGO) build --release --target $(WASM) $(addprefix -p ,$(FIXTURES) $(EXAMPLES))

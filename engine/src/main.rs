@@ -46,7 +46,7 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
-    /// Create a new Rust plugin crate that builds as is.
+    /// Create a new plugin (a Rust crate, or a JavaScript package with --lang js) that builds as is.
     New {
         /// Plugin name: a-z, 0-9, '-' and '_'.
         name: String,
@@ -56,10 +56,13 @@ enum Command {
         /// Path to the Kiln guest SDK (default: KILN_SDK_PATH, else the SDK this kiln was built from).
         #[arg(long, value_name = "PATH")]
         sdk: Option<PathBuf>,
+        /// The plugin's language.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: kiln::cli::scaffold::Lang,
     },
-    /// Build a plugin crate to a .wasm component and put it in the plugin directory.
+    /// Build a plugin (Rust crate or JavaScript package) to a .wasm component and put it in the plugin directory.
     Build {
-        /// The plugin crate (default: the current directory).
+        /// The plugin folder (default: the current directory).
         #[arg(default_value = ".")]
         path: PathBuf,
         /// Where to put the .wasm (default: plugins; env KILN_PLUGINS_DIR).
@@ -138,10 +141,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }),
-        Command::New { name, dir, sdk } => {
+        Command::New {
+            name,
+            dir,
+            sdk,
+            lang,
+        } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
             let sdk = kiln::cli::scaffold::sdk_path(sdk.as_deref())?;
-            kiln::cli::scaffold::create(&name, &dir, &sdk)?;
+            kiln::cli::scaffold::create(&name, &dir, &sdk, lang)?;
             println!(
                 "created {} — build it with: kiln build {}",
                 dir.display(),

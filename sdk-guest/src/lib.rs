@@ -35,6 +35,7 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod graphql;
+pub mod http;
 pub mod identity;
 pub mod kv;
 pub mod log;

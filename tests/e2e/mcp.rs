@@ -251,7 +251,7 @@ async fn the_typescript_sdk_client_lists_calls_and_hears_list_changes() {
     );
 }
 
-async fn rmcp_client(
+pub(crate) async fn rmcp_client(
     engine: &Engine,
     version: Option<ProtocolVersion>,
 ) -> RunningService<RoleClient, ClientConfig> {
@@ -290,7 +290,7 @@ async fn rmcp_client(
     }
 }
 
-async fn call(
+pub(crate) async fn call(
     client: &RunningService<RoleClient, ClientConfig>,
     name: &str,
     arguments: Value,
@@ -316,7 +316,7 @@ async fn prompt(
         .await
 }
 
-fn first_text(result: &CallToolResult) -> String {
+pub(crate) fn first_text(result: &CallToolResult) -> String {
     result
         .content
         .first()

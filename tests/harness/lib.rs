@@ -69,6 +69,7 @@ pub const FIXTURES: &[&str] = &[
     "fixture-pubsub",
     "fixture-mcp",
     "fixture-identity",
+    "fixture-outbound",
     "hello-rust",
     "notes-rust",
     "catalog-rust",
@@ -76,8 +77,38 @@ pub const FIXTURES: &[&str] = &[
     "auth-rust",
 ];
 
-/// The component built from `tests/fixtures/<name>` (or `examples/hello-rust`).
+/// JavaScript plugins, built with `kiln build` (the path a user takes):
+/// (name, folder under the workspace root).
+pub const JS_FIXTURES: &[(&str, &str)] = &[
+    ("hello-js", "examples/hello-js"),
+    ("fixture-js", "tests/fixtures-js/fixture-js"),
+];
+
+/// The component built from a JavaScript plugin folder, by the debug
+/// `kiln build` (once per test process, into the target directory).
+fn js_fixture(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let out = target_dir().join("e2e-js");
+    BUILT.get_or_init(|| {
+        for (_, folder) in JS_FIXTURES {
+            let mut c = Command::new(kiln_bin());
+            c.arg("build")
+                .arg(workspace_root().join(folder))
+                .arg("--plugins")
+                .arg(&out)
+                .env("KILN_SDK_PATH", workspace_root().join("sdk-guest"));
+            run(c, &format!("kiln build {folder}"));
+        }
+    });
+    out.join(format!("{name}.wasm"))
+}
+
+/// The component built from `tests/fixtures/<name>`, an example, or a
+/// JavaScript plugin of [`JS_FIXTURES`].
 pub fn fixture(name: &str) -> PathBuf {
+    if JS_FIXTURES.iter().any(|(n, _)| *n == name) {
+        return js_fixture(name);
+    }
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let mut c = cargo();

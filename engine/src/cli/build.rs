@@ -1,6 +1,8 @@
-//! `kiln build [PATH]`: compile a plugin crate to a wasm32-wasip2 component
-//! and place it (and its `<name>.toml`, if any) in the plugin directory,
-//! atomically, so a running engine never reads a half-written file.
+//! `kiln build [PATH]`: compile a plugin to a component and place it (and its
+//! `<name>.toml`, if any) in the plugin directory, atomically, so a running
+//! engine never reads a half-written file. A folder with `Cargo.toml` is a
+//! Rust crate built for wasm32-wasip2; one with `package.json` is a
+//! JavaScript plugin, bundled and componentized by the JS SDK's build script.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -16,12 +18,16 @@ pub struct Built {
     pub installed: PathBuf,
 }
 
-/// Builds the crate at `path` and copies its component into `plugins_dir`.
+/// Builds the plugin at `path` and copies its component into `plugins_dir`.
 pub fn build(path: &Path, plugins_dir: &Path, release: bool) -> anyhow::Result<Built> {
     let manifest = path.join("Cargo.toml");
     if !manifest.is_file() {
+        if path.join("package.json").is_file() {
+            return build_js(path, plugins_dir);
+        }
         bail!(
-            "{} has no Cargo.toml; point kiln build at a plugin crate (kiln new makes one)",
+            "{} has neither Cargo.toml nor package.json; point kiln build at a plugin folder \
+             (kiln new makes one)",
             path.display()
         );
     }
@@ -62,6 +68,12 @@ pub fn build(path: &Path, plugins_dir: &Path, release: bool) -> anyhow::Result<B
     let Some((name, wasm)) = wasm else {
         bail!("cargo built no .wasm; the crate needs `[lib] crate-type = [\"cdylib\"]`");
     };
+    install(path, plugins_dir, name, wasm)
+}
+
+/// Copies the built component, and the plugin's settings file if it has
+/// one, into the plugin directory.
+fn install(path: &Path, plugins_dir: &Path, name: String, wasm: PathBuf) -> anyhow::Result<Built> {
     std::fs::create_dir_all(plugins_dir)
         .with_context(|| format!("cannot create {}", plugins_dir.display()))?;
     let installed = plugins_dir.join(format!("{name}.wasm"));
@@ -75,6 +87,72 @@ pub fn build(path: &Path, plugins_dir: &Path, release: bool) -> anyhow::Result<B
         wasm,
         installed,
     })
+}
+
+/// Builds a JavaScript plugin: installs the JS SDK's toolchain (once) and
+/// the plugin's own npm dependencies (when it has some and they are not
+/// installed), then runs the SDK's build script.
+fn build_js(path: &Path, plugins_dir: &Path) -> anyhow::Result<Built> {
+    let package: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(path.join("package.json"))
+            .with_context(|| format!("cannot read {}/package.json", path.display()))?,
+    )
+    .with_context(|| format!("{}/package.json is not valid JSON", path.display()))?;
+    let name = package["name"]
+        .as_str()
+        .context("package.json has no \"name\": it is the plugin name")?
+        .to_string();
+    super::scaffold::check_name(&name)?;
+    let sdk = super::scaffold::sdk_path(None)?;
+    let js_sdk = sdk.join("js");
+    let wit = sdk.join("..").join("wit");
+    if !js_sdk.join("node_modules").join("@bytecodealliance").is_dir() {
+        npm(&js_sdk, "ci")?;
+    }
+    let has_deps = package["dependencies"]
+        .as_object()
+        .is_some_and(|d| !d.is_empty());
+    if has_deps && !path.join("node_modules").is_dir() {
+        let verb = if path.join("package-lock.json").is_file() { "ci" } else { "install" };
+        npm(path, verb)?;
+    }
+    let out = path.join("dist").join(format!("{name}.wasm"));
+    let status = Command::new(node())
+        .arg(js_sdk.join("build.mjs"))
+        .arg("--plugin")
+        .arg(path)
+        .arg("--wit")
+        .arg(&wit)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .status()
+        .context("cannot run node; install Node.js 20 or newer (or set KILN_NODE)")?;
+    if !status.success() {
+        bail!("building the JavaScript plugin failed (see above)");
+    }
+    install(path, plugins_dir, name, out)
+}
+
+fn node() -> std::ffi::OsString {
+    std::env::var_os("KILN_NODE").unwrap_or_else(|| "node".into())
+}
+
+fn npm(dir: &Path, verb: &str) -> anyhow::Result<()> {
+    eprintln!("kiln build: npm {verb} in {}", dir.display());
+    let status = Command::new("npm")
+        .arg(verb)
+        .args(["--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .status()
+        .context("cannot run npm; install Node.js 20 or newer")?;
+    if !status.success() {
+        bail!("npm {verb} failed in {}", dir.display());
+    }
+    Ok(())
 }
 
 /// A `compiler-artifact` line for a cdylib: (plugin name, path of the .wasm).

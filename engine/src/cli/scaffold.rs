@@ -1,4 +1,5 @@
-//! `kiln new NAME`: a Rust plugin crate that builds as is.
+//! `kiln new NAME [--lang rust|js]`: a plugin that builds as is — a Rust
+//! crate, or a JavaScript package with editor types for the `kiln` module.
 
 use std::path::{Path, PathBuf};
 
@@ -47,8 +48,15 @@ pub fn check_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes the crate into `dir` (which must not exist yet).
-pub fn create(name: &str, dir: &Path, sdk: &Path) -> anyhow::Result<()> {
+/// The language of a new plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    Rust,
+    Js,
+}
+
+/// Writes the plugin into `dir` (which must not exist yet).
+pub fn create(name: &str, dir: &Path, sdk: &Path, lang: Lang) -> anyhow::Result<()> {
     check_name(name)?;
     if dir.exists() {
         bail!(
@@ -56,15 +64,24 @@ pub fn create(name: &str, dir: &Path, sdk: &Path) -> anyhow::Result<()> {
             dir.display()
         );
     }
-    std::fs::create_dir_all(dir.join("src"))
-        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let sub = if lang == Lang::Rust { dir.join("src") } else { dir.to_path_buf() };
+    std::fs::create_dir_all(sub).with_context(|| format!("cannot create {}", dir.display()))?;
     let settings_file = format!("{name}.toml");
-    let files = [
-        ("Cargo.toml", cargo_toml(name, sdk)),
-        ("src/lib.rs", LIB_RS.to_string()),
-        (".gitignore", "/target\n".to_string()),
-        (settings_file.as_str(), PLUGIN_TOML.to_string()),
-    ];
+    let files = match lang {
+        Lang::Rust => vec![
+            ("Cargo.toml", cargo_toml(name, sdk)),
+            ("src/lib.rs", LIB_RS.to_string()),
+            (".gitignore", "/target\n".to_string()),
+            (settings_file.as_str(), PLUGIN_TOML.to_string()),
+        ],
+        Lang::Js => vec![
+            ("package.json", package_json(name)),
+            ("index.js", INDEX_JS.to_string()),
+            ("jsconfig.json", jsconfig(sdk)),
+            (".gitignore", "/dist\n/node_modules\n".to_string()),
+            (settings_file.as_str(), format!("{PLUGIN_TOML}{OUTBOUND_TOML}")),
+        ],
+    };
     for (file, text) in files {
         let path = dir.join(file);
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
@@ -100,6 +117,64 @@ strip = true
 "#
     )
 }
+
+fn package_json(name: &str) -> String {
+    let doc = serde_json::json!({
+        "name": name,
+        "version": "0.1.0",
+        "description": "A Kiln plugin",
+        "private": true,
+        "type": "module",
+        "main": "index.js",
+        "scripts": { "build": "kiln build ." }
+    });
+    // Cannot fail: a JSON value always serializes.
+    serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+}
+
+/// Editor settings: type-check the plugin against the SDK's declarations of
+/// the `kiln` module.
+fn jsconfig(sdk: &Path) -> String {
+    let types = sdk.join("js").join("index.d.ts").display().to_string().replace('\\', "/");
+    let doc = serde_json::json!({
+        "compilerOptions": {
+            "checkJs": true,
+            "noEmit": true,
+            "target": "es2022",
+            "module": "esnext",
+            "moduleResolution": "bundler",
+            "lib": ["ES2022", "DOM"]
+        },
+        "files": [types],
+        "include": ["**/*.js", "**/*.ts"],
+        "exclude": ["dist", "node_modules"]
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+}
+
+const INDEX_JS: &str = r#"// A Kiln plugin. Build it with `kiln build`; the engine serves its routes as
+// soon as the .wasm lands in the plugin directory. Types for the `kiln`
+// module come from jsconfig.json; see docs/plugins-js.md.
+import { Router, json, log, KilnError } from 'kiln';
+
+export const routes = new Router()
+  // GET /greet/{name}
+  .get('/greet/{name}', (req) => json({ message: `Hello, ${req.params.name}!` }))
+  // POST /greet with {"name": "..."}
+  .post('/greet', (req) => {
+    const { name } = req.json();
+    if (typeof name !== 'string') throw new KilnError('bad-request', 'send {"name": "..."}');
+    log.info(`greeting ${name}`);
+    return json({ message: `Hello, ${name}!` });
+  });
+"#;
+
+const OUTBOUND_TOML: &str = r#"
+[outbound]
+# Hosts fetch() may reach ("api.example.com", "https://x.dev", "http://127.0.0.1:9000",
+# "*.example.org"); anything else is refused. None by default.
+# allowed_hosts = []
+"#;
 
 const LIB_RS: &str = r#"//! A Kiln plugin. Build it with `kiln build`; the engine serves its routes
 //! as soon as the .wasm lands in the plugin directory.
@@ -171,7 +246,7 @@ mod tests {
     fn scaffold_writes_a_standalone_crate() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("my-api");
-        create("my-api", &dir, Path::new("/opt/kiln/sdk-guest")).unwrap();
+        create("my-api", &dir, Path::new("/opt/kiln/sdk-guest"), Lang::Rust).unwrap();
         let cargo = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
         assert!(cargo.contains("name = \"my-api\""));
         assert!(cargo.contains("path = \"/opt/kiln/sdk-guest\""));
@@ -179,10 +254,27 @@ mod tests {
         assert!(dir.join("src/lib.rs").is_file());
         assert!(dir.join("my-api.toml").is_file());
         assert!(
-            create("my-api", &dir, Path::new("/x"))
+            create("my-api", &dir, Path::new("/x"), Lang::Rust)
                 .unwrap_err()
                 .to_string()
                 .contains("exists")
         );
+    }
+
+    #[test]
+    fn scaffold_writes_a_js_package() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("my-js");
+        create("my-js", &dir, Path::new("/opt/kiln/sdk-guest"), Lang::Js).unwrap();
+        let pkg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("package.json")).unwrap()).unwrap();
+        assert_eq!(pkg["name"], "my-js");
+        assert_eq!(pkg["type"], "module");
+        let js = std::fs::read_to_string(dir.join("index.js")).unwrap();
+        assert!(js.contains("from 'kiln'"));
+        let jsconfig = std::fs::read_to_string(dir.join("jsconfig.json")).unwrap();
+        assert!(jsconfig.contains("/opt/kiln/sdk-guest/js/index.d.ts"), "{jsconfig}");
+        assert!(std::fs::read_to_string(dir.join("my-js.toml")).unwrap().contains("[outbound]"));
+        assert!(!dir.join("Cargo.toml").exists());
     }
 }

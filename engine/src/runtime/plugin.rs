@@ -125,6 +125,9 @@ struct Lease {
     store: Store<CallState>,
     instance: Option<Instance>,
     uses: u32,
+    /// Whether the instance may serve later calls (describing a plugin at
+    /// load happens on an instance of its own, so `max_uses` counts calls).
+    reusable: bool,
 }
 
 /// The two header forms a `.wasm` can have.
@@ -408,12 +411,24 @@ impl Plugin {
                 store: warm.store,
                 instance: Some(warm.instance),
                 uses: warm.uses,
+                reusable: true,
             };
         }
         Lease {
             store: self.new_store(request_id),
             instance: None,
             uses: 0,
+            reusable: true,
+        }
+    }
+
+    /// A fresh store for the calls that describe the plugin at load.
+    fn describe_lease(&self) -> Lease {
+        Lease {
+            store: self.new_store(Arc::from("describe")),
+            instance: None,
+            uses: 0,
+            reusable: false,
         }
     }
 
@@ -444,8 +459,10 @@ impl Plugin {
             result.is_ok() && !state.timed_out && state.limiter.refused.is_none()
         };
         if clean
+            && lease.reusable
             && let (Some(pool), Some(instance)) = (&self.pool, lease.instance)
         {
+            lease.store.data_mut().end_call();
             pool.give_back(Warm {
                 store: lease.store,
                 instance,
@@ -456,7 +473,7 @@ impl Plugin {
     }
 
     async fn describe(&self, indices: &PluginIndices) -> Result<RawManifest, CallError> {
-        let lease = self.lease(Arc::from("describe"));
+        let lease = self.describe_lease();
         let m = self
             .run(lease, async |store, instance| {
                 let guest = indices.load(&mut *store, &instance)?;
@@ -476,7 +493,7 @@ impl Plugin {
     }
 
     async fn schema(&self, indices: &GraphqlIndices) -> Result<String, CallError> {
-        let lease = self.lease(Arc::from("describe"));
+        let lease = self.describe_lease();
         self.run(lease, async |store, instance| {
             let guest = indices.load(&mut *store, &instance)?;
             guest.call_schema(store).await
@@ -488,7 +505,7 @@ impl Plugin {
         &self,
         indices: &McpIndices,
     ) -> Result<(Vec<mcp::Tool>, Vec<mcp::Prompt>), CallError> {
-        let lease = self.lease(Arc::from("describe"));
+        let lease = self.describe_lease();
         self.run(lease, async |store, instance| {
             let guest = indices.load(&mut *store, &instance)?;
             let tools = guest.call_tools(&mut *store).await?;
@@ -502,7 +519,7 @@ impl Plugin {
         &self,
         indices: &AuthProviderIndices,
     ) -> Result<Vec<String>, CallError> {
-        let lease = self.lease(Arc::from("describe"));
+        let lease = self.describe_lease();
         self.run(lease, async |store, instance| {
             let guest = indices.load(&mut *store, &instance)?;
             guest.call_providers(store).await
@@ -696,8 +713,13 @@ fn raw_prompt(p: mcp::Prompt) -> crate::mcp::decl::RawPrompt {
     }
 }
 
-/// A Rust guest's panic message from what it printed to stderr.
+/// What a guest said about its crash on stderr: a Rust panic message, or
+/// the uncaught exception the JS SDK reports before it traps.
 fn panic_message(stderr: &str) -> Option<String> {
+    if let Some(start) = stderr.find("Uncaught exception in ") {
+        let line = stderr[start..].lines().next().unwrap_or_default();
+        return Some(crate::host::log::cut(line, 512).to_string());
+    }
     let start = stderr.find("panicked at ")?;
     let line = stderr[start..]
         .lines()
@@ -787,6 +809,8 @@ mod tests {
             "panicked at src/lib.rs:10:5:: boom"
         );
         assert_eq!(panic_message("nothing"), None);
+        let js = "Uncaught exception in GET /x: Error: kaboom\nStack:\n  at f@index.js:3\nRedirecting call to abort()";
+        assert_eq!(panic_message(js).unwrap(), "Uncaught exception in GET /x: Error: kaboom");
     }
 }
 

@@ -103,6 +103,16 @@ impl CallState {
     }
 }
 
+impl CallState {
+    /// Lets go of what belongs to the finished call before the instance
+    /// waits in the pool: above all the MCP client link, whose channel the
+    /// host reads until every sender is gone.
+    pub fn end_call(&mut self) {
+        self.client = None;
+        self.caller = None;
+    }
+}
+
 impl WasiHttpView for CallState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {

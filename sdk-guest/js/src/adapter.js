@@ -8,6 +8,28 @@ import { KilnError, Request, toRouter, wireMethod } from './index.js';
 
 const encoder = new TextEncoder();
 
+// fetch is the runtime's own (wasi:http underneath). Its errors say only
+// "NetworkError", so the SDK adds which request failed and the likeliest
+// reason in a plugin: a host missing from [outbound] allowed_hosts, which
+// the engine refuses (and logs with the URL).
+const nativeFetch = globalThis.fetch;
+if (typeof nativeFetch === 'function') {
+  globalThis.fetch = async function fetch(input, init) {
+    try {
+      return await nativeFetch(input, init);
+    } catch (e) {
+      if (!(e instanceof TypeError)) throw e;
+      const url = typeof input === 'string' ? input : input && input.url ? input.url : String(input);
+      const method = (init && init.method) || (input && input.method) || 'GET';
+      throw new TypeError(
+        `fetch ${method} ${url} failed: ${e.message}. The engine sends requests only to hosts listed in this ` +
+          `plugin's [outbound] allowed_hosts and logs each one it refuses; otherwise the host did not answer.`,
+        { cause: e },
+      );
+    }
+  };
+}
+
 /** The thrown value a WIT `result` export turns into `err(error)`. */
 function wireError(e) {
   return { code: e.code, message: String(e.message) };

@@ -1,0 +1,267 @@
+//! JavaScript plugins, built with `kiln build` from `examples/hello-js` and
+//! `tests/fixtures-js/fixture-js`: served over HTTP, GraphQL and MCP like a
+//! Rust plugin, stopped by the limits, crashing cleanly, reusing warm
+//! instances (or not), and made from an empty folder with `kiln new --lang js`.
+
+use std::process::Command;
+
+use kiln_e2e::{Engine, kiln_bin, workspace_root};
+use serde_json::{Value, json};
+
+use crate::mcp::{call, first_text, rmcp_client};
+
+#[tokio::test]
+async fn a_js_plugin_serves_routes_graphql_fields_and_mcp_tools() {
+    let engine = Engine::builder()
+        .plugin("hello-js", "hello-js", None)
+        .start()
+        .await;
+
+    let res = engine.get("/hello-js/ada").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({ "message": "Hello, ada!", "from": "javascript" })
+    );
+
+    let res = engine
+        .client
+        .post(engine.url("/hello-js/echo"))
+        .body(r#"{"n": 1, "list": [true]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({ "echo": { "n": 1, "list": [true] } })
+    );
+    // Bad input is the client's fault, said precisely: a 400, not a crash.
+    let res = engine
+        .client
+        .post(engine.url("/hello-js/echo"))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "bad_request");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON"),
+        "{body}"
+    );
+
+    let res = engine
+        .client
+        .post(engine.url("/graphql"))
+        .json(&json!({ "query": r#"{ a: helloJs(name: "grace") b: helloJs }"# }))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body["data"],
+        json!({ "a": "Hello, grace!", "b": "Hello, world!" }),
+        "{body}"
+    );
+
+    let client = rmcp_client(&engine, None).await;
+    let tools = client.list_all_tools().await.unwrap();
+    let tool = tools.iter().find(|t| t.name == "word_count").expect("word_count listed");
+    assert_eq!(tool.input_schema["required"], json!(["text"]));
+    let result = call(&client, "word_count", json!({ "text": "one two  three ü" }))
+        .await
+        .unwrap();
+    assert_eq!(
+        result.structured_content,
+        Some(json!({ "words": 4, "characters": 16 }))
+    );
+    assert!(first_text(&result).contains("\"words\":4"));
+    // The input schema is enforced before the plugin runs.
+    let refused = call(&client, "word_count", json!({ "text": 5 })).await;
+    assert!(
+        refused.is_err() || refused.as_ref().unwrap().is_error == Some(true),
+        "{refused:?}"
+    );
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_endless_js_loop_is_stopped_by_fuel_or_the_deadline_and_the_plugin_keeps_serving() {
+    let engine = Engine::builder()
+        .plugin("fixture-js", "fixture-js", Some("[limits]\nfuel = 200000000\n"))
+        .start()
+        .await;
+    let res = engine.get("/js/loop").await;
+    assert_eq!(res.status(), 500);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "plugin_cpu_limit", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("fixture-js"));
+    // The instance that ran out is gone; the next call gets a good one.
+    let res = engine.get("/js/hello").await;
+    assert_eq!(res.status(), 200);
+
+    let engine = Engine::builder()
+        .runtime("cpu_limit = \"epoch\"")
+        .plugin("fixture-js", "fixture-js", Some("[limits]\ntimeout_ms = 300\n"))
+        .start()
+        .await;
+    let res = engine.get("/js/loop").await;
+    assert_eq!(res.status(), 504);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "plugin_timeout", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("300 ms"));
+    assert_eq!(engine.get("/js/hello").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_js_exception_is_a_clean_500_naming_the_plugin_and_a_kiln_error_is_the_plugins_answer() {
+    let engine = Engine::builder()
+        .plugin("fixture-js", "fixture-js", None)
+        .start()
+        .await;
+    let res = engine.get("/js/throw").await;
+    assert_eq!(res.status(), 500);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "plugin_crashed");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("plugin 'fixture-js' crashed"), "{message}");
+    // The exception stays in the log, under the request id, not in the answer.
+    assert!(!message.contains("kaboom"), "{message}");
+    let request_id = body["error"]["request_id"].as_str().unwrap().to_string();
+    let lines = engine.log_lines_with(&[&request_id, "kaboom from js"]);
+    assert!(
+        lines.iter().any(|l| l.contains("Uncaught exception in GET /js/throw: Error: kaboom from js")),
+        "{lines:?}"
+    );
+
+    let res = engine.get("/js/not-found").await;
+    assert_eq!(res.status(), 404);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["message"], "no such thing");
+
+    // The SDK's host wrappers: KV round trip, config, caller.
+    let res = engine
+        .client
+        .put(engine.url("/js/kv/k1"))
+        .body(r#"{"x": [1, 2]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let res = engine.get("/js/kv/k1").await;
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({ "x": [1, 2] }));
+    assert_eq!(engine.get("/js/kv/missing").await.status(), 404);
+    let res = engine.get("/js/whoami").await;
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({ "caller": null }));
+}
+
+async fn calls(engine: &Engine) -> u64 {
+    let res = engine.get("/js/calls").await;
+    assert_eq!(res.status(), 200);
+    res.json::<Value>().await.unwrap()["calls"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn js_plugins_reuse_warm_instances_up_to_max_uses_and_fresh_mode_keeps_nothing() {
+    // Default (auto): a JavaScript component runs warm, so module state
+    // carries over; max_uses retires an instance after that many calls.
+    let engine = Engine::builder()
+        .plugin("fixture-js", "fixture-js", Some("[limits]\nmax_uses = 3\n"))
+        .start()
+        .await;
+    let seen: Vec<u64> = [(); 7].iter().map(|_| 0).collect();
+    let mut seen = seen;
+    for s in seen.iter_mut() {
+        *s = calls(&engine).await;
+    }
+    assert_eq!(seen, vec![1, 2, 3, 1, 2, 3, 1]);
+    // A crash discards the instance: the count starts over.
+    assert_eq!(engine.get("/js/throw").await.status(), 500);
+    assert_eq!(calls(&engine).await, 1);
+
+    let engine = Engine::builder()
+        .plugin("fixture-js", "fixture-js", Some("[limits]\ninstances = \"fresh\"\n"))
+        .start()
+        .await;
+    for _ in 0..3 {
+        assert_eq!(calls(&engine).await, 1);
+    }
+}
+
+#[tokio::test]
+async fn a_restart_maps_the_compiled_js_plugin_from_the_cache() {
+    let mut engine = Engine::builder()
+        .own_cache()
+        .plugin("hello-js", "hello-js", None)
+        .start()
+        .await;
+    assert!(
+        !engine.log_lines_with(&["plugin loaded", "hello-js", "cache=Compiled"]).is_empty(),
+        "{}",
+        engine.log_text()
+    );
+    engine.restart();
+    assert!(
+        !engine.log_lines_with(&["plugin loaded", "hello-js", "cache=Hit"]).is_empty(),
+        "{}",
+        engine.log_text()
+    );
+    assert_eq!(engine.get("/hello-js/again").await.status(), 200);
+}
+
+#[tokio::test]
+async fn kiln_new_lang_js_then_kiln_build_gives_a_plugin_the_engine_serves() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("my-js-api");
+    let out = Command::new(kiln_bin())
+        .args(["new", "my-js-api", "--lang", "js", "--dir"])
+        .arg(&dir)
+        .env("KILN_SDK_PATH", workspace_root().join("sdk-guest"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.join("index.js").is_file() && dir.join("jsconfig.json").is_file());
+
+    let engine = Engine::builder().start().await;
+    let out = Command::new(kiln_bin())
+        .arg("build")
+        .arg(&dir)
+        .arg("--plugins")
+        .arg(engine.plugins_dir())
+        .env("KILN_SDK_PATH", workspace_root().join("sdk-guest"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(engine.plugins_dir().join("my-js-api.toml").is_file());
+
+    let served = kiln_e2e::wait_for(std::time::Duration::from_secs(90), || async {
+        let res = engine.get("/greet/lin").await;
+        (res.status() == 200).then_some(())
+    })
+    .await;
+    assert!(served.is_some(), "{}", engine.log_text());
+    let res = engine
+        .client
+        .post(engine.url("/greet"))
+        .json(&json!({ "name": "kim" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({ "message": "Hello, kim!" })
+    );
+    let res = engine
+        .client
+        .post(engine.url("/greet"))
+        .json(&json!({ "nom": "kim" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+}
