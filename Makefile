@@ -70,6 +70,7 @@ bench: setup examples fixtures
 	bench/storage.sh
 	bench/graphql.sh
 	bench/mcp.sh
+	bench/js.sh
 
 clean:
 	$(CARGO) clean

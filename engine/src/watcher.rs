@@ -15,8 +15,8 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, PluginSettings};
-use crate::host::outbound::OutboundPolicy;
 use crate::graphql::{SchemaInputs, assemble};
+use crate::host::outbound::OutboundPolicy;
 use crate::mcp::Catalog;
 use crate::registry::{PluginStatus, Registry, Snapshot};
 use crate::routes::RouteTable;
@@ -246,8 +246,14 @@ impl Reloader {
         limits
             .validate(&self.config.runtime, &origin)
             .map_err(|e| e.to_string())?;
-        let outbound = OutboundPolicy::parse(settings.outbound.allowed_hosts.as_deref().unwrap_or_default())
-            .map_err(|e| format!("{origin}: outbound.{e}"))?;
+        let outbound = OutboundPolicy::parse(
+            settings
+                .outbound
+                .allowed_hosts
+                .as_deref()
+                .unwrap_or_default(),
+        )
+        .map_err(|e| format!("{origin}: outbound.{e}"))?;
         Ok(PluginSource {
             path: files.wasm.clone(),
             stem: stem.to_string(),

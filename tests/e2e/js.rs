@@ -71,7 +71,10 @@ async fn a_js_plugin_serves_routes_graphql_fields_and_mcp_tools() {
 
     let client = rmcp_client(&engine, None).await;
     let tools = client.list_all_tools().await.unwrap();
-    let tool = tools.iter().find(|t| t.name == "word_count").expect("word_count listed");
+    let tool = tools
+        .iter()
+        .find(|t| t.name == "word_count")
+        .expect("word_count listed");
     assert_eq!(tool.input_schema["required"], json!(["text"]));
     let result = call(&client, "word_count", json!({ "text": "one two  three ü" }))
         .await
@@ -93,28 +96,46 @@ async fn a_js_plugin_serves_routes_graphql_fields_and_mcp_tools() {
 #[tokio::test]
 async fn an_endless_js_loop_is_stopped_by_fuel_or_the_deadline_and_the_plugin_keeps_serving() {
     let engine = Engine::builder()
-        .plugin("fixture-js", "fixture-js", Some("[limits]\nfuel = 200000000\n"))
+        .plugin(
+            "fixture-js",
+            "fixture-js",
+            Some("[limits]\nfuel = 200000000\n"),
+        )
         .start()
         .await;
     let res = engine.get("/js/loop").await;
     assert_eq!(res.status(), 500);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "plugin_cpu_limit", "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("fixture-js"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("fixture-js")
+    );
     // The instance that ran out is gone; the next call gets a good one.
     let res = engine.get("/js/hello").await;
     assert_eq!(res.status(), 200);
 
     let engine = Engine::builder()
         .runtime("cpu_limit = \"epoch\"")
-        .plugin("fixture-js", "fixture-js", Some("[limits]\ntimeout_ms = 300\n"))
+        .plugin(
+            "fixture-js",
+            "fixture-js",
+            Some("[limits]\ntimeout_ms = 300\n"),
+        )
         .start()
         .await;
     let res = engine.get("/js/loop").await;
     assert_eq!(res.status(), 504);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "plugin_timeout", "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("300 ms"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("300 ms")
+    );
     assert_eq!(engine.get("/js/hello").await.status(), 200);
 }
 
@@ -135,7 +156,9 @@ async fn a_js_exception_is_a_clean_500_naming_the_plugin_and_a_kiln_error_is_the
     let request_id = body["error"]["request_id"].as_str().unwrap().to_string();
     let lines = engine.log_lines_with(&[&request_id, "kaboom from js"]);
     assert!(
-        lines.iter().any(|l| l.contains("Uncaught exception in GET /js/throw: Error: kaboom from js")),
+        lines
+            .iter()
+            .any(|l| l.contains("Uncaught exception in GET /js/throw: Error: kaboom from js")),
         "{lines:?}"
     );
 
@@ -157,13 +180,18 @@ async fn a_js_exception_is_a_clean_500_naming_the_plugin_and_a_kiln_error_is_the
     assert_eq!(res.json::<Value>().await.unwrap(), json!({ "x": [1, 2] }));
     assert_eq!(engine.get("/js/kv/missing").await.status(), 404);
     let res = engine.get("/js/whoami").await;
-    assert_eq!(res.json::<Value>().await.unwrap(), json!({ "caller": null }));
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({ "caller": null })
+    );
 }
 
 async fn calls(engine: &Engine) -> u64 {
     let res = engine.get("/js/calls").await;
     assert_eq!(res.status(), 200);
-    res.json::<Value>().await.unwrap()["calls"].as_u64().unwrap()
+    res.json::<Value>().await.unwrap()["calls"]
+        .as_u64()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -185,7 +213,11 @@ async fn js_plugins_reuse_warm_instances_up_to_max_uses_and_fresh_mode_keeps_not
     assert_eq!(calls(&engine).await, 1);
 
     let engine = Engine::builder()
-        .plugin("fixture-js", "fixture-js", Some("[limits]\ninstances = \"fresh\"\n"))
+        .plugin(
+            "fixture-js",
+            "fixture-js",
+            Some("[limits]\ninstances = \"fresh\"\n"),
+        )
         .start()
         .await;
     for _ in 0..3 {
@@ -201,13 +233,17 @@ async fn a_restart_maps_the_compiled_js_plugin_from_the_cache() {
         .start()
         .await;
     assert!(
-        !engine.log_lines_with(&["plugin loaded", "hello-js", "cache=Compiled"]).is_empty(),
+        !engine
+            .log_lines_with(&["plugin loaded", "hello-js", "cache=Compiled"])
+            .is_empty(),
         "{}",
         engine.log_text()
     );
     engine.restart();
     assert!(
-        !engine.log_lines_with(&["plugin loaded", "hello-js", "cache=Hit"]).is_empty(),
+        !engine
+            .log_lines_with(&["plugin loaded", "hello-js", "cache=Hit"])
+            .is_empty(),
         "{}",
         engine.log_text()
     );
@@ -224,7 +260,11 @@ async fn kiln_new_lang_js_then_kiln_build_gives_a_plugin_the_engine_serves() {
         .env("KILN_SDK_PATH", workspace_root().join("sdk-guest"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(dir.join("index.js").is_file() && dir.join("jsconfig.json").is_file());
 
     let engine = Engine::builder().start().await;
@@ -236,7 +276,11 @@ async fn kiln_new_lang_js_then_kiln_build_gives_a_plugin_the_engine_serves() {
         .env("KILN_SDK_PATH", workspace_root().join("sdk-guest"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(engine.plugins_dir().join("my-js-api.toml").is_file());
 
     let served = kiln_e2e::wait_for(std::time::Duration::from_secs(90), || async {

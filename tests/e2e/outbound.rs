@@ -3,8 +3,8 @@
 //! `[outbound] allowed_hosts` and nothing else. The "other" host is a live
 //! server too, so a refusal cannot be mistaken for a dead port.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kiln_e2e::Engine;
 use serde_json::Value;
@@ -54,7 +54,10 @@ async fn js_fetch_reaches_allowed_hosts_and_is_refused_elsewhere() {
         .await;
 
     let res = engine
-        .get(&format!("/js/fetch?url={}", enc(&format!("{}/data", allowed.base))))
+        .get(&format!(
+            "/js/fetch?url={}",
+            enc(&format!("{}/data", allowed.base))
+        ))
         .await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
@@ -63,7 +66,10 @@ async fn js_fetch_reaches_allowed_hosts_and_is_refused_elsewhere() {
 
     let res = engine
         .client
-        .post(engine.url(&format!("/js/fetch?url={}", enc(&format!("{}/echo", allowed.base)))))
+        .post(engine.url(&format!(
+            "/js/fetch?url={}",
+            enc(&format!("{}/echo", allowed.base))
+        )))
         .body("a body for upstream")
         .send()
         .await
@@ -74,13 +80,19 @@ async fn js_fetch_reaches_allowed_hosts_and_is_refused_elsewhere() {
     assert_eq!(allowed.hits.load(Ordering::SeqCst), 2);
 
     let denied_url = format!("{}/data", other.base);
-    let res = engine.get(&format!("/js/fetch?url={}", enc(&denied_url))).await;
+    let res = engine
+        .get(&format!("/js/fetch?url={}", enc(&denied_url)))
+        .await;
     assert_eq!(res.status(), 502);
     let body: Value = res.json().await.unwrap();
     let error = body["error"].as_str().unwrap();
     assert!(error.contains(&denied_url), "{error}");
     assert!(error.contains("[outbound] allowed_hosts"), "{error}");
-    assert_eq!(other.hits.load(Ordering::SeqCst), 0, "the request left the host");
+    assert_eq!(
+        other.hits.load(Ordering::SeqCst),
+        0,
+        "the request left the host"
+    );
     let port = other.base.rsplit(':').next().unwrap();
     assert!(
         !engine
@@ -102,7 +114,10 @@ async fn rust_plugins_get_the_same_allow_list_with_a_precise_error() {
         .await;
 
     let res = engine
-        .get(&format!("/outbound/fetch?url={}", enc(&format!("{}/data", allowed.base))))
+        .get(&format!(
+            "/outbound/fetch?url={}",
+            enc(&format!("{}/data", allowed.base))
+        ))
         .await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
@@ -111,7 +126,10 @@ async fn rust_plugins_get_the_same_allow_list_with_a_precise_error() {
 
     let res = engine
         .client
-        .post(engine.url(&format!("/outbound/post?url={}", enc(&format!("{}/echo", allowed.base)))))
+        .post(engine.url(&format!(
+            "/outbound/post?url={}",
+            enc(&format!("{}/echo", allowed.base))
+        )))
         .body("from rust")
         .send()
         .await
@@ -121,7 +139,10 @@ async fn rust_plugins_get_the_same_allow_list_with_a_precise_error() {
     assert_eq!(body["body"], "got: from rust");
 
     let res = engine
-        .get(&format!("/outbound/fetch?url={}", enc(&format!("{}/data", other.base))))
+        .get(&format!(
+            "/outbound/fetch?url={}",
+            enc(&format!("{}/data", other.base))
+        ))
         .await;
     assert_eq!(res.status(), 403);
     let body: Value = res.json().await.unwrap();
@@ -135,11 +156,18 @@ async fn a_plugin_without_allowed_hosts_reaches_nothing_and_a_bad_entry_refuses_
     let up = upstream("x").await;
     let engine = Engine::builder()
         .plugin("fixture-js", "fixture-js", None)
-        .plugin("fixture-outbound", "fixture-outbound", Some("[outbound]\nallowed_hosts = [\"ftp://files.example\"]\n"))
+        .plugin(
+            "fixture-outbound",
+            "fixture-outbound",
+            Some("[outbound]\nallowed_hosts = [\"ftp://files.example\"]\n"),
+        )
         .start()
         .await;
     let res = engine
-        .get(&format!("/js/fetch?url={}", enc(&format!("{}/data", up.base))))
+        .get(&format!(
+            "/js/fetch?url={}",
+            enc(&format!("{}/data", up.base))
+        ))
         .await;
     assert_eq!(res.status(), 502);
     assert_eq!(up.hits.load(Ordering::SeqCst), 0);

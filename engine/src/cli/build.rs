@@ -106,14 +106,22 @@ fn build_js(path: &Path, plugins_dir: &Path) -> anyhow::Result<Built> {
     let sdk = super::scaffold::sdk_path(None)?;
     let js_sdk = sdk.join("js");
     let wit = sdk.join("..").join("wit");
-    if !js_sdk.join("node_modules").join("@bytecodealliance").is_dir() {
+    if !js_sdk
+        .join("node_modules")
+        .join("@bytecodealliance")
+        .is_dir()
+    {
         npm(&js_sdk, "ci")?;
     }
     let has_deps = package["dependencies"]
         .as_object()
         .is_some_and(|d| !d.is_empty());
     if has_deps && !path.join("node_modules").is_dir() {
-        let verb = if path.join("package-lock.json").is_file() { "ci" } else { "install" };
+        let verb = if path.join("package-lock.json").is_file() {
+            "ci"
+        } else {
+            "install"
+        };
         npm(path, verb)?;
     }
     let out = path.join("dist").join(format!("{name}.wasm"));

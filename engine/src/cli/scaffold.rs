@@ -64,7 +64,11 @@ pub fn create(name: &str, dir: &Path, sdk: &Path, lang: Lang) -> anyhow::Result<
             dir.display()
         );
     }
-    let sub = if lang == Lang::Rust { dir.join("src") } else { dir.to_path_buf() };
+    let sub = if lang == Lang::Rust {
+        dir.join("src")
+    } else {
+        dir.to_path_buf()
+    };
     std::fs::create_dir_all(sub).with_context(|| format!("cannot create {}", dir.display()))?;
     let settings_file = format!("{name}.toml");
     let files = match lang {
@@ -79,7 +83,10 @@ pub fn create(name: &str, dir: &Path, sdk: &Path, lang: Lang) -> anyhow::Result<
             ("index.js", INDEX_JS.to_string()),
             ("jsconfig.json", jsconfig(sdk)),
             (".gitignore", "/dist\n/node_modules\n".to_string()),
-            (settings_file.as_str(), format!("{PLUGIN_TOML}{OUTBOUND_TOML}")),
+            (
+                settings_file.as_str(),
+                format!("{PLUGIN_TOML}{OUTBOUND_TOML}"),
+            ),
         ],
     };
     for (file, text) in files {
@@ -135,7 +142,12 @@ fn package_json(name: &str) -> String {
 /// Editor settings: type-check the plugin against the SDK's declarations of
 /// the `kiln` module.
 fn jsconfig(sdk: &Path) -> String {
-    let types = sdk.join("js").join("index.d.ts").display().to_string().replace('\\', "/");
+    let types = sdk
+        .join("js")
+        .join("index.d.ts")
+        .display()
+        .to_string()
+        .replace('\\', "/");
     let doc = serde_json::json!({
         "compilerOptions": {
             "checkJs": true,
@@ -267,14 +279,22 @@ mod tests {
         let dir = tmp.path().join("my-js");
         create("my-js", &dir, Path::new("/opt/kiln/sdk-guest"), Lang::Js).unwrap();
         let pkg: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("package.json")).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(dir.join("package.json")).unwrap())
+                .unwrap();
         assert_eq!(pkg["name"], "my-js");
         assert_eq!(pkg["type"], "module");
         let js = std::fs::read_to_string(dir.join("index.js")).unwrap();
         assert!(js.contains("from 'kiln'"));
         let jsconfig = std::fs::read_to_string(dir.join("jsconfig.json")).unwrap();
-        assert!(jsconfig.contains("/opt/kiln/sdk-guest/js/index.d.ts"), "{jsconfig}");
-        assert!(std::fs::read_to_string(dir.join("my-js.toml")).unwrap().contains("[outbound]"));
+        assert!(
+            jsconfig.contains("/opt/kiln/sdk-guest/js/index.d.ts"),
+            "{jsconfig}"
+        );
+        assert!(
+            std::fs::read_to_string(dir.join("my-js.toml"))
+                .unwrap()
+                .contains("[outbound]")
+        );
         assert!(!dir.join("Cargo.toml").exists());
     }
 }

@@ -105,7 +105,9 @@ impl HostRule {
         };
         let host_ok = match &self.host {
             HostPattern::Exact(h) => h == host,
-            HostPattern::Subdomains(suffix) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
+            HostPattern::Subdomains(suffix) => {
+                host.len() > suffix.len() && host.ends_with(suffix.as_str())
+            }
         };
         scheme_ok && port_ok && host_ok
     }
@@ -114,7 +116,9 @@ impl HostRule {
 /// `host`, `host:port`, `host:*`, `[v6]`, `[v6]:port`.
 fn split_port(s: &str) -> Result<(&str, Option<Option<u16>>), String> {
     let (host, port) = if let Some(v6) = s.strip_prefix('[') {
-        let (addr, after) = v6.split_once(']').ok_or("unclosed '[' in an IPv6 address")?;
+        let (addr, after) = v6
+            .split_once(']')
+            .ok_or("unclosed '[' in an IPv6 address")?;
         match after.strip_prefix(':') {
             Some(p) => (addr, Some(p)),
             None if after.is_empty() => (addr, None),
@@ -129,12 +133,11 @@ fn split_port(s: &str) -> Result<(&str, Option<Option<u16>>), String> {
     let port = match port {
         None => None,
         Some("*") => Some(None),
-        Some(p) => Some(Some(
-            p.parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| format!("port {p:?} is not 1-65535 or '*'"))?,
-        )),
+        Some(p) => {
+            Some(Some(p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(
+                || format!("port {p:?} is not 1-65535 or '*'"),
+            )?))
+        }
     };
     Ok((host, port))
 }
@@ -209,7 +212,8 @@ impl WasiHttpHooks for OutboundHooks {
         _ = fut;
         Box::new(async move {
             use http_body_util::BodyExt;
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let (response, io) =
+                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
             Ok((
                 response.map(BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,
@@ -244,7 +248,13 @@ mod tests {
 
     #[test]
     fn schemes_ports_and_wildcards() {
-        let p = policy(&["https://secure.example", "http://127.0.0.1:8080", "*.example.org", "svc:*", "[::1]:9000"]);
+        let p = policy(&[
+            "https://secure.example",
+            "http://127.0.0.1:8080",
+            "*.example.org",
+            "svc:*",
+            "[::1]:9000",
+        ]);
         assert!(p.allows(true, "secure.example", 443));
         assert!(!p.allows(false, "secure.example", 80));
         assert!(p.allows(false, "127.0.0.1", 8080));

@@ -20,11 +20,11 @@ use super::gate::{Gate, Refusal};
 use super::pool::{InstancePool, Warm};
 use super::state::CallState;
 use crate::config::{CpuLimit, InstanceReuse, Limits, PluginSettings};
-use crate::host::outbound::OutboundPolicy;
 use crate::graphql::schema::{FieldError, ResolveRequest, Resolver};
 use crate::graphql::sdl::Fragment;
 use crate::host::PluginContext;
 use crate::host::mcp_client::ClientLink;
+use crate::host::outbound::OutboundPolicy;
 use crate::manifest::{Manifest, RawManifest};
 use crate::mcp::decl::Declarations;
 
@@ -810,7 +810,10 @@ mod tests {
         );
         assert_eq!(panic_message("nothing"), None);
         let js = "Uncaught exception in GET /x: Error: kaboom\nStack:\n  at f@index.js:3\nRedirecting call to abort()";
-        assert_eq!(panic_message(js).unwrap(), "Uncaught exception in GET /x: Error: kaboom");
+        assert_eq!(
+            panic_message(js).unwrap(),
+            "Uncaught exception in GET /x: Error: kaboom"
+        );
     }
 }
 

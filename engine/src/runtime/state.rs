@@ -84,7 +84,12 @@ impl CallState {
     /// Readies a warm instance's state for its next call: everything that
     /// belongs to one call starts over, and the plugin context is the
     /// current one (the instance may have been created while describing).
-    pub fn begin_call(&mut self, plugin: Arc<PluginContext>, request_id: Arc<str>, deadline: Instant) {
+    pub fn begin_call(
+        &mut self,
+        plugin: Arc<PluginContext>,
+        request_id: Arc<str>,
+        deadline: Instant,
+    ) {
         self.outbound = OutboundHooks {
             plugin: Arc::from(plugin.name.as_str()),
             policy: plugin.outbound.clone(),
