@@ -111,7 +111,8 @@ fn build_js(path: &Path, plugins_dir: &Path) -> anyhow::Result<Built> {
         .join("@bytecodealliance")
         .is_dir()
     {
-        npm(&js_sdk, "ci")?;
+        // `install` on the lock file: see the Makefile's js-sdk target.
+        npm(&js_sdk, "install")?;
     }
     let has_deps = package["dependencies"]
         .as_object()
