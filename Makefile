@@ -33,9 +33,10 @@ tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package
 # the JS example.
 js-sdk: sdk-guest/js/node_modules/.package-lock.json
 	cd sdk-guest/js && npm run --silent check
-# `npm install` on the lock file, not `npm ci`: the lock cannot list the
-# platform packages of jco's optional dependencies that the registry lacks,
-# and npm ci refuses such a lock.
+# `npm install` on the lock file, not `npm ci`: npm 11 writes a lock without
+# some optional platform packages of jco's dependencies and npm ci refuses it.
+# preview2-shim is pinned directly: componentize-js imports it but npm marks
+# the shared copy extraneous and a lock-based install would leave it out.
 sdk-guest/js/node_modules/.package-lock.json: sdk-guest/js/package.json sdk-guest/js/package-lock.json
 	cd sdk-guest/js && npm install --no-audit --no-fund
 

@@ -58,7 +58,9 @@ fn build_explains_a_missing_crate() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("has no Cargo.toml"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has neither Cargo.toml nor package.json")
+    );
 }
 
 #[test]
