@@ -140,6 +140,29 @@ async fn an_endless_js_loop_is_stopped_by_fuel_or_the_deadline_and_the_plugin_ke
 }
 
 #[tokio::test]
+async fn a_js_plugin_that_grows_past_the_memory_cap_is_stopped_and_named() {
+    let engine = Engine::builder()
+        .plugin(
+            "fixture-js",
+            "fixture-js",
+            Some("[limits]\nmemory = \"64MiB\"\nfuel = 5000000000\n"),
+        )
+        .start()
+        .await;
+    let res = engine.get("/js/hog").await;
+    assert_eq!(res.status(), 500);
+    let body: Value = res.json().await.unwrap();
+    // SpiderMonkey meets the refusal as an out-of-memory error or aborts;
+    // either way the answer names the cap, from the limiter's record.
+    assert_eq!(body["error"]["code"], "plugin_memory_limit", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("fixture-js"), "{message}");
+    assert!(message.contains("67108864 bytes"), "{message}");
+    // That instance is discarded, not returned to the warm pool.
+    assert_eq!(engine.get("/js/hello").await.status(), 200);
+}
+
+#[tokio::test]
 async fn a_js_exception_is_a_clean_500_naming_the_plugin_and_a_kiln_error_is_the_plugins_answer() {
     let engine = Engine::builder()
         .plugin("fixture-js", "fixture-js", None)

@@ -165,9 +165,16 @@ const BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
 /// The `wasi:http` hooks of one call: the allow-list check before anything
 /// leaves the host.
 pub struct OutboundHooks {
-    pub plugin: Arc<str>,
-    pub policy: Arc<OutboundPolicy>,
-    pub request_id: Arc<str>,
+    plugin: Arc<super::PluginContext>,
+    request_id: Arc<str>,
+}
+
+impl OutboundHooks {
+    /// The hooks for one call of `plugin`: its allow-list, and the request
+    /// to name when something is refused.
+    pub fn for_call(plugin: Arc<super::PluginContext>, request_id: Arc<str>) -> Self {
+        OutboundHooks { plugin, request_id }
+    }
 }
 
 type SendFuture = Box<
@@ -194,9 +201,9 @@ impl WasiHttpHooks for OutboundHooks {
         let host = uri.host().unwrap_or_default();
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        if !self.policy.allows(https, host, port) {
+        if !self.plugin.outbound.allows(https, host, port) {
             tracing::warn!(
-                plugin = %self.plugin,
+                plugin = %self.plugin.name,
                 request_id = %self.request_id,
                 url = %format!("{}://{host}:{port}", if https { "https" } else { "http" }),
                 "outbound request refused: the host is not in the plugin's [outbound] allowed_hosts"

@@ -130,6 +130,18 @@ struct Lease {
     reusable: bool,
 }
 
+impl Lease {
+    /// A store with no instance yet: `run` instantiates it.
+    fn fresh(store: Store<CallState>, reusable: bool) -> Self {
+        Lease {
+            store,
+            instance: None,
+            uses: 0,
+            reusable,
+        }
+    }
+}
+
 /// The two header forms a `.wasm` can have.
 fn check_header(wasm: &[u8]) -> Result<(), LoadError> {
     match wasm.get(0..8) {
@@ -414,22 +426,12 @@ impl Plugin {
                 reusable: true,
             };
         }
-        Lease {
-            store: self.new_store(request_id),
-            instance: None,
-            uses: 0,
-            reusable: true,
-        }
+        Lease::fresh(self.new_store(request_id), true)
     }
 
     /// A fresh store for the calls that describe the plugin at load.
     fn describe_lease(&self) -> Lease {
-        Lease {
-            store: self.new_store(Arc::from("describe")),
-            instance: None,
-            uses: 0,
-            reusable: false,
-        }
+        Lease::fresh(self.new_store(Arc::from("describe")), false)
     }
 
     /// Runs `call` on the lease's instance (instantiating it first when the

@@ -56,11 +56,7 @@ impl CallState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let outbound = OutboundHooks {
-            plugin: std::sync::Arc::from(plugin.name.as_str()),
-            policy: plugin.outbound.clone(),
-            request_id: request_id.clone(),
-        };
+        let outbound = OutboundHooks::for_call(plugin.clone(), request_id.clone());
         CallState {
             wasi,
             table: ResourceTable::new(),
@@ -90,11 +86,7 @@ impl CallState {
         request_id: Arc<str>,
         deadline: Instant,
     ) {
-        self.outbound = OutboundHooks {
-            plugin: Arc::from(plugin.name.as_str()),
-            policy: plugin.outbound.clone(),
-            request_id: request_id.clone(),
-        };
+        self.outbound = OutboundHooks::for_call(plugin.clone(), request_id.clone());
         self.plugin = plugin;
         self.request_id = request_id;
         self.deadline = deadline;

@@ -10,6 +10,11 @@ export const routes = new Router()
   .get('/js/loop', () => {
     for (;;) {}
   })
+  .get('/js/hog', () => {
+    // Keeps every megabyte it allocates until the memory cap stops it.
+    const kept = [];
+    for (;;) kept.push(new Uint8Array(1 << 20).fill(1));
+  })
   .get('/js/throw', () => {
     throw new Error('kaboom from js');
   })
