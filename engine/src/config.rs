@@ -383,6 +383,9 @@ pub struct Limits {
     pub warm_instances: u32,
     /// Calls one warm instance serves before it is replaced.
     pub max_uses: u32,
+    /// How long a warm instance may wait for a call before it is released;
+    /// 0: never.
+    pub idle_timeout_ms: u64,
 }
 
 /// How instances are given to calls (`limits.instances`).
@@ -411,6 +414,7 @@ impl Default for Limits {
             instances: InstanceReuse::Auto,
             warm_instances: 16,
             max_uses: 1_000,
+            idle_timeout_ms: 60_000,
         }
     }
 }
@@ -428,6 +432,7 @@ pub struct PartialLimits {
     pub instances: Option<InstanceReuse>,
     pub warm_instances: Option<u32>,
     pub max_uses: Option<u32>,
+    pub idle_timeout_ms: Option<u64>,
 }
 
 impl PartialLimits {
@@ -442,6 +447,7 @@ impl PartialLimits {
         self.instances = over.instances.or(self.instances);
         self.warm_instances = over.warm_instances.or(self.warm_instances);
         self.max_uses = over.max_uses.or(self.max_uses);
+        self.idle_timeout_ms = over.idle_timeout_ms.or(self.idle_timeout_ms);
     }
 
     pub fn apply_to(&self, limits: &mut Limits) {
@@ -455,6 +461,7 @@ impl PartialLimits {
             instances,
             warm_instances,
             max_uses,
+            idle_timeout_ms,
         } = self;
         if let Some(v) = fuel {
             limits.fuel = *v;
@@ -482,6 +489,9 @@ impl PartialLimits {
         }
         if let Some(v) = max_uses {
             limits.max_uses = *v;
+        }
+        if let Some(v) = idle_timeout_ms {
+            limits.idle_timeout_ms = *v;
         }
     }
 }

@@ -4,6 +4,7 @@
 //! instances (or not), and made from an empty folder with `kiln new --lang js`.
 
 use std::process::Command;
+use std::time::Duration;
 
 use kiln_e2e::{Engine, kiln_bin, workspace_root};
 use serde_json::{Value, json};
@@ -246,6 +247,48 @@ async fn js_plugins_reuse_warm_instances_up_to_max_uses_and_fresh_mode_keeps_not
     for _ in 0..3 {
         assert_eq!(calls(&engine).await, 1);
     }
+}
+
+async fn instances(engine: &Engine) -> Value {
+    let plugin = engine.admin_plugin("fixture-js").await;
+    plugin.expect("fixture-js is listed")["instances"].clone()
+}
+
+#[tokio::test]
+async fn warm_instances_nobody_takes_are_released_after_the_idle_timeout() {
+    let engine = Engine::builder()
+        .plugin(
+            "fixture-js",
+            "fixture-js",
+            Some("[limits]\nidle_timeout_ms = 1500\n"),
+        )
+        .start()
+        .await;
+    assert_eq!(calls(&engine).await, 1);
+    assert_eq!(calls(&engine).await, 2);
+    // Right after a call its instance waits in the pool ...
+    assert_eq!(
+        instances(&engine).await,
+        json!({ "reuse": "warm", "idle": 1 })
+    );
+    // ... and is released once it has waited past the timeout (checked
+    // every second), so the next call starts over on a new instance.
+    let released = kiln_e2e::wait_for(Duration::from_secs(6), || async {
+        (instances(&engine).await["idle"] == 0).then_some(())
+    })
+    .await;
+    assert!(released.is_some(), "{}", instances(&engine).await);
+    assert_eq!(calls(&engine).await, 1);
+
+    let engine = Engine::builder()
+        .plugin(
+            "fixture-js",
+            "fixture-js",
+            Some("[limits]\ninstances = \"fresh\"\n"),
+        )
+        .start()
+        .await;
+    assert_eq!(instances(&engine).await, json!({ "reuse": "fresh" }));
 }
 
 #[tokio::test]

@@ -63,6 +63,10 @@ pub async fn plugins(State(app): State<AppState>) -> Json<serde_json::Value> {
             if let Some(p) = snapshot.plugins.get(&stem) {
                 let (running, waiting) = p.load_now();
                 v["calls"] = json!({ "running": running, "waiting": waiting });
+                v["instances"] = match p.warm_idle() {
+                    Some(idle) => json!({ "reuse": "warm", "idle": idle }),
+                    None => json!({ "reuse": "fresh" }),
+                };
             }
             v
         })

@@ -210,7 +210,13 @@ impl Runtime {
             InstanceReuse::Fresh => false,
             InstanceReuse::Auto => super::language::is_interpreted(language.as_deref()),
         };
-        let pool = warm.then(|| InstancePool::new(limits.warm_instances, limits.max_uses));
+        let pool = warm.then(|| {
+            InstancePool::new(
+                limits.warm_instances,
+                limits.max_uses,
+                (limits.idle_timeout_ms > 0).then(|| Duration::from_millis(limits.idle_timeout_ms)),
+            )
+        });
         let gate = Gate::new(
             limits.max_concurrency,
             limits.queue_size,
@@ -647,6 +653,12 @@ impl Plugin {
     /// Whether calls reuse warm instances, and how many are idle now.
     pub fn warm_idle(&self) -> Option<usize> {
         self.pool.as_ref().map(|p| p.idle())
+    }
+
+    /// Releases the warm instances idle past the plugin's `idle_timeout_ms`;
+    /// returns how many.
+    pub fn release_idle(&self, now: Instant) -> usize {
+        self.pool.as_ref().map_or(0, |p| p.release_idle(now))
     }
 
     /// Calls running and waiting now.

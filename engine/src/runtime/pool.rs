@@ -2,9 +2,12 @@
 //! that served a call cleanly. A call takes the most recently used one (its
 //! memory is hottest) and gives it back when it returned normally; one that
 //! trapped, timed out, was refused memory or served `max_uses` calls is
-//! dropped instead, so a poisoned instance is never entered again.
+//! dropped instead, so a poisoned instance is never entered again. Instances
+//! nobody took for `idle_timeout` are released, so a burst does not keep its
+//! memory forever.
 
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use wasmtime::Store;
 use wasmtime::component::Instance;
@@ -18,23 +21,38 @@ pub struct Warm {
     pub uses: u32,
 }
 
+/// An instance waiting in the pool, and since when.
+struct Idle {
+    warm: Warm,
+    since: Instant,
+}
+
 pub struct InstancePool {
-    idle: Mutex<Vec<Warm>>,
+    /// Oldest at the bottom: instances are pushed in time order and taken
+    /// from the top, so the stack stays sorted by `since`.
+    idle: Mutex<Vec<Idle>>,
     capacity: usize,
     max_uses: u32,
+    /// None: idle instances stay until a call takes them.
+    idle_timeout: Option<Duration>,
 }
 
 impl InstancePool {
-    pub fn new(capacity: u32, max_uses: u32) -> Self {
+    pub fn new(capacity: u32, max_uses: u32, idle_timeout: Option<Duration>) -> Self {
         InstancePool {
             idle: Mutex::new(Vec::with_capacity(capacity as usize)),
             capacity: capacity as usize,
             max_uses,
+            idle_timeout,
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn take(&self) -> Option<Warm> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+        self.lock().pop().map(|idle| idle.warm)
     }
 
     /// Keeps `warm` for a later call if it has uses left and there is room;
@@ -45,9 +63,12 @@ impl InstancePool {
             return;
         }
         let rejected = {
-            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let mut idle = self.lock();
             if idle.len() < self.capacity {
-                idle.push(warm);
+                idle.push(Idle {
+                    warm,
+                    since: Instant::now(),
+                });
                 None
             } else {
                 Some(warm)
@@ -56,8 +77,22 @@ impl InstancePool {
         drop(rejected);
     }
 
+    /// Drops the instances that have waited longer than the idle timeout
+    /// at `now`; returns how many.
+    pub fn release_idle(&self, now: Instant) -> usize {
+        let Some(timeout) = self.idle_timeout else {
+            return 0;
+        };
+        let released: Vec<Idle> = {
+            let mut idle = self.lock();
+            let stale = idle.partition_point(|i| now.duration_since(i.since) >= timeout);
+            idle.drain(..stale).collect()
+        };
+        released.len()
+    }
+
     /// Instances waiting for a call.
     pub fn idle(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.lock().len()
     }
 }
