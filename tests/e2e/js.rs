@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use kiln_e2e::{Engine, kiln_bin, workspace_root};
+use kiln_e2e::{Engine, error_of, kiln_bin, workspace_root};
 use serde_json::{Value, json};
 
 use crate::mcp::{call, first_text, rmcp_client};
@@ -104,19 +104,15 @@ async fn an_endless_js_loop_is_stopped_by_fuel_or_the_deadline_and_the_plugin_ke
         )
         .start()
         .await;
-    let res = engine.get("/js/loop").await;
-    assert_eq!(res.status(), 500);
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "plugin_cpu_limit", "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("fixture-js")
+    let (status, code, message) = error_of(engine.get("/js/loop").await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (500, "plugin_cpu_limit"),
+        "{message}"
     );
+    assert!(message.contains("fixture-js"), "{message}");
     // The instance that ran out is gone; the next call gets a good one.
-    let res = engine.get("/js/hello").await;
-    assert_eq!(res.status(), 200);
+    assert_eq!(engine.get("/js/hello").await.status(), 200);
 
     let engine = Engine::builder()
         .runtime("cpu_limit = \"epoch\"")
@@ -127,16 +123,13 @@ async fn an_endless_js_loop_is_stopped_by_fuel_or_the_deadline_and_the_plugin_ke
         )
         .start()
         .await;
-    let res = engine.get("/js/loop").await;
-    assert_eq!(res.status(), 504);
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "plugin_timeout", "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("300 ms")
+    let (status, code, message) = error_of(engine.get("/js/loop").await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (504, "plugin_timeout"),
+        "{message}"
     );
+    assert!(message.contains("300 ms"), "{message}");
     assert_eq!(engine.get("/js/hello").await.status(), 200);
 }
 
@@ -150,13 +143,14 @@ async fn a_js_plugin_that_grows_past_the_memory_cap_is_stopped_and_named() {
         )
         .start()
         .await;
-    let res = engine.get("/js/hog").await;
-    assert_eq!(res.status(), 500);
-    let body: Value = res.json().await.unwrap();
+    let (status, code, message) = error_of(engine.get("/js/hog").await).await;
     // SpiderMonkey meets the refusal as an out-of-memory error or aborts;
     // either way the answer names the cap, from the limiter's record.
-    assert_eq!(body["error"]["code"], "plugin_memory_limit", "{body}");
-    let message = body["error"]["message"].as_str().unwrap();
+    assert_eq!(
+        (status, code.as_str()),
+        (500, "plugin_memory_limit"),
+        "{message}"
+    );
     assert!(message.contains("fixture-js"), "{message}");
     assert!(message.contains("67108864 bytes"), "{message}");
     // That instance is discarded, not returned to the warm pool.

@@ -1,19 +1,6 @@
 use std::time::{Duration, Instant};
 
-use kiln_e2e::{Engine, Value};
-
-async fn error_code(r: kiln_e2e::reqwest::Response) -> (u16, String, String) {
-    let status = r.status().as_u16();
-    let v: Value = r.json().await.unwrap();
-    (
-        status,
-        v["error"]["code"].as_str().unwrap_or_default().to_string(),
-        v["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-    )
-}
+use kiln_e2e::{Engine, error_of};
 
 #[tokio::test]
 async fn a_spinning_plugin_is_stopped_at_its_timeout_while_others_keep_serving() {
@@ -46,7 +33,7 @@ async fn a_spinning_plugin_is_stopped_at_its_timeout_while_others_keep_serving()
         "the other requests should have been answered while the spinning calls still ran"
     );
     for s in spins {
-        let (status, code, message) = error_code(s.await.unwrap()).await;
+        let (status, code, message) = error_of(s.await.unwrap()).await;
         assert_eq!(
             (status, code.as_str()),
             (504, "plugin_timeout"),
@@ -81,7 +68,7 @@ async fn fuel_stops_a_busy_loop() {
         )
         .start()
         .await;
-    let (status, code, message) = error_code(e.get("/limits/spin").await).await;
+    let (status, code, message) = error_of(e.get("/limits/spin").await).await;
     assert_eq!(
         (status, code.as_str()),
         (500, "plugin_cpu_limit"),
@@ -101,7 +88,7 @@ async fn growing_past_the_memory_cap_is_a_clean_error() {
         )
         .start()
         .await;
-    let (status, code, message) = error_code(e.get("/limits/grow").await).await;
+    let (status, code, message) = error_of(e.get("/limits/grow").await).await;
     assert_eq!(
         (status, code.as_str()),
         (500, "plugin_memory_limit"),
@@ -119,7 +106,7 @@ async fn a_panic_is_a_500_named_in_the_log_and_the_next_call_works() {
         .await;
     let r = e.get("/limits/panic").await;
     let request_id = r.headers()["x-request-id"].to_str().unwrap().to_string();
-    let (status, code, message) = error_code(r).await;
+    let (status, code, message) = error_of(r).await;
     assert_eq!(
         (status, code.as_str()),
         (500, "plugin_crashed"),
@@ -162,7 +149,7 @@ async fn a_full_queue_answers_503_with_retry_after() {
         statuses.push(r.status().as_u16());
         if r.status() == 503 {
             retry_after.push(r.headers()["retry-after"].to_str().unwrap().to_string());
-            let (_, code, _) = error_code(r).await;
+            let (_, code, _) = error_of(r).await;
             assert_eq!(code, "plugin_busy");
         }
     }

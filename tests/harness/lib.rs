@@ -412,6 +412,15 @@ impl Drop for Engine {
     }
 }
 
+/// The status, `error.code` and `error.message` of one of the engine's
+/// JSON error answers (empty strings when the body has none).
+pub async fn error_of(res: reqwest::Response) -> (u16, String, String) {
+    let status = res.status().as_u16();
+    let body: Value = res.json().await.unwrap_or_default();
+    let field = |k: &str| body["error"][k].as_str().unwrap_or_default().to_string();
+    (status, field("code"), field("message"))
+}
+
 /// Polls `check` every 25 ms until it returns `Some` or `timeout` passes.
 pub async fn wait_for<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
 where
