@@ -58,9 +58,9 @@ pub async fn serve(
         broker,
         config: config.graphql.clone(),
     };
+    let _idle_release = tokio::spawn(release_idle_instances(runtime.clone()));
     let mut reloader = Reloader::new(runtime, registry.clone(), config.clone(), schema_inputs);
     reloader.sync().await;
-    let _idle_release = tokio::spawn(release_idle_instances(registry.clone()));
     let _watch = watch(
         reloader,
         Duration::from_millis(config.runtime.reload_debounce_ms),
@@ -156,23 +156,19 @@ async fn sweep_expired(kv: Kv) {
 
 /// Warm instances nobody took within their plugin's `idle_timeout_ms` give
 /// their memory back; checked every second, so a release is at most that late.
-async fn release_idle_instances(registry: Arc<Registry>) {
+async fn release_idle_instances(runtime: Arc<Runtime>) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        let snapshot = registry.snapshot();
+        let runtime = runtime.clone();
         // Dropping a store resets its memory slot: work for a blocking thread.
         let sweep = tokio::task::spawn_blocking(move || {
-            let now = std::time::Instant::now();
-            for (name, plugin) in &snapshot.plugins {
-                let released = plugin.release_idle(now);
-                if released > 0 {
-                    tracing::debug!(plugin = %name, released, "released idle warm instances");
-                }
-            }
+            runtime.release_idle_instances(std::time::Instant::now())
         });
-        let _ = sweep.await;
+        if let Ok(released @ 1..) = sweep.await {
+            tracing::debug!(released, "released idle warm instances");
+        }
     }
 }
 

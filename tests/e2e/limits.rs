@@ -1,6 +1,6 @@
 use std::time::{Duration, Instant};
 
-use kiln_e2e::{Engine, error_of};
+use kiln_e2e::{Engine, Value, error_of};
 
 #[tokio::test]
 async fn a_spinning_plugin_is_stopped_at_its_timeout_while_others_keep_serving() {
@@ -178,4 +178,55 @@ async fn waiting_longer_than_the_queue_timeout_is_503() {
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "1");
     assert_eq!(slow.await.unwrap().status(), 200);
+}
+
+/// Makes `n` concurrent `GET path` calls; their statuses once all are done.
+fn concurrently(e: &Engine, path: &str, n: usize) -> tokio::task::JoinHandle<Vec<u16>> {
+    let calls: Vec<_> = (0..n)
+        .map(|_| {
+            let request = e.client.get(e.url(path));
+            tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    tokio::spawn(async move {
+        let mut statuses = Vec::new();
+        for c in calls {
+            statuses.push(c.await.unwrap());
+        }
+        statuses
+    })
+}
+
+#[tokio::test]
+async fn idle_warm_instances_give_way_when_the_engine_runs_out_of_instance_slots() {
+    // Three slots in all; `limits` keeps up to three warm instances.
+    let e = Engine::builder()
+        .runtime("max_instances = 3")
+        .config("[limits]\nmax_concurrency = 3\nwarm_instances = 3")
+        .plugin(
+            "limits",
+            "fixture-limits",
+            Some("[limits]\ninstances = \"warm\""),
+        )
+        .plugin("basic", "fixture-basic", None)
+        .start()
+        .await;
+    let statuses = concurrently(&e, "/limits/sleep/400", 3).await.unwrap();
+    assert_eq!(statuses, [200, 200, 200]);
+    let idle = |p: Option<Value>| p.unwrap()["instances"]["idle"].clone();
+    assert_eq!(idle(e.admin_plugin("limits").await), 3);
+    // Every slot is held by an idle instance: a call to another plugin
+    // makes them go rather than fail.
+    assert_eq!(e.get("/basic/status/200").await.status(), 200);
+    assert_eq!(idle(e.admin_plugin("limits").await), 0);
+
+    // Slots held by running calls are another matter: 503, retry shortly.
+    let running = concurrently(&e, "/limits/sleep/1500", 3);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = e.get("/basic/status/200").await;
+    assert_eq!(r.headers()["retry-after"], "1");
+    let (status, code, message) = error_of(r).await;
+    assert_eq!((status, code.as_str()), (503, "plugin_busy"), "{message}");
+    assert!(message.contains("max_instances = 3"), "{message}");
+    assert_eq!(running.await.unwrap(), [200, 200, 200]);
 }

@@ -13,6 +13,9 @@ pub enum Refusal {
     QueueFull,
     /// Waited `queue_timeout` without a slot.
     WaitTimeout,
+    /// Every instance slot of the engine (`runtime.max_instances`) is in
+    /// use by running calls.
+    NoInstanceSlot { max_instances: u32 },
 }
 
 pub struct Gate {

@@ -33,6 +33,10 @@ pub struct Runtime {
     pub(crate) cpu_limit: CpuLimit,
     pub(crate) tick: Duration,
     ticker_stop: Arc<AtomicBool>,
+    /// Every plugin's warm instances.
+    pub(crate) warm_pools: Arc<pool::WarmPools>,
+    /// Instance slots of the pooling allocator.
+    pub(crate) max_instances: u32,
 }
 
 impl Runtime {
@@ -72,11 +76,19 @@ impl Runtime {
             cpu_limit: rt.cpu_limit,
             tick,
             ticker_stop,
+            warm_pools: Arc::default(),
+            max_instances: rt.max_instances,
         })
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Releases the warm instances idle past their plugin's
+    /// `idle_timeout_ms`; returns how many.
+    pub fn release_idle_instances(&self, now: std::time::Instant) -> usize {
+        self.warm_pools.release_idle(now)
     }
 }
 

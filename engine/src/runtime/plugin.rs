@@ -17,7 +17,7 @@ use super::bindings::{
 };
 use super::cache::{CacheOutcome, sha256_hex};
 use super::gate::{Gate, Refusal};
-use super::pool::{InstancePool, Warm};
+use super::pool::{InstancePool, Warm, WarmPools};
 use super::state::CallState;
 use crate::config::{CpuLimit, InstanceReuse, Limits, PluginSettings};
 use crate::graphql::schema::{FieldError, ResolveRequest, Resolver};
@@ -78,7 +78,7 @@ pub enum LoadError {
 /// Why a call into a plugin did not return normally.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
-    #[error("too busy: {}", match .0 { Refusal::QueueFull => "its wait queue is full", Refusal::WaitTimeout => "no free slot within the queue timeout" })]
+    #[error("too busy: {}", busy_reason(.0))]
     Busy(Refusal),
     #[error("timed out after {limit_ms} ms")]
     Timeout { limit_ms: u64 },
@@ -88,6 +88,25 @@ pub enum CallError {
     OutOfMemory { limit: u64, requested: usize },
     #[error("crashed: {detail}")]
     Trap { detail: String },
+}
+
+/// Whether instantiating failed because the pooling allocator had no free
+/// slot (instance, memory, table or stack) left.
+fn is_out_of_slots(error: &wasmtime::Error) -> bool {
+    error
+        .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+}
+
+fn busy_reason(refusal: &Refusal) -> String {
+    match refusal {
+        Refusal::QueueFull => "its wait queue is full".into(),
+        Refusal::WaitTimeout => "no free slot within the queue timeout".into(),
+        Refusal::NoInstanceSlot { max_instances } => format!(
+            "the engine has no free instance slot (all runtime.max_instances = {max_instances} \
+             are running calls)"
+        ),
+    }
 }
 
 pub struct Plugin {
@@ -110,7 +129,11 @@ pub struct Plugin {
     pub language: Option<String>,
     pre: InstancePre<CallState>,
     /// Warm instances, when calls reuse them.
-    pool: Option<InstancePool>,
+    pool: Option<Arc<InstancePool>>,
+    /// Every plugin's pools: emptied when the engine runs out of slots.
+    warm_pools: Arc<WarmPools>,
+    /// `runtime.max_instances`, for the error when no slot is free.
+    max_instances: u32,
     http: Option<HttpHandlerIndices>,
     graphql_export: Option<GraphqlIndices>,
     mcp_export: Option<McpIndices>,
@@ -211,11 +234,13 @@ impl Runtime {
             InstanceReuse::Auto => super::language::is_interpreted(language.as_deref()),
         };
         let pool = warm.then(|| {
-            InstancePool::new(
+            let pool = Arc::new(InstancePool::new(
                 limits.warm_instances,
                 limits.max_uses,
                 (limits.idle_timeout_ms > 0).then(|| Duration::from_millis(limits.idle_timeout_ms)),
-            )
+            ));
+            self.warm_pools.register(&pool);
+            pool
         });
         let gate = Gate::new(
             limits.max_concurrency,
@@ -241,6 +266,8 @@ impl Runtime {
             language,
             pre,
             pool,
+            warm_pools: self.warm_pools.clone(),
+            max_instances: self.max_instances,
             http,
             graphql_export,
             mcp_export,
@@ -342,7 +369,11 @@ impl Plugin {
     fn failure(&self, store: &Store<CallState>, error: Option<wasmtime::Error>) -> CallError {
         let state = store.data();
         let output = state.stderr.text();
-        let err = if state.timed_out || error.is_none() {
+        let err = if error.as_ref().is_some_and(is_out_of_slots) {
+            CallError::Busy(Refusal::NoInstanceSlot {
+                max_instances: self.max_instances,
+            })
+        } else if state.timed_out || error.is_none() {
             CallError::Timeout {
                 limit_ms: self.limits.timeout_ms,
             }
@@ -440,6 +471,27 @@ impl Plugin {
         Lease::fresh(self.new_store(Arc::from("describe")), false)
     }
 
+    /// A new instance in `store`. When every slot of the pooling allocator
+    /// is taken, idle warm instances (of any plugin) make room and the
+    /// instantiation is tried once more; only running calls can fill the
+    /// engine.
+    async fn instantiate(&self, store: &mut Store<CallState>) -> wasmtime::Result<Instance> {
+        match self.pre.instantiate_async(&mut *store).await {
+            Err(e) if is_out_of_slots(&e) => {
+                let released = self.warm_pools.release_all();
+                tracing::debug!(
+                    released,
+                    "no free instance slot; released idle warm instances"
+                );
+                if released == 0 {
+                    return Err(e);
+                }
+                self.pre.instantiate_async(store).await
+            }
+            other => other,
+        }
+    }
+
     /// Runs `call` on the lease's instance (instantiating it first when the
     /// lease is fresh) under the call's limits. A warm-mode instance that
     /// returned normally and hit no limit goes back to the pool; any other
@@ -453,7 +505,7 @@ impl Plugin {
             let instance = match lease.instance {
                 Some(instance) => instance,
                 None => {
-                    let instance = self.pre.instantiate_async(&mut lease.store).await?;
+                    let instance = self.instantiate(&mut lease.store).await?;
                     lease.instance = Some(instance);
                     instance
                 }
@@ -653,12 +705,6 @@ impl Plugin {
     /// Whether calls reuse warm instances, and how many are idle now.
     pub fn warm_idle(&self) -> Option<usize> {
         self.pool.as_ref().map(|p| p.idle())
-    }
-
-    /// Releases the warm instances idle past the plugin's `idle_timeout_ms`;
-    /// returns how many.
-    pub fn release_idle(&self, now: Instant) -> usize {
-        self.pool.as_ref().map_or(0, |p| p.release_idle(now))
     }
 
     /// Calls running and waiting now.

@@ -4,9 +4,10 @@
 //! trapped, timed out, was refused memory or served `max_uses` calls is
 //! dropped instead, so a poisoned instance is never entered again. Instances
 //! nobody took for `idle_timeout` are released, so a burst does not keep its
-//! memory forever.
+//! memory forever. [`WarmPools`] sees every plugin's pool, so idle
+//! instances of one plugin never keep another from getting an instance.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use wasmtime::Store;
@@ -94,5 +95,43 @@ impl InstancePool {
     /// Instances waiting for a call.
     pub fn idle(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Drops every idle instance; returns how many.
+    fn release_all(&self) -> usize {
+        let released: Vec<Idle> = std::mem::take(&mut *self.lock());
+        released.len()
+    }
+}
+
+/// The warm pools of every loaded plugin (weakly: a pool goes when its
+/// plugin is unloaded and its last call finished).
+#[derive(Default)]
+pub struct WarmPools {
+    pools: Mutex<Vec<Weak<InstancePool>>>,
+}
+
+impl WarmPools {
+    pub fn register(&self, pool: &Arc<InstancePool>) {
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        pools.retain(|p| p.strong_count() > 0);
+        pools.push(Arc::downgrade(pool));
+    }
+
+    fn live(&self) -> Vec<Arc<InstancePool>> {
+        let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        pools.iter().filter_map(Weak::upgrade).collect()
+    }
+
+    /// Releases the instances idle past their plugin's timeout.
+    pub fn release_idle(&self, now: Instant) -> usize {
+        self.live().iter().map(|p| p.release_idle(now)).sum()
+    }
+
+    /// Releases every idle instance of every plugin: the engine ran out of
+    /// instance slots, and a call that needs one matters more than an
+    /// instance kept for a call that may come.
+    pub fn release_all(&self) -> usize {
+        self.live().iter().map(|p| p.release_all()).sum()
     }
 }
