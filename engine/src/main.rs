@@ -68,7 +68,9 @@ enum Command {
         /// Where to put the .wasm (default: plugins; env KILN_PLUGINS_DIR).
         #[arg(long, value_name = "DIR")]
         plugins: Option<PathBuf>,
-        /// Build without optimisations (faster to build, slower to run).
+        /// Rust: build without optimisations (faster to build, slower to run).
+        /// JavaScript: use the JS engine's debug build, which keeps function
+        /// names for crash backtraces.
         #[arg(long)]
         debug: bool,
     },

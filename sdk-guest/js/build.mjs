@@ -4,7 +4,11 @@
 // componentizes the bundle against the Kiln WIT world (componentize-js).
 // `kiln build` runs this; it can also be run by hand:
 //
-//   node build.mjs --plugin DIR --wit WIT_DIR --out FILE.wasm
+//   node build.mjs --plugin DIR --wit WIT_DIR --out FILE.wasm [--debug]
+//
+// --debug uses StarlingMonkey's debug build: the component keeps its names
+// section, so a crash inside the JS engine shows function names in the
+// engine log's backtrace.
 
 import { mkdir, readFile, rm, writeFile, rename } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
@@ -25,6 +29,7 @@ const { values: args } = parseArgs({
     wit: { type: 'string', default: join(sdk, '..', '..', 'wit') },
     world: { type: 'string', default: 'kiln:plugin/full-plugin' },
     out: { type: 'string' },
+    debug: { type: 'boolean', default: false },
   },
 });
 
@@ -94,6 +99,7 @@ try {
     sourcePath: bundle,
     witPath: witDir,
     worldName: args.world,
+    debugBuild: args.debug,
   }));
 } catch (e) {
   fail(`componentize failed: ${e.message || e}`);

@@ -23,7 +23,7 @@ pub fn build(path: &Path, plugins_dir: &Path, release: bool) -> anyhow::Result<B
     let manifest = path.join("Cargo.toml");
     if !manifest.is_file() {
         if path.join("package.json").is_file() {
-            return build_js(path, plugins_dir);
+            return build_js(path, plugins_dir, release);
         }
         bail!(
             "{} has neither Cargo.toml nor package.json; point kiln build at a plugin folder \
@@ -92,7 +92,7 @@ fn install(path: &Path, plugins_dir: &Path, name: String, wasm: PathBuf) -> anyh
 /// Builds a JavaScript plugin: installs the JS SDK's toolchain (once) and
 /// the plugin's own npm dependencies (when it has some and they are not
 /// installed), then runs the SDK's build script.
-fn build_js(path: &Path, plugins_dir: &Path) -> anyhow::Result<Built> {
+fn build_js(path: &Path, plugins_dir: &Path, release: bool) -> anyhow::Result<Built> {
     let package: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(path.join("package.json"))
             .with_context(|| format!("cannot read {}/package.json", path.display()))?,
@@ -126,14 +126,18 @@ fn build_js(path: &Path, plugins_dir: &Path) -> anyhow::Result<Built> {
         npm(path, verb)?;
     }
     let out = path.join("dist").join(format!("{name}.wasm"));
-    let status = Command::new(node())
-        .arg(js_sdk.join("build.mjs"))
+    let mut cmd = Command::new(node());
+    cmd.arg(js_sdk.join("build.mjs"))
         .arg("--plugin")
         .arg(path)
         .arg("--wit")
         .arg(&wit)
         .arg("--out")
-        .arg(&out)
+        .arg(&out);
+    if !release {
+        cmd.arg("--debug");
+    }
+    let status = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .status()
