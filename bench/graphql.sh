@@ -13,24 +13,19 @@ conns=${2:-50}
 subs=${3:-1000}
 rounds=${4:-20}
 port=${KILN_BENCH_PORT:-18099}
-bin=target/release/kiln
-command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
-[ -x "$bin" ] || { echo "$bin missing: cargo build --release -p kiln" >&2; exit 1; }
-[ -f plugins/catalog-rust.wasm ] || { echo "plugins/catalog-rust.wasm missing: make examples" >&2; exit 1; }
+. bench/lib.sh
+need_file plugins/catalog-rust.wasm "make examples"
 
 data=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT
 KILN_LOG=warn KILN_DATA_DIR="$data" "$bin" serve --config bench/kiln.toml --plugins plugins --listen "127.0.0.1:$port" &
 pid=$!
 url="http://127.0.0.1:$port"
-for _ in $(seq 1 100); do
-  curl -fs "$url/_kiln/v1/health" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+wait_ready "$url/_kiln/v1/health"
 curl -fs "$url/graphql" -H 'content-type: application/json' \
   -d '{"query":"mutation { addProduct(input: {sku: \"bench\", name: \"Bench\"}) { sku } }"}' >/dev/null
-rss() { awk '/VmRSS/ {print $2 " " $3}' "/proc/$pid/status"; }
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+rss() { rss_of "$pid"; }
+machine
 echo "--- one-field query calling hello-rust (no storage): wrk"
 KILN_QUERY='{"query":"{ hello(name: \"bench\") }"}' wrk -t1 -c"$conns" -d"${secs}s" --latency -s bench/graphql-query.lua "$url/graphql"
 echo "--- one-field query calling catalog-rust, which reads the key-value store: wrk -t1 -c$conns -d${secs}s --latency -s bench/graphql-query.lua $url/graphql"

@@ -10,10 +10,8 @@ cd "$(dirname "$0")/.."
 secs=${1:-10}
 conns=${2:-50}
 port=${KILN_BENCH_PORT:-18099}
-bin=target/release/kiln
-command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
-[ -x "$bin" ] || { echo "$bin missing: cargo build --release -p kiln" >&2; exit 1; }
-[ -f plugins/hello-rust.wasm ] || { echo "plugins/hello-rust.wasm missing: make examples" >&2; exit 1; }
+. bench/lib.sh
+need_file plugins/hello-rust.wasm "make examples"
 
 data=$(mktemp -d)
 pid=
@@ -32,12 +30,9 @@ TOML
 KILN_LOG=warn KILN_DATA_DIR="$data" "$bin" keys create --config "$data/kiln.toml" --name bench --roles reader > "$data/key" 2>/dev/null
 KILN_LOG=warn KILN_DATA_DIR="$data" "$bin" serve --config bench/kiln.toml --plugins plugins --listen "127.0.0.1:$port" &
 pid=$!
-for _ in $(seq 1 100); do
-  curl -fs "http://127.0.0.1:$port/hello/warmup" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-rss() { awk '/VmRSS/ {print $2 " " $3}' "/proc/$pid/status"; }
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+wait_ready "http://127.0.0.1:$port/hello/warmup"
+rss() { rss_of "$pid"; }
+machine
 echo "rss after start (examples loaded): $(rss)"
 echo "--- anonymous, public route: wrk -t1 -c$conns -d${secs}s --latency http://127.0.0.1:$port/hello/world"
 wrk -t1 -c"$conns" -d"${secs}s" --latency "http://127.0.0.1:$port/hello/world"
@@ -46,9 +41,6 @@ kill $pid; wait $pid 2>/dev/null || true
 
 KILN_LOG=warn KILN_DATA_DIR="$data" "$bin" serve --config "$data/kiln.toml" --plugins plugins --listen "127.0.0.1:$port" &
 pid=$!
-for _ in $(seq 1 100); do
-  curl -fs "http://127.0.0.1:$port/hello/warmup" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+wait_ready "http://127.0.0.1:$port/hello/warmup"
 echo "--- API key + rate limit: wrk -t1 -c$conns -d${secs}s --latency -H 'Authorization: Bearer kk_...' http://127.0.0.1:$port/hello/world"
 wrk -t1 -c"$conns" -d"${secs}s" --latency -H "Authorization: Bearer $(cat "$data/key")" "http://127.0.0.1:$port/hello/world"

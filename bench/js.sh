@@ -9,15 +9,13 @@ cd "$(dirname "$0")/.."
 secs=${1:-10}
 conns=${2:-50}
 port=${KILN_BENCH_PORT:-18098}
-bin=target/release/kiln
-command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
-[ -x "$bin" ] || { echo "$bin missing: cargo build --release -p kiln" >&2; exit 1; }
+. bench/lib.sh
 
 data=$(mktemp -d)
 pid=
 trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT
 mkdir -p "$data/plugins"
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+machine
 start=$(date +%s%N)
 "$bin" build examples/hello-js --plugins "$data/plugins" >/dev/null
 echo "kiln build examples/hello-js: $(( ($(date +%s%N) - start) / 1000000 )) ms, $(stat -c %s "$data/plugins/hello-js.wasm") bytes"
@@ -28,10 +26,7 @@ serve() {
   KILN_LOG=info KILN_DATA_DIR="$data" "$bin" serve --config "$data/kiln.toml" --plugins "$data/plugins" \
     --listen "127.0.0.1:$port" 2>"$data/log" &
   pid=$!
-  for _ in $(seq 1 3000); do
-    curl -fs "http://127.0.0.1:$port/hello-js/warmup" >/dev/null 2>&1 && break
-    sleep 0.01
-  done
+  wait_ready "http://127.0.0.1:$port/hello-js/warmup"
   echo "$1: first response after $(( ($(date +%s%N) - t0) / 1000000 )) ms ($(grep -o 'cache=[A-Za-z]*' "$data/log" | head -1))"
 }
 stop() { kill $pid; wait $pid 2>/dev/null || true; }
@@ -42,7 +37,7 @@ stop
 serve "restart (compiled component cached)"
 echo "--- warm instances: wrk -t1 -c$conns -d${secs}s --latency http://127.0.0.1:$port/hello-js/world"
 wrk -t1 -c"$conns" -d"${secs}s" --latency "http://127.0.0.1:$port/hello-js/world"
-echo "rss: $(awk '/VmRSS/ {print $2 " " $3}' "/proc/$pid/status")"
+echo "rss: $(rss_of "$pid")"
 stop
 
 printf '[limits]\ninstances = "fresh"\n' > "$data/plugins/hello-js.toml"

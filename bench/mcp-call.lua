@@ -2,12 +2,17 @@
 -- session-based protocol (2025-11-25) on that session; unset: the stateless
 -- 2026-07-28 revision, with the headers and _meta it requires.
 -- KILN_MCP_TOOL / KILN_MCP_ARGS pick the tool (default: echo from fixture-mcp).
+-- KILN_BENCH_KEY: an API key sent as the bearer (echo needs the reader role).
 local session = os.getenv("KILN_MCP_SESSION")
 local tool = os.getenv("KILN_MCP_TOOL") or "echo"
 local args = os.getenv("KILN_MCP_ARGS") or '{"text":"bench"}'
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Accept"] = "application/json, text/event-stream"
+local key = os.getenv("KILN_BENCH_KEY")
+if key and key ~= "" then
+  wrk.headers["Authorization"] = "Bearer " .. key
+end
 local meta = ""
 if session and session ~= "" then
   wrk.headers["Mcp-Session-Id"] = session

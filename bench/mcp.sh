@@ -10,28 +10,24 @@ cd "$(dirname "$0")/.."
 secs=${1:-10}
 conns=${2:-50}
 port=${KILN_BENCH_PORT:-18098}
-bin=target/release/kiln
 wasm=target/wasm32-wasip2/release
-command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
-[ -x "$bin" ] || { echo "$bin missing: cargo build --release -p kiln" >&2; exit 1; }
-for f in fixture_mcp tools_rust; do
-  [ -f "$wasm/$f.wasm" ] || { echo "$wasm/$f.wasm missing: make fixtures" >&2; exit 1; }
-done
+. bench/lib.sh
+for f in fixture_mcp tools_rust; do need_file "$wasm/$f.wasm" "make fixtures"; done
 
 data=$(mktemp -d)
 mkdir "$data/plugins"
 cp "$wasm/fixture_mcp.wasm" "$data/plugins/fixture-mcp.wasm"
 cp "$wasm/tools_rust.wasm" "$data/plugins/tools-rust.wasm"
 trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT
+# fixture-mcp's echo tool declares the reader role: the calls carry a key.
+KILN_LOG=warn KILN_DATA_DIR="$data" "$bin" keys create --config bench/kiln.toml --name bench --roles reader > "$data/key" 2>/dev/null
+export KILN_BENCH_KEY; KILN_BENCH_KEY=$(cat "$data/key")
 KILN_LOG=warn KILN_DATA_DIR="$data" "$bin" serve --config bench/kiln.toml --plugins "$data/plugins" --listen "127.0.0.1:$port" &
 pid=$!
 url="http://127.0.0.1:$port/mcp"
-for _ in $(seq 1 100); do
-  curl -fs "http://127.0.0.1:$port/_kiln/v1/health" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-post() { curl -fs "$url" -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' "$@"; }
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+wait_ready "http://127.0.0.1:$port/_kiln/v1/health"
+post() { curl -fs "$url" -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' -H "authorization: Bearer $KILN_BENCH_KEY" "$@"; }
+machine
 export KILN_MCP_SESSION=
 echo "--- echo, stateless 2026-07-28: wrk -t1 -c$conns -d${secs}s --latency -s bench/mcp-call.lua $url"
 wrk -t1 -c"$conns" -d"${secs}s" --latency -s bench/mcp-call.lua "$url"
@@ -47,4 +43,4 @@ KILN_MCP_TOOL=memo.recall KILN_MCP_ARGS='{"title":"bench"}' \
   wrk -t1 -c"$conns" -d"${secs}s" --latency -s bench/mcp-call.lua "$url"
 echo "--- echo on one 2025-11-25 session ($conns connections sharing it)"
 KILN_MCP_SESSION=$session wrk -t1 -c"$conns" -d"${secs}s" --latency -s bench/mcp-call.lua "$url"
-echo "rss: $(awk '/VmRSS/ {print $2 " " $3}' "/proc/$pid/status")"
+echo "rss: $(rss_of "$pid")"

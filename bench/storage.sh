@@ -11,10 +11,8 @@ secs=${1:-5}
 conns=${2:-50}
 port=${KILN_BENCH_PORT:-18098}
 pg=${KILN_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}
-bin=target/release/kiln
-command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
-[ -x "$bin" ] || { echo "$bin missing: cargo build --release -p kiln" >&2; exit 1; }
-[ -f plugins/notes-rust.wasm ] || { echo "plugins/notes-rust.wasm missing: make examples" >&2; exit 1; }
+. bench/lib.sh
+need_file plugins/notes-rust.wasm "make examples"
 
 run() {
   local label=$1 url=$2
@@ -24,7 +22,7 @@ run() {
   KILN_LOG=warn KILN_DATA_DIR="$data" KILN_DATABASE_URL="$url" \
     "$bin" serve --config bench/kiln.toml --plugins "$data/plugins" --listen "127.0.0.1:$port" &
   local pid=$!
-  for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/_kiln/v1/health" >/dev/null 2>&1 && break; sleep 0.1; done
+  wait_ready "http://127.0.0.1:$port/_kiln/v1/health"
   curl -fs -X POST "http://127.0.0.1:$port/notes" -d '{"title":"bench","body":"one row"}' >/dev/null
   curl -fs -X POST "http://127.0.0.1:$port/notes/1/views" >/dev/null
   for t in "sql one-row query|GET /notes/1|" "kv get|GET /notes/1/views|" "kv increment|POST /notes/1/views|-s bench/post.lua"; do
@@ -38,7 +36,7 @@ run() {
   rm -rf "$data"
 }
 
-echo "machine: $(nproc) cores, $(uname -sr)"
+machine
 run sqlite "sqlite://$(mktemp -d)/kiln.db"
 if command -v psql >/dev/null && psql "$pg/postgres" -qc "DROP DATABASE IF EXISTS kiln_bench" 2>/dev/null \
    && psql "$pg/postgres" -qc "CREATE DATABASE kiln_bench"; then
