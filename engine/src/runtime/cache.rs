@@ -45,7 +45,9 @@ impl CompileCache {
         wasm_hash: &str,
     ) -> wasmtime::Result<(Component, CacheOutcome)> {
         let Some(dir) = &self.dir else {
-            return Ok((Component::new(engine, wasm)?, CacheOutcome::Disabled));
+            let component = Component::new(engine, wasm);
+            release_freed_heap();
+            return Ok((component?, CacheOutcome::Disabled));
         };
         let path = self.path_for(dir, wasm_hash);
         if path.exists() {
@@ -62,12 +64,37 @@ impl CompileCache {
             }
         }
         let compiled = engine.precompile_component(wasm)?;
-        if let Err(e) = write_atomically(dir, &path, &compiled) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot write compiled-component cache; continuing without it");
-        }
-        // SAFETY: `compiled` was just produced by `precompile_component` on this engine.
-        let component = unsafe { Component::deserialize(engine, &compiled)? };
-        Ok((component, CacheOutcome::Compiled))
+        let written = write_atomically(dir, &path, &compiled);
+        let component = match written {
+            // Mapped from the file like a cache hit: the code pages are the
+            // page cache's, not the engine's heap.
+            // SAFETY: the file was just written from `precompile_component`
+            // of this engine.
+            Ok(()) => {
+                drop(compiled);
+                unsafe { Component::deserialize_file(engine, &path) }
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot write compiled-component cache; continuing without it");
+                // SAFETY: `compiled` was just produced by `precompile_component` on this engine.
+                unsafe { Component::deserialize(engine, &compiled) }
+            }
+        };
+        release_freed_heap();
+        Ok((component?, CacheOutcome::Compiled))
+    }
+}
+
+/// Compiling a large component (a JavaScript one above all) allocates
+/// hundreds of megabytes that are free again afterwards, but glibc's malloc
+/// keeps freed heap mapped: the engine would sit at ~450 MB instead of
+/// ~70 MB after compiling one. Hand it back to the system.
+fn release_freed_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the kernel; it is
+    // thread-safe and touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
