@@ -58,7 +58,7 @@ pub async fn serve(
         broker,
         config: config.graphql.clone(),
     };
-    let _idle_release = tokio::spawn(release_idle_instances(runtime.clone()));
+    let idle_release = tokio::spawn(release_idle_instances(runtime.clone()));
     let mut reloader = Reloader::new(runtime, registry.clone(), config.clone(), schema_inputs);
     reloader.sync().await;
     let _watch = watch(
@@ -90,6 +90,8 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await
     .context("the HTTP server failed")?;
+    // The sweep holds the runtime; stopping it lets the runtime go.
+    idle_release.abort();
     db.close().await;
     tracing::info!("stopped");
     Ok(())
