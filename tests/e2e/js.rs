@@ -94,16 +94,17 @@ async fn a_js_plugin_serves_routes_graphql_fields_and_mcp_tools() {
     client.cancel().await.unwrap();
 }
 
+/// An engine serving `tests/fixtures-js/fixture-js` with `settings` beside it.
+async fn fixture_js(settings: Option<&str>) -> Engine {
+    Engine::builder()
+        .plugin("fixture-js", "fixture-js", settings)
+        .start()
+        .await
+}
+
 #[tokio::test]
 async fn an_endless_js_loop_is_stopped_by_fuel_or_the_deadline_and_the_plugin_keeps_serving() {
-    let engine = Engine::builder()
-        .plugin(
-            "fixture-js",
-            "fixture-js",
-            Some("[limits]\nfuel = 200000000\n"),
-        )
-        .start()
-        .await;
+    let engine = fixture_js(Some("[limits]\nfuel = 200000000\n")).await;
     let (status, code, message) = error_of(engine.get("/js/loop").await).await;
     assert_eq!(
         (status, code.as_str()),
@@ -135,14 +136,7 @@ async fn an_endless_js_loop_is_stopped_by_fuel_or_the_deadline_and_the_plugin_ke
 
 #[tokio::test]
 async fn a_js_plugin_that_grows_past_the_memory_cap_is_stopped_and_named() {
-    let engine = Engine::builder()
-        .plugin(
-            "fixture-js",
-            "fixture-js",
-            Some("[limits]\nmemory = \"64MiB\"\nfuel = 5000000000\n"),
-        )
-        .start()
-        .await;
+    let engine = fixture_js(Some("[limits]\nmemory = \"64MiB\"\nfuel = 5000000000\n")).await;
     let (status, code, message) = error_of(engine.get("/js/hog").await).await;
     // SpiderMonkey meets the refusal as an out-of-memory error or aborts;
     // either way the answer names the cap, from the limiter's record.
@@ -159,10 +153,7 @@ async fn a_js_plugin_that_grows_past_the_memory_cap_is_stopped_and_named() {
 
 #[tokio::test]
 async fn a_js_exception_is_a_clean_500_naming_the_plugin_and_a_kiln_error_is_the_plugins_answer() {
-    let engine = Engine::builder()
-        .plugin("fixture-js", "fixture-js", None)
-        .start()
-        .await;
+    let engine = fixture_js(None).await;
     let res = engine.get("/js/throw").await;
     assert_eq!(res.status(), 500);
     let body: Value = res.json().await.unwrap();
@@ -216,28 +207,17 @@ async fn calls(engine: &Engine) -> u64 {
 async fn js_plugins_reuse_warm_instances_up_to_max_uses_and_fresh_mode_keeps_nothing() {
     // Default (auto): a JavaScript component runs warm, so module state
     // carries over; max_uses retires an instance after that many calls.
-    let engine = Engine::builder()
-        .plugin("fixture-js", "fixture-js", Some("[limits]\nmax_uses = 3\n"))
-        .start()
-        .await;
-    let seen: Vec<u64> = [(); 7].iter().map(|_| 0).collect();
-    let mut seen = seen;
-    for s in seen.iter_mut() {
-        *s = calls(&engine).await;
+    let engine = fixture_js(Some("[limits]\nmax_uses = 3\n")).await;
+    let mut seen = Vec::new();
+    for _ in 0..7 {
+        seen.push(calls(&engine).await);
     }
     assert_eq!(seen, vec![1, 2, 3, 1, 2, 3, 1]);
     // A crash discards the instance: the count starts over.
     assert_eq!(engine.get("/js/throw").await.status(), 500);
     assert_eq!(calls(&engine).await, 1);
 
-    let engine = Engine::builder()
-        .plugin(
-            "fixture-js",
-            "fixture-js",
-            Some("[limits]\ninstances = \"fresh\"\n"),
-        )
-        .start()
-        .await;
+    let engine = fixture_js(Some("[limits]\ninstances = \"fresh\"\n")).await;
     for _ in 0..3 {
         assert_eq!(calls(&engine).await, 1);
     }
@@ -250,14 +230,7 @@ async fn instances(engine: &Engine) -> Value {
 
 #[tokio::test]
 async fn warm_instances_nobody_takes_are_released_after_the_idle_timeout() {
-    let engine = Engine::builder()
-        .plugin(
-            "fixture-js",
-            "fixture-js",
-            Some("[limits]\nidle_timeout_ms = 1500\n"),
-        )
-        .start()
-        .await;
+    let engine = fixture_js(Some("[limits]\nidle_timeout_ms = 1500\n")).await;
     assert_eq!(calls(&engine).await, 1);
     assert_eq!(calls(&engine).await, 2);
     // Right after a call its instance waits in the pool ...
@@ -274,14 +247,7 @@ async fn warm_instances_nobody_takes_are_released_after_the_idle_timeout() {
     assert!(released.is_some(), "{}", instances(&engine).await);
     assert_eq!(calls(&engine).await, 1);
 
-    let engine = Engine::builder()
-        .plugin(
-            "fixture-js",
-            "fixture-js",
-            Some("[limits]\ninstances = \"fresh\"\n"),
-        )
-        .start()
-        .await;
+    let engine = fixture_js(Some("[limits]\ninstances = \"fresh\"\n")).await;
     assert_eq!(instances(&engine).await, json!({ "reuse": "fresh" }));
 }
 

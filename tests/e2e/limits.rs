@@ -16,13 +16,7 @@ async fn a_spinning_plugin_is_stopped_at_its_timeout_while_others_keep_serving()
         .await;
     let started = Instant::now();
     // More spinning guests than the machine has cores.
-    let spins: Vec<_> = (0..4)
-        .map(|_| {
-            let client = e.client.clone();
-            let url = e.url("/limits/spin");
-            tokio::spawn(async move { client.get(url).send().await.unwrap() })
-        })
-        .collect();
+    let spins: Vec<_> = (0..4).map(|_| e.spawn_get("/limits/spin")).collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
     for _ in 0..20 {
         let r = e.get("/hello/meanwhile").await;
@@ -135,13 +129,7 @@ async fn a_full_queue_answers_503_with_retry_after() {
         )
         .start()
         .await;
-    let calls: Vec<_> = (0..3)
-        .map(|_| {
-            let client = e.client.clone();
-            let url = e.url("/limits/sleep/1500");
-            tokio::spawn(async move { client.get(url).send().await.unwrap() })
-        })
-        .collect();
+    let calls: Vec<_> = (0..3).map(|_| e.spawn_get("/limits/sleep/1500")).collect();
     let mut statuses = Vec::new();
     let mut retry_after = Vec::new();
     for c in calls {
@@ -168,11 +156,7 @@ async fn waiting_longer_than_the_queue_timeout_is_503() {
         )
         .start()
         .await;
-    let slow = {
-        let client = e.client.clone();
-        let url = e.url("/limits/sleep/3000");
-        tokio::spawn(async move { client.get(url).send().await.unwrap() })
-    };
+    let slow = e.spawn_get("/limits/sleep/3000");
     tokio::time::sleep(Duration::from_millis(800)).await;
     let r = e.get("/limits/ok").await;
     assert_eq!(r.status(), 503);
@@ -182,16 +166,11 @@ async fn waiting_longer_than_the_queue_timeout_is_503() {
 
 /// Makes `n` concurrent `GET path` calls; their statuses once all are done.
 fn concurrently(e: &Engine, path: &str, n: usize) -> tokio::task::JoinHandle<Vec<u16>> {
-    let calls: Vec<_> = (0..n)
-        .map(|_| {
-            let request = e.client.get(e.url(path));
-            tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
-        })
-        .collect();
+    let calls: Vec<_> = (0..n).map(|_| e.spawn_get(path)).collect();
     tokio::spawn(async move {
         let mut statuses = Vec::new();
         for c in calls {
-            statuses.push(c.await.unwrap());
+            statuses.push(c.await.unwrap().status().as_u16());
         }
         statuses
     })

@@ -346,6 +346,12 @@ impl Engine {
         self.client.get(self.url(path)).send().await.expect("GET")
     }
 
+    /// Starts `GET path` in its own task, for calls that must overlap.
+    pub fn spawn_get(&self, path: &str) -> tokio::task::JoinHandle<reqwest::Response> {
+        let request = self.client.get(self.url(path));
+        tokio::spawn(async move { request.send().await.expect("GET") })
+    }
+
     /// Replaces `<stem>.wasm` the way `kiln build` does: write aside, rename.
     pub fn install(&self, stem: &str, wasm: &Path) {
         let dir = self.plugins_dir();
