@@ -131,6 +131,15 @@ fn keys_are_created_listed_and_revoked_from_the_command_line() {
         !listed.contains(&key[12..]),
         "the secret part must never be listed"
     );
+    // Dates in RFC 3339 (`2026-12-01T09:20:05Z`), not unix seconds.
+    let rfc3339 = |w: &str| {
+        let b = w.as_bytes();
+        w.len() == 20 && b[4] == b'-' && b[7] == b'-' && b[10] == b'T' && w.ends_with('Z')
+    };
+    assert!(
+        listed.split_whitespace().any(rfc3339),
+        "no RFC 3339 date in {listed}"
+    );
 
     // The database holds the hash, not the key.
     let db = std::fs::read(data.path().join("kiln.db")).unwrap();

@@ -50,7 +50,7 @@ pub async fn list(config: &Config) -> anyhow::Result<()> {
     db.close().await;
     let listed = listed.map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
-        "{:<12} {:<24} {:<10} {:<12} ROLES",
+        "{:<12} {:<24} {:<10} {:<20} ROLES",
         "ID", "NAME", "STATE", "CREATED"
     );
     for KeyRecord {
@@ -68,7 +68,8 @@ pub async fn list(config: &Config) -> anyhow::Result<()> {
             "active"
         };
         println!(
-            "{key_id:<12} {name:<24} {state:<10} {created_at:<12} {}",
+            "{key_id:<12} {name:<24} {state:<10} {:<20} {}",
+            crate::store::rfc3339(created_at),
             roles.join(",")
         );
     }

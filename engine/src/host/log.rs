@@ -32,7 +32,9 @@ impl Host for CallState {
             return Ok(());
         }
         let message = cut(&message, MAX_MESSAGE_BYTES);
-        let fields = format_fields(&fields);
+        // No fields, no `fields=""` on the line: tracing leaves out a None.
+        let fields = (!fields.is_empty()).then(|| format_fields(&fields));
+        let fields = fields.as_deref();
         match level {
             Level::Trace => {
                 tracing::trace!(target: "plugin", plugin, request_id, fields, "{message}")
