@@ -10,6 +10,7 @@ pub mod http;
 pub mod identity;
 pub mod manifest;
 pub mod mcp;
+pub mod path;
 pub mod registry;
 pub mod routes;
 pub mod runtime;

@@ -46,6 +46,14 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Plugin names and the files that own them (a name owns its kv, cache and SQL data).
+    Plugins {
+        /// Engine config file (TOML); the database is `[database] url` or KILN_DATABASE_URL.
+        #[arg(long, value_name = "FILE", env = "KILN_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: PluginsAction,
+    },
     /// Create a new plugin (a Rust crate, or a JavaScript package with --lang js) that builds as is.
     New {
         /// Plugin name: a-z, 0-9, '-' and '_'.
@@ -91,6 +99,14 @@ enum KeysAction {
     List,
     /// Revoke a key by id (kk_...) or name.
     Revoke { id_or_name: String },
+}
+
+#[derive(Subcommand)]
+enum PluginsAction {
+    /// List plugin names with the file that owns each.
+    Names,
+    /// Release a name so that another file may declare it (and reach its data).
+    Release { name: String },
 }
 
 fn main() -> ExitCode {
@@ -141,6 +157,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 KeysAction::Revoke { id_or_name } => {
                     kiln::cli::keys::revoke(&cfg, &id_or_name).await
                 }
+            }
+        }),
+        Command::Plugins { config, action } => on_database(config, |cfg| async move {
+            match action {
+                PluginsAction::Names => kiln::cli::plugins::names(&cfg).await,
+                PluginsAction::Release { name } => kiln::cli::plugins::release(&cfg, &name).await,
             }
         }),
         Command::New {

@@ -151,6 +151,22 @@ fn parse_segment(path: &str, part: &str, last: bool) -> Result<Segment, String> 
              text or a whole {{param}}"
         ));
     }
+    // Requests are routed in canonical form (`crate::path`): a literal that
+    // is not would never be reached.
+    match crate::path::canonical_segment(part) {
+        Ok(c) if c == part && part != "." && part != ".." => {}
+        Ok(c) if part != "." && part != ".." => {
+            return Err(format!(
+                "path {path:?}: segment {part:?} is never sent that way; write {c:?}"
+            ));
+        }
+        Ok(_) => {
+            return Err(format!(
+                "path {path:?}: segment {part:?} is removed from every request path"
+            ));
+        }
+        Err(e) => return Err(format!("path {path:?}: segment {part:?}: {e}")),
+    }
     Ok(Segment::Literal(part.into()))
 }
 
@@ -297,7 +313,7 @@ mod tests {
             ("/a/{x}/b/{y_2}", "/a/{}/b/{}", &["x", "y_2"]),
             ("/files/{*path}", "/files/{*}", &["path"]),
             ("/v1/users:search", "/v1/users:search", &[]),
-            ("/%7Euser", "/%7Euser", &[]),
+            ("/a%20b/%C3%B6", "/a%20b/%C3%B6", &[]),
         ];
         for (path, shape, params) in ok {
             let p = RoutePath::parse(path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -320,6 +336,13 @@ mod tests {
             ("/a/b c", "contains ' '"),
             ("/a/{x}/{x}", "twice"),
             ("/a?b", "contains '?'"),
+            // Requests are routed in canonical form (crate::path).
+            ("/%7Euser", "write \"~user\""),
+            ("/a%c3%b6", "write \"a%C3%B6\""),
+            ("/a/./b", "removed from every request path"),
+            ("/a/..", "removed from every request path"),
+            ("/a%zz", "two hex digits"),
+            ("/a%2Fb", "escaped '/'"),
             ("/_kiln/v1/plugins", "reserves"),
             ("/_kiln", "reserves"),
             ("/graphql", "reserves"),

@@ -36,6 +36,9 @@ struct PathEntry<P> {
 pub enum Lookup<'a, P> {
     Found {
         target: &'a Arc<Target<P>>,
+        /// The method of the route that serves it: GET for a HEAD request
+        /// served by a GET route. Access is decided for this method.
+        method: &'a Method,
         params: Vec<(String, String)>,
     },
     MethodNotAllowed {
@@ -176,7 +179,7 @@ impl<P: Clone> RouteTable<P> {
                     .then(|| entry.methods.iter().find(|(mm, _, _)| *mm == Method::GET))
                     .flatten()
             });
-        let Some((_, target, _)) = found else {
+        let Some((route_method, target, _)) = found else {
             return Ok(Lookup::MethodNotAllowed {
                 allow: allow_header(entry),
             });
@@ -186,7 +189,11 @@ impl<P: Clone> RouteTable<P> {
             let value = percent_decode(raw).ok_or_else(|| InvalidParam(name.clone()))?;
             params.push((name.clone(), value));
         }
-        Ok(Lookup::Found { target, params })
+        Ok(Lookup::Found {
+            target,
+            method: route_method,
+            params,
+        })
     }
 
     /// Every route, for listings: (method, pattern, owner).
@@ -271,7 +278,7 @@ mod tests {
         for (method, path, want) in cases {
             let m = Method::from_bytes(method.as_bytes()).unwrap();
             let got = match t.lookup(&m, path).unwrap() {
-                Lookup::Found { target, params } => {
+                Lookup::Found { target, params, .. } => {
                     let p: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
                     if p.is_empty() {
                         target.handler.to_string()

@@ -59,7 +59,14 @@ pub async fn serve(
         config: config.graphql.clone(),
     };
     let idle_release = tokio::spawn(release_idle_instances(runtime.clone()));
-    let mut reloader = Reloader::new(runtime, registry.clone(), config.clone(), schema_inputs);
+    let names = crate::store::plugin_names::PluginNames::new(db.clone());
+    let mut reloader = Reloader::new(
+        runtime,
+        registry.clone(),
+        config.clone(),
+        schema_inputs,
+        names,
+    );
     reloader.sync().await;
     let _watch = watch(
         reloader,

@@ -22,6 +22,7 @@ use crate::registry::{PluginStatus, Registry, Snapshot};
 use crate::routes::RouteTable;
 use crate::runtime::cache::sha256_hex;
 use crate::runtime::{Plugin, PluginSource, Runtime};
+use crate::store::plugin_names::{Claimed, PluginNames};
 
 /// Files larger than this are refused before reading them whole.
 const MAX_PLUGIN_FILE: u64 = 256 * 1024 * 1024;
@@ -44,6 +45,8 @@ pub struct Reloader {
     registry: Arc<Registry>,
     config: Arc<Config>,
     graphql: SchemaInputs,
+    /// Which file owns each plugin name (and with it the name's data).
+    names: PluginNames,
     seen: BTreeMap<String, Fingerprint>,
 }
 
@@ -53,12 +56,14 @@ impl Reloader {
         registry: Arc<Registry>,
         config: Arc<Config>,
         graphql: SchemaInputs,
+        names: PluginNames,
     ) -> Self {
         Reloader {
             runtime,
             registry,
             config,
             graphql,
+            names,
             seen: BTreeMap::new(),
         }
     }
@@ -117,7 +122,15 @@ impl Reloader {
                 }
             };
             match self.runtime.load(source).await {
-                Ok(plugin) => loaded.push(plugin),
+                Ok(plugin) => match self.claim_name(&plugin).await {
+                    Ok(()) => loaded.push(plugin),
+                    Err(e) => {
+                        let attempted = Some(fingerprint.wasm);
+                        failed |= record_failure(&mut statuses, stem, files, e, attempted);
+                        // Retried on the next pass: the name may be released.
+                        self.seen.remove(stem);
+                    }
+                },
                 Err(e) => {
                     let attempted = Some(fingerprint.wasm);
                     failed |= record_failure(&mut statuses, stem, files, e.to_string(), attempted);
@@ -218,6 +231,29 @@ impl Reloader {
         };
         next.mcp = Arc::new(Catalog::build(next.plugins.values()));
         self.registry.publish(next, statuses);
+    }
+
+    /// Binds the plugin's name to its file, or refuses it when another file
+    /// owns the name: the name decides which data the plugin reaches, and
+    /// what a guest says about itself must never get it another's data.
+    async fn claim_name(&self, plugin: &Plugin) -> Result<(), String> {
+        let name = &plugin.manifest.name;
+        let file = file_name(&plugin.path);
+        match self.names.claim(name, &file).await {
+            Ok(Claimed::Owned) => Ok(()),
+            Ok(Claimed::Taken(owner)) => Err(format!(
+                "plugin name '{name}' of {file} is already used by {owner} (its owner since {since}); \
+                 the name's kv, cache and SQL data belong to {owner}. Rename the plugin, or, to \
+                 hand the name and its data to {file}, remove {owner} and run \
+                 `kiln plugins release {name}` (or DELETE /_kiln/v1/admin/plugin-names/{name}), \
+                 then touch {file}",
+                owner = owner.file,
+                since = crate::store::rfc3339(owner.claimed_at),
+            )),
+            Err(e) => Err(format!(
+                "cannot check who owns plugin name '{name}' in the engine's database: {e}"
+            )),
+        }
     }
 
     fn source(

@@ -1,6 +1,7 @@
 //! End-to-end tests: each starts a real `kiln` process on an ephemeral port
 //! with real plugin components and talks to it over HTTP.
 
+mod access_paths;
 mod admin;
 mod cache;
 mod cli;
@@ -12,6 +13,7 @@ mod kv;
 mod limits;
 mod mcp;
 mod outbound;
+mod plugin_names;
 mod pubsub;
 mod rate_limits;
 mod reload;

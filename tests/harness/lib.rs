@@ -352,6 +352,46 @@ impl Engine {
         tokio::spawn(async move { request.send().await.expect("GET") })
     }
 
+    /// Sends `method target` as written, over a plain socket: HTTP clients
+    /// normalise paths (`/./`, `//`, `..`) before sending, and the tests of
+    /// path spellings must reach the engine byte for byte. Returns the
+    /// status and the body (the connection is closed after one answer).
+    pub async fn raw_request(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let authority = self.base.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(authority)
+            .await
+            .expect("connect");
+        let mut head =
+            format!("{method} {target} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).await.expect("write");
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer))
+            .await
+            .expect("the engine answers within 30 s")
+            .expect("read");
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {answer:?}"));
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
     /// Replaces `<stem>.wasm` the way `kiln build` does: write aside, rename.
     pub fn install(&self, stem: &str, wasm: &Path) {
         let dir = self.plugins_dir();

@@ -1,6 +1,7 @@
-//! What the `kiln new`, `kiln build` and `kiln keys` commands do; `main.rs`
+//! What the `kiln new`, `kiln build`, `kiln keys` and `kiln plugins` commands do; `main.rs`
 //! only parses.
 
 pub mod build;
 pub mod keys;
+pub mod plugins;
 pub mod scaffold;

@@ -14,6 +14,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::request_id::RequestId;
+use crate::store::plugin_names::PluginNames;
 
 /// 200 when the engine can serve, 503 (with the reason) when its database
 /// does not answer within a second. The cache is reported but does not fail
@@ -193,6 +194,46 @@ pub async fn revoke_key(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no API key with id or name {id_or_name:?}"),
+        )
+        .into_response(),
+        Err(e) => data_error(e).into_response(),
+    }
+}
+
+/// `GET /_kiln/v1/admin/plugin-names`: which file owns each plugin name.
+pub async fn plugin_names(State(app): State<AppState>) -> Response {
+    match PluginNames::new(app.db.clone()).list().await {
+        Ok(names) => Json(json!({ "names": names })).into_response(),
+        Err(e) => data_error(e).into_response(),
+    }
+}
+
+/// `DELETE /_kiln/v1/admin/plugin-names/{name}`: lets another file claim
+/// the name, and with it the name's data. Audited.
+pub async fn release_plugin_name(
+    State(app): State<AppState>,
+    caller: Option<axum::Extension<Caller>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    match PluginNames::new(app.db.clone()).release(&name).await {
+        Ok(Some(claim)) => {
+            app.audit
+                .record(
+                    &actor(&caller),
+                    "plugin_name.released",
+                    Some(&claim.name),
+                    json!({ "file": claim.file, "via": "admin-api" }),
+                )
+                .await;
+            Json(claim).into_response()
+        }
+        Ok(None) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "no file owns the plugin name {:?}",
+                crate::host::log::cut(&name, 64)
+            ),
         )
         .into_response(),
         Err(e) => data_error(e).into_response(),

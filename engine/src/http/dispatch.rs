@@ -39,7 +39,11 @@ async fn dispatch(
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
     let routed = match snapshot.routes.lookup(&parts.method, path) {
-        Ok(Lookup::Found { target, params }) => Ok((target.clone(), params)),
+        Ok(Lookup::Found {
+            target,
+            method,
+            params,
+        }) => Ok((target.clone(), method.clone(), params)),
         Ok(Lookup::MethodNotAllowed { allow }) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -64,10 +68,12 @@ async fn dispatch(
         .get::<Caller>()
         .cloned()
         .unwrap_or_default();
-    let routed = routed.and_then(|(target, params)| {
+    let routed = routed.and_then(|(target, route_method, params)| {
+        // The method of the handler that runs: a HEAD served by a GET
+        // handler is checked as that GET.
         let target_access = Target::Route {
             plugin: &target.plugin.manifest.name,
-            method: parts.method.as_str(),
+            method: route_method.as_str(),
             path,
         };
         match app.access.check(target_access, None, caller.principal()) {

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod canonical;
 pub mod dispatch;
 pub mod error;
 pub mod hardening;
@@ -143,6 +144,11 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(admin::revoke_key),
         )
         .route("/audit", get(admin::audit))
+        .route("/plugin-names", get(admin::plugin_names))
+        .route(
+            "/plugin-names/{name}",
+            axum::routing::delete(admin::release_plugin_name),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,
@@ -191,9 +197,16 @@ pub fn router(state: AppState) -> Router {
         Some(cors) => router.layer(cors),
         None => router,
     };
-    router
+    let router = router.with_state(state);
+    // The path is made canonical before the router sees it, so routing,
+    // access rules, rate limits and the plugin all read one spelling of it.
+    Router::new()
+        .fallback_service(
+            tower::ServiceBuilder::new()
+                .layer(middleware::from_fn(canonical::layer))
+                .service(router),
+        )
         .layer(middleware::from_fn(request_id::layer))
-        .with_state(state)
 }
 
 async fn reserved(request: Request) -> axum::response::Response {

@@ -76,8 +76,8 @@ impl RateLimitGroup {
                 "{at}: requests, window_s and burst must be at least 1"
             ));
         }
-        if let Some(p) = self.paths.iter().find(|p| !p.starts_with('/')) {
-            return Err(format!("{at}: path {p:?} must start with '/'"));
+        for p in &self.paths {
+            crate::identity::access::check_path_pattern(p).map_err(|e| format!("{at}: {e}"))?;
         }
         Ok(())
     }

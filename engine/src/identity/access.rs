@@ -152,10 +152,12 @@ impl AccessConfig {
             if entry.methods.is_some() && entry.path.is_none() {
                 return Err(format!("{at}: methods only go with path"));
             }
-            if let Some(path) = &entry.path
-                && !path.starts_with('/')
-            {
-                return Err(format!("{at}: path {path:?} must start with '/'"));
+            if let Some(path) = &entry.path {
+                check_path_pattern(path).map_err(|e| format!("{at}: {e}"))?;
+            }
+            for method in entry.methods.iter().flatten() {
+                crate::manifest::parse_method(&method.to_ascii_uppercase())
+                    .map_err(|e| format!("{at}: methods: {e}"))?;
             }
             if let Some(field) = &entry.field
                 && !field.contains('.')
@@ -166,6 +168,30 @@ impl AccessConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// A path pattern in config (`/notes`, `/notes/*`, `/notes*`) must be
+/// written in the canonical form requests are matched in (`crate::path`),
+/// or it would never match: `/files/%70rivate` or `/files//x` are refused
+/// with the spelling to use instead.
+pub fn check_path_pattern(pattern: &str) -> Result<(), String> {
+    let (base, star) = match pattern.strip_suffix('*') {
+        Some(base) => (base, "*"),
+        None => (pattern, ""),
+    };
+    // In `/files/*` the '/' before '*' is meant: everything under /files.
+    let (body, slash) = match base.strip_suffix('/') {
+        Some(body) if !star.is_empty() && !body.is_empty() => (body, "/"),
+        _ => (base, ""),
+    };
+    match crate::path::canonical(body) {
+        Ok(c) if c == body => Ok(()),
+        Ok(c) => Err(format!(
+            "path {pattern:?} would never match: requests are matched in their canonical \
+             form; write \"{c}{slash}{star}\""
+        )),
+        Err(e) => Err(format!("path {pattern:?}: {e}")),
     }
 }
 
@@ -228,10 +254,15 @@ impl RuleEntry {
                     && self.tool.is_none()
                     && self.prompt.is_none()
                     && self.path.as_ref().is_none_or(|p| glob(p, path))
-                    && self
-                        .methods
-                        .as_ref()
-                        .is_none_or(|ms| ms.iter().any(|m| m.eq_ignore_ascii_case(method)))
+                    && self.methods.as_ref().is_none_or(|ms| {
+                        ms.iter().any(|m| {
+                            // HEAD is GET without the body (RFC 9110 §9.3.2):
+                            // what guards GET guards HEAD.
+                            m.eq_ignore_ascii_case(method)
+                                || (m.eq_ignore_ascii_case("GET")
+                                    && method.eq_ignore_ascii_case("HEAD"))
+                        })
+                    })
             }
             Target::Field {
                 type_name, field, ..
@@ -529,6 +560,35 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_for_get_guards_head_and_patterns_in_canonical_form_are_kept() {
+        let c = config(
+            "default = \"public\"\n[[rules]]\npath = \"/notes/*\"\nmethods = [\"GET\"]\nallow = \"authenticated\"",
+        );
+        for method in ["GET", "HEAD", "get", "head"] {
+            let t = Target::Route {
+                plugin: "notes",
+                method,
+                path: "/notes/1",
+            };
+            assert_eq!(c.rule_for(&t), &Rule::Authenticated, "{method}");
+        }
+        let post = Target::Route {
+            plugin: "notes",
+            method: "POST",
+            path: "/notes/1",
+        };
+        assert_eq!(c.rule_for(&post), &Rule::Public);
+        // A rule for HEAD alone does not open the GET handler.
+        let c = config("[[rules]]\npath = \"/notes/*\"\nmethods = [\"HEAD\"]\nallow = \"public\"");
+        assert_eq!(c.rule_for(&ROUTE), &Rule::Authenticated);
+        for ok in [
+            "/*", "/", "/notes", "/notes*", "/notes/*", "/a%20b/*", "/~x",
+        ] {
+            assert_eq!(check_path_pattern(ok), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
     fn bad_entries_are_refused() {
         for (text, needle) in [
             ("[[rules]]\nallow = \"public\"", "needs a matcher"),
@@ -547,6 +607,26 @@ mod tests {
             (
                 "[[rules]]\nfield = \"notes\"\nallow = \"public\"",
                 "Type.field",
+            ),
+            (
+                "[[rules]]\npath = \"/files/%70rivate*\"\nallow = \"public\"",
+                "write \"/files/private*\"",
+            ),
+            (
+                "[[rules]]\npath = \"/files//x/*\"\nallow = \"public\"",
+                "write \"/files/x/*\"",
+            ),
+            (
+                "[[rules]]\npath = \"/files/x/\"\nallow = \"public\"",
+                "write \"/files/x\"",
+            ),
+            (
+                "[[rules]]\npath = \"/a%2Fb\"\nallow = \"public\"",
+                "escaped '/'",
+            ),
+            (
+                "[[rules]]\npath = \"/a\"\nmethods = [\"G E T\"]\nallow = \"public\"",
+                "methods",
             ),
         ] {
             let c: AccessConfig = toml::from_str(text).unwrap();

@@ -29,7 +29,15 @@ pub mod api_keys;
 pub mod audit;
 pub mod cache;
 pub mod kv;
+pub mod plugin_names;
 pub mod sql;
+
+/// Unix seconds (as the engine's tables keep time) in RFC 3339
+/// (`2026-12-01T09:20:05Z`), for people.
+pub fn rfc3339(unix_s: i64) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(unix_s).unwrap_or(0));
+    humantime::format_rfc3339_seconds(at).to_string()
+}
 
 /// How a data operation a plugin asked for failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
