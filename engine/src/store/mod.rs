@@ -249,7 +249,12 @@ mod tests {
         let db = Database::connect(&config, tmp.path()).await.unwrap();
         assert_eq!(
             db.migrate().await.unwrap(),
-            ["0001_kv.sql", "0002_api_keys.sql", "0003_audit_log.sql"]
+            [
+                "0001_kv.sql",
+                "0002_api_keys.sql",
+                "0003_audit_log.sql",
+                "0004_plugin_names.sql"
+            ]
         );
         db.migrate().await.unwrap();
         let Database::Sqlite(pool) = &db else {
