@@ -16,5 +16,6 @@ mod pubsub;
 mod rate_limits;
 mod reload;
 mod routes;
+mod shutdown;
 mod sql;
 mod store;
