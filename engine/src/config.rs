@@ -289,6 +289,10 @@ pub struct HttpConfig {
     pub max_header_bytes: ByteSize,
     /// A request whose response has not started by then gets 504.
     pub request_timeout_ms: u64,
+    /// On SIGTERM or Ctrl-C: how long requests in flight get to finish
+    /// (subscriptions and event streams are ended at once) before the
+    /// connections still open are cut.
+    pub shutdown_grace_ms: u64,
     /// Send `Strict-Transport-Security` (set when clients reach the engine
     /// over HTTPS, through a TLS-terminating proxy).
     pub hsts: bool,
@@ -306,6 +310,7 @@ impl Default for HttpConfig {
             max_response_body: ByteSize(8 * 1024 * 1024),
             max_header_bytes: ByteSize(32 * 1024),
             request_timeout_ms: 30_000,
+            shutdown_grace_ms: 10_000,
             hsts: false,
             cors: Default::default(),
             client_ip_header: None,
@@ -940,6 +945,7 @@ mod tests {
                 listen = "0.0.0.0:9000"
                 [http]
                 max_request_body = "2MiB"
+                shutdown_grace_ms = 2500
                 [limits]
                 timeout_ms = 500
                 [plugins.orders.limits]
@@ -951,6 +957,8 @@ mod tests {
         .unwrap();
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.http.max_request_body, ByteSize(2 << 20));
+        assert_eq!(c.http.shutdown_grace_ms, 2500);
+        assert_eq!(Config::default().http.shutdown_grace_ms, 10_000);
         assert_eq!(c.default_limits().timeout_ms, 500);
         assert_eq!(c.plugins["orders"].limits.memory, Some(ByteSize(16 << 20)));
         c.validate().unwrap();

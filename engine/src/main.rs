@@ -139,7 +139,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(kiln::server::serve(cfg, kiln::server::shutdown_signal()))
+            let served =
+                runtime.block_on(kiln::server::serve(cfg, kiln::server::shutdown_signal()));
+            // Connections cut when the shutdown grace period ran out still
+            // have tasks here; dropping the runtime would wait for any
+            // blocking work among them without bound.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            served
         }
         Command::Migrate { config } => on_database(config, |cfg| async move {
             let db = kiln::server::open_database(&cfg).await?;

@@ -18,5 +18,6 @@ mod pubsub;
 mod rate_limits;
 mod reload;
 mod routes;
+mod shutdown;
 mod sql;
 mod store;

@@ -156,16 +156,7 @@ impl Params {
     /// The operation this request would run, if the document parses and
     /// the operation can be found; execution reports the errors otherwise.
     pub fn operation_type(&self) -> Option<OperationType> {
-        let doc = async_graphql::parser::parse_query(&self.query).ok()?;
-        match doc.operations {
-            DocumentOperations::Single(op) => Some(op.node.ty),
-            DocumentOperations::Multiple(ops) => match self.operation_name.as_deref() {
-                Some(name) => ops.get(name).map(|op| op.node.ty),
-                // One named operation runs without operationName too.
-                None if ops.len() == 1 => ops.values().next().map(|op| op.node.ty),
-                None => None,
-            },
-        }
+        operation_type(&self.query, self.operation_name.as_deref())
     }
 
     pub fn into_request(self, info: RequestInfo) -> Request {
@@ -433,6 +424,21 @@ fn not_acceptable() -> HttpResponse {
 
 pub fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The type of the operation `query` runs (`operation_name` picks one of
+/// several), if the document parses and the operation can be found.
+pub fn operation_type(query: &str, operation_name: Option<&str>) -> Option<OperationType> {
+    let doc = async_graphql::parser::parse_query(query).ok()?;
+    match doc.operations {
+        DocumentOperations::Single(op) => Some(op.node.ty),
+        DocumentOperations::Multiple(ops) => match operation_name {
+            Some(name) => ops.get(name).map(|op| op.node.ty),
+            // One named operation runs without operationName too.
+            None if ops.len() == 1 => ops.values().next().map(|op| op.node.ty),
+            None => None,
+        },
+    }
 }
 
 #[cfg(test)]

@@ -22,8 +22,10 @@ pub mod ws;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use async_graphql::parser::types::OperationType;
 use async_graphql::{Data, Executor, Request, Response, ServerError};
 use futures_util::stream::{self, BoxStream, StreamExt};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::GraphqlConfig;
 use crate::registry::Registry;
@@ -59,6 +61,26 @@ pub fn assemble<'a>(
         .collect();
     schema::build(&merged, &resolvers, &inputs.broker, &inputs.config)
         .map_err(|e| format!("the merged GraphQL schema is invalid: {e}"))
+}
+
+/// `results` of an operation of type `operation`, ended when `shutdown` is
+/// cancelled unless it is a query or a mutation. A subscription never ends
+/// by itself; ended, its transport sends `complete` and the connection can
+/// close within the shutdown grace period. A query or mutation in flight is
+/// answered: it ends on its own, bounded by the grace period.
+pub fn ends_at_shutdown(
+    operation: Option<OperationType>,
+    results: BoxStream<'static, Response>,
+    shutdown: &CancellationToken,
+) -> BoxStream<'static, Response> {
+    match operation {
+        Some(OperationType::Query | OperationType::Mutation) => results,
+        // A subscription, or a document without a runnable operation (it
+        // fails at once, so ending it changes nothing).
+        _ => results
+            .take_until(shutdown.clone().cancelled_owned())
+            .boxed(),
+    }
 }
 
 /// The schema of the current snapshot, looked up per operation: an open

@@ -67,9 +67,13 @@ pub async fn stream(
             .insert(header::ALLOW, axum::http::HeaderValue::from_static("POST"));
         return r;
     }
+    let operation = params.operation_type();
     let request = params.into_request(request_info(&parts.extensions, &state));
-    let results = LiveSchema(state.registry.clone())
-        .execute_stream(request, None)
+    let results = LiveSchema(state.registry.clone()).execute_stream(request, None);
+    // At shutdown a subscription's stream ends here, and the `complete`
+    // event below still goes out: the client sees a finished stream, not a
+    // dropped connection.
+    let results = super::ends_at_shutdown(operation, results, &state.shutdown)
         .map(|response| {
             let data = serde_json::to_string(&response).unwrap_or_else(|e| {
                 serde_json::json!({ "errors": [{ "message": format!("cannot encode the result: {e}") }] })

@@ -10,12 +10,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use std::str::FromStr;
+
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, WebSocketProtocols, WsMessage};
 use async_graphql::{Data, Executor, Request, Response, ServerError};
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::extract::ws::{CloseFrame, Message};
 use axum::extract::{State, WebSocketUpgrade};
-use axum::response::Response as HttpResponse;
-use futures_util::stream::{self, BoxStream, StreamExt};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use futures_util::stream::{self, BoxStream, Stream, StreamExt};
+use futures_util::{Sink, SinkExt, future};
+use tokio_util::sync::CancellationToken;
 
 use super::{LiveSchema, RequestInfo};
 use crate::http::AppState;
@@ -42,16 +47,36 @@ fn credential_in(payload: &serde_json::Value) -> Result<Option<&str>, &'static s
     }
 }
 
+/// The protocol the client asked for in `Sec-WebSocket-Protocol`; 400
+/// without one we speak.
+fn protocol_of(headers: &HeaderMap) -> Option<WebSocketProtocols> {
+    headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)?
+        .to_str()
+        .ok()?
+        .split(',')
+        .find_map(|p| WebSocketProtocols::from_str(p.trim()).ok())
+}
+
+/// The close frame sent at shutdown, after a `complete` for every running
+/// operation: 1001 is "going away", which clients read as "reconnect".
+const GOING_AWAY: u16 = 1001;
+
 pub async fn upgrade(
     State(state): State<AppState>,
     caller: Option<axum::Extension<Caller>>,
-    protocol: GraphQLProtocol,
+    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> HttpResponse {
+    let Some(protocol) = protocol_of(&headers) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let running = Arc::new(AtomicUsize::new(0));
     let executor = LimitedOperations {
         schema: LiveSchema(state.registry.clone()),
-        running: Arc::new(AtomicUsize::new(0)),
+        running: running.clone(),
         max: state.graphql.max_operations_per_connection,
+        shutdown: state.shutdown.clone(),
     };
     let connection: Arc<str> = format!("ws-{}", uuid::Uuid::new_v4().simple()).into();
     let init_timeout = Duration::from_millis(state.graphql.connection_init_timeout_ms);
@@ -71,7 +96,18 @@ pub async fn upgrade(
             let flag = initialized.clone();
             let auth_state = state.clone();
             let header_caller = caller.map(|c| c.0).unwrap_or_default();
-            let serve = GraphQLWebSocket::new(socket, executor, protocol)
+            let (sink, input) = socket.split();
+            // What async-graphql-axum's `GraphQLWebSocket::serve` feeds the
+            // protocol; the loop is ours so that shutdown can close the socket.
+            let input = input
+                .take_while(|m| future::ready(m.is_ok()))
+                .filter_map(|m| {
+                    future::ready(match m {
+                        Ok(m @ (Message::Text(_) | Message::Binary(_))) => Some(m.into_data()),
+                        _ => None,
+                    })
+                });
+            let messages = async_graphql::http::WebSocket::new(executor, input, protocol)
                 .on_connection_init(move |payload| async move {
                     // Browsers cannot set headers on a WebSocket: clients
                     // may send the credential in `connectionParams` instead.
@@ -97,8 +133,8 @@ pub async fn upgrade(
                         access: auth_state.access.clone(),
                     });
                     Ok(data)
-                })
-                .serve();
+                });
+            let serve = serve(messages, sink, running, state.shutdown.clone(), &connection);
             // A client that never sends `connection_init` does not get to
             // hold a socket: drop it when the time is up.
             let init_deadline = async {
@@ -117,6 +153,53 @@ pub async fn upgrade(
         })
 }
 
+/// Sends what the protocol says until either side closes. At shutdown the
+/// executor ends every subscription, the protocol sends `complete` for
+/// each; once no operation runs, a 1001 close frame ends the connection.
+async fn serve(
+    messages: impl Stream<Item = WsMessage>,
+    mut sink: impl Sink<Message> + Unpin,
+    running: Arc<AtomicUsize>,
+    shutdown: CancellationToken,
+    connection: &str,
+) {
+    let mut messages = std::pin::pin!(messages);
+    let mut draining = false;
+    loop {
+        if draining && running.load(Ordering::Relaxed) == 0 {
+            let close = Message::Close(Some(CloseFrame {
+                code: GOING_AWAY,
+                reason: "the server is shutting down".into(),
+            }));
+            if sink.send(close).await.is_err() {
+                tracing::debug!(
+                    connection,
+                    "cannot send the close frame: the client is gone"
+                );
+            }
+            return;
+        }
+        let message = tokio::select! {
+            () = shutdown.cancelled(), if !draining => {
+                draining = true;
+                continue;
+            }
+            m = messages.next() => m,
+        };
+        let Some(message) = message else { return };
+        let message = match message {
+            WsMessage::Text(text) => Message::Text(text.into()),
+            WsMessage::Close(code, reason) => Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })),
+        };
+        if sink.send(message).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// One connection's executor: at most `max` operations running at once, so
 /// a client cannot pile up subscriptions (each holds a parsed document and a
 /// place in a topic) on one socket.
@@ -125,6 +208,8 @@ struct LimitedOperations {
     schema: LiveSchema,
     running: Arc<AtomicUsize>,
     max: usize,
+    /// Ends this connection's subscriptions when the engine shuts down.
+    shutdown: CancellationToken,
 }
 
 /// Gives an operation's place back when its stream ends or is dropped.
@@ -159,8 +244,10 @@ impl Executor for LimitedOperations {
             .boxed();
         }
         let slot = Slot(self.running.clone());
-        self.schema
-            .execute_stream(request, session_data)
+        let operation =
+            super::http::operation_type(&request.query, request.operation_name.as_deref());
+        let results = self.schema.execute_stream(request, session_data);
+        super::ends_at_shutdown(operation, results, &self.shutdown)
             .map(move |r| {
                 let _held = &slot;
                 r

@@ -55,6 +55,10 @@ pub struct AppInner {
     pub graphql: GraphqlConfig,
     /// The MCP endpoint, unless `mcp.enabled` is off.
     pub mcp: Option<crate::mcp::McpService>,
+    /// Cancelled when the engine starts to shut down: streams that would
+    /// otherwise never end (subscriptions, event streams) watch it and end
+    /// themselves, so the server's wait for open connections is short.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl std::ops::Deref for AppState {
@@ -72,6 +76,7 @@ impl AppState {
         registry: Arc<Registry>,
         db: Database,
         cache: Cache,
+        shutdown: tokio_util::sync::CancellationToken,
     ) -> Result<Self, String> {
         let rate_limiter = rate_limit::RateLimiter::new(
             config.rate_limits.clone(),
@@ -129,6 +134,7 @@ impl AppState {
             auth_failures: auth::FailureWatch::default(),
             graphql: config.graphql.clone(),
             mcp,
+            shutdown,
         })))
     }
 }
@@ -175,7 +181,7 @@ pub fn router(state: AppState) -> Router {
         .route("/graphql/{*rest}", any(reserved))
         .route("/mcp/{*rest}", any(reserved));
     let router = match &state.mcp {
-        Some(mcp) => router.route_service("/mcp", mcp.clone()),
+        Some(_) => router.route("/mcp", any(crate::mcp::endpoint)),
         None => router.route("/mcp", any(reserved)),
     };
     let router = router

@@ -63,3 +63,39 @@ pub fn service(
         http,
     )
 }
+
+/// `/mcp`: the `rmcp` service. A GET opens a session's standing event
+/// stream, which never ends by itself: at shutdown its body ends between
+/// two events, so the client sees the stream finish and the server's wait
+/// for open connections is short. POSTs are calls in flight and run to
+/// their answer (bounded by the shutdown grace period). Not cancelling
+/// rmcp's own token is deliberate: that would cancel the calls too.
+pub async fn endpoint(
+    axum::extract::State(state): axum::extract::State<crate::http::AppState>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use futures_util::StreamExt;
+    use tower::ServiceExt;
+
+    let Some(mcp) = state.mcp.clone() else {
+        // The router mounts this handler only when MCP is enabled.
+        return axum::response::IntoResponse::into_response(
+            crate::http::error::ApiError::not_found(request.uri().path()),
+        );
+    };
+    let standing = request.method() == axum::http::Method::GET;
+    let response = match mcp.oneshot(request).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    if !standing {
+        return response.map(axum::body::Body::new);
+    }
+    let (parts, body) = response.into_parts();
+    let frames =
+        http_body_util::BodyStream::new(body).take_until(state.shutdown.clone().cancelled_owned());
+    axum::response::Response::from_parts(
+        parts,
+        axum::body::Body::new(http_body_util::StreamBody::new(frames)),
+    )
+}
