@@ -1258,7 +1258,9 @@ mod tests {
         };
         // (ceiling, what the plugin asks, the key refused with asked and
         // ceiling as shown, or None: accepted)
-        let cases: &[(&Limits, &str, Option<(&str, &str, &str)>)] = &[
+        /// The refused key, the asked value and the ceiling as shown.
+        type Refused<'a> = Option<(&'a str, &'a str, &'a str)>;
+        let cases: &[(&Limits, &str, Refused)] = &[
             (
                 &ceiling,
                 "fuel = 2000000001",
