@@ -3,6 +3,7 @@
 
 mod admin;
 mod cache;
+mod ceilings;
 mod cli;
 mod graphql;
 mod hardening;
