@@ -54,10 +54,16 @@ pub struct Config {
     pub mcp: McpConfig,
     pub pubsub: PubsubConfig,
     pub runtime: RuntimeConfig,
-    /// Limits for every plugin unless its own file or `[plugins.<name>]` says otherwise.
+    /// Limits for every plugin unless its own file or `[plugins.<name>]`
+    /// says otherwise, and the ceilings a plugin's own file may not raise.
     pub limits: PartialLimits,
+    /// `allowed_hosts` here is the ceiling of the hosts a plugin's own file
+    /// may ask for (unset: no ceiling). It lets no plugin reach anything by
+    /// itself.
+    pub outbound: OutboundSettings,
     /// Per-plugin overrides, keyed by the plugin file's stem (`orders` for
-    /// `orders.wasm`). These win over the plugin's own `<name>.toml`.
+    /// `orders.wasm`). These win over the plugin's own `<name>.toml` and are
+    /// not held to the ceilings: the operator decides.
     pub plugins: BTreeMap<String, PluginSettings>,
 }
 
@@ -80,6 +86,7 @@ impl Default for Config {
             pubsub: PubsubConfig::default(),
             runtime: RuntimeConfig::default(),
             limits: PartialLimits::default(),
+            outbound: OutboundSettings::default(),
             plugins: BTreeMap::new(),
         }
     }
@@ -393,6 +400,15 @@ pub struct Limits {
     pub idle_timeout_ms: u64,
 }
 
+/// One key of a plugin's own `[limits]` that asks more than the engine's
+/// `[limits]` allows, with both values as the message shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverCeiling {
+    pub key: &'static str,
+    pub asked: String,
+    pub ceiling: String,
+}
+
 /// How instances are given to calls (`limits.instances`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -405,6 +421,17 @@ pub enum InstanceReuse {
     Warm,
     /// A new instance for every call: nothing survives a call.
     Fresh,
+}
+
+impl InstanceReuse {
+    /// The name as written in TOML.
+    pub fn name(self) -> &'static str {
+        match self {
+            InstanceReuse::Auto => "auto",
+            InstanceReuse::Warm => "warm",
+            InstanceReuse::Fresh => "fresh",
+        }
+    }
 }
 
 impl Default for Limits {
@@ -453,6 +480,108 @@ impl PartialLimits {
         self.warm_instances = over.warm_instances.or(self.warm_instances);
         self.max_uses = over.max_uses.or(self.max_uses);
         self.idle_timeout_ms = over.idle_timeout_ms.or(self.idle_timeout_ms);
+    }
+
+    /// These limits without the keys `over` sets: what of `self` still
+    /// counts after `self.overlay(over)`.
+    pub fn without(&self, over: &PartialLimits) -> PartialLimits {
+        fn keep<T: Copy>(mine: Option<T>, theirs: Option<T>) -> Option<T> {
+            if theirs.is_some() { None } else { mine }
+        }
+        PartialLimits {
+            fuel: keep(self.fuel, over.fuel),
+            timeout_ms: keep(self.timeout_ms, over.timeout_ms),
+            memory: keep(self.memory, over.memory),
+            max_concurrency: keep(self.max_concurrency, over.max_concurrency),
+            queue_size: keep(self.queue_size, over.queue_size),
+            queue_timeout_ms: keep(self.queue_timeout_ms, over.queue_timeout_ms),
+            instances: keep(self.instances, over.instances),
+            warm_instances: keep(self.warm_instances, over.warm_instances),
+            max_uses: keep(self.max_uses, over.max_uses),
+            idle_timeout_ms: keep(self.idle_timeout_ms, over.idle_timeout_ms),
+        }
+    }
+
+    /// The keys of these limits (a plugin's own file asks them) that would
+    /// raise `ceiling` (the engine-wide limits), in key order. Lower or
+    /// equal values are fine.
+    pub fn above(&self, ceiling: &Limits) -> Vec<OverCeiling> {
+        let mut out = Vec::new();
+        let mut check = |key: &'static str, asked: Option<u64>, max: u64| {
+            if let Some(asked) = asked
+                && asked > max
+            {
+                out.push(OverCeiling {
+                    key,
+                    asked: asked.to_string(),
+                    ceiling: max.to_string(),
+                });
+            }
+        };
+        check("fuel", self.fuel, ceiling.fuel);
+        check("timeout_ms", self.timeout_ms, ceiling.timeout_ms);
+        check(
+            "max_concurrency",
+            self.max_concurrency.map(u64::from),
+            ceiling.max_concurrency.into(),
+        );
+        check(
+            "queue_size",
+            self.queue_size.map(u64::from),
+            ceiling.queue_size.into(),
+        );
+        check(
+            "queue_timeout_ms",
+            self.queue_timeout_ms,
+            ceiling.queue_timeout_ms,
+        );
+        check(
+            "warm_instances",
+            self.warm_instances.map(u64::from),
+            ceiling.warm_instances.into(),
+        );
+        check(
+            "max_uses",
+            self.max_uses.map(u64::from),
+            ceiling.max_uses.into(),
+        );
+        // Sizes read better with their unit, as they are usually written.
+        if let Some(asked) = self.memory
+            && asked.0 > ceiling.memory
+        {
+            out.push(OverCeiling {
+                key: "memory",
+                asked: format!("\"{asked}\""),
+                ceiling: format!("\"{}\"", ByteSize(ceiling.memory)),
+            });
+        }
+        // 0 means "never release", the longest wait there is.
+        if let Some(asked) = self.idle_timeout_ms
+            && ceiling.idle_timeout_ms != 0
+            && (asked == 0 || asked > ceiling.idle_timeout_ms)
+        {
+            out.push(OverCeiling {
+                key: "idle_timeout_ms",
+                asked: if asked == 0 {
+                    "0 (never)".into()
+                } else {
+                    asked.to_string()
+                },
+                ceiling: ceiling.idle_timeout_ms.to_string(),
+            });
+        }
+        // An operator who wants nothing to survive a call set "fresh";
+        // "auto" would be warm for a JavaScript or Python component.
+        if ceiling.instances == InstanceReuse::Fresh
+            && let Some(asked @ (InstanceReuse::Warm | InstanceReuse::Auto)) = self.instances
+        {
+            out.push(OverCeiling {
+                key: "instances",
+                asked: format!("\"{}\"", asked.name()),
+                ceiling: "\"fresh\"".into(),
+            });
+        }
+        out
     }
 
     pub fn apply_to(&self, limits: &mut Limits) {
@@ -595,6 +724,20 @@ impl PluginSettings {
         if over.outbound.allowed_hosts.is_some() {
             self.outbound.allowed_hosts = over.outbound.allowed_hosts.clone();
         }
+    }
+}
+
+/// `name` as a TOML key: bare when it can be, quoted otherwise, so that a
+/// message's `[plugins.<name>...]` can be pasted into the config.
+fn toml_key(name: &str) -> String {
+    let bare = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+    if bare {
+        name.to_string()
+    } else {
+        format!("{name:?}")
     }
 }
 
@@ -871,11 +1014,84 @@ impl Config {
         if self.http.max_request_body.0 > usize::MAX as u64 {
             return Err(invalid("http.max_request_body", "is too large"));
         }
+        if let Some(hosts) = &self.outbound.allowed_hosts {
+            crate::host::outbound::OutboundPolicy::parse(hosts)
+                .map_err(|m| invalid("outbound", &m))?;
+        }
         self.default_limits().validate(&self.runtime, "[limits]")?;
         for (name, settings) in &self.plugins {
             let mut limits = self.default_limits();
             settings.limits.apply_to(&mut limits);
             limits.validate(&self.runtime, &format!("[plugins.{name}]"))?;
+        }
+        Ok(())
+    }
+
+    /// Checks a plugin's own settings file (`file`, beside `<stem>.wasm`),
+    /// which the plugin's author wrote, against what only the operator may
+    /// decide: it may not raise the engine's `[limits]`, ask for hosts
+    /// outside `[outbound] allowed_hosts` (when set) or map secrets to
+    /// environment variables. Keys the operator's `[plugins.<stem>]` sets
+    /// replace the file's, so those are not checked.
+    pub fn check_plugin_file(
+        &self,
+        stem: &str,
+        file: &Path,
+        own: &PluginSettings,
+    ) -> Result<(), String> {
+        let file = file.display();
+        let key = toml_key(stem);
+        if !own.secrets.is_empty() {
+            return Err(format!(
+                "{file}: [secrets] is not allowed in a plugin's own settings: only the operator \
+                 may give a plugin the engine's environment variables; move it to \
+                 [plugins.{key}.secrets] in the engine config"
+            ));
+        }
+        let operator = self.plugins.get(stem);
+        let asked = match operator {
+            Some(over) => own.limits.without(&over.limits),
+            None => own.limits.clone(),
+        };
+        let above = asked.above(&self.default_limits());
+        if !above.is_empty() {
+            let each: Vec<String> = above
+                .iter()
+                .map(|o| {
+                    format!(
+                        "limits.{} = {} exceeds the engine's ceiling {} ([limits] {})",
+                        o.key, o.asked, o.ceiling, o.key
+                    )
+                })
+                .collect();
+            let it = if above.len() == 1 { "it" } else { "them" };
+            return Err(format!(
+                "{file}: {}; lower {it}, or raise {it} for this plugin with \
+                 [plugins.{key}.limits] in the engine config",
+                each.join(", ")
+            ));
+        }
+        let operator_sets_hosts = operator.is_some_and(|o| o.outbound.allowed_hosts.is_some());
+        if let (Some(ceiling), Some(asked), false) = (
+            &self.outbound.allowed_hosts,
+            &own.outbound.allowed_hosts,
+            operator_sets_hosts,
+        ) {
+            let policy = crate::host::outbound::OutboundPolicy::parse(ceiling)
+                .map_err(|e| format!("[outbound] in the engine config: {e}"))?;
+            let outside = policy
+                .uncovered(asked)
+                .map_err(|e| format!("{file}: outbound.{e}"))?;
+            if !outside.is_empty() {
+                return Err(format!(
+                    "{file}: outbound.allowed_hosts {outside:?} {} outside the engine's ceiling \
+                     {ceiling:?} ([outbound] allowed_hosts); ask only for hosts it covers, or \
+                     grant {} for this plugin with [plugins.{key}.outbound] allowed_hosts in the \
+                     engine config",
+                    if outside.len() == 1 { "is" } else { "are" },
+                    if outside.len() == 1 { "it" } else { "them" },
+                ));
+            }
         }
         Ok(())
     }
@@ -1028,6 +1244,252 @@ mod tests {
                 .to_string()
                 .contains("admin.token")
         );
+    }
+
+    /// Limits with only the keys of `toml` (a `[limits]` body) set.
+    fn partial(toml: &str) -> PartialLimits {
+        PluginSettings::parse(Path::new("p.toml"), &format!("[limits]\n{toml}"))
+            .unwrap()
+            .limits
+    }
+
+    #[test]
+    fn a_plugin_may_lower_every_limit_but_raise_none() {
+        let ceiling = Limits::default();
+        let fresh = Limits {
+            instances: InstanceReuse::Fresh,
+            ..Limits::default()
+        };
+        let never_idle = Limits {
+            idle_timeout_ms: 0,
+            ..Limits::default()
+        };
+        // (ceiling, what the plugin asks, the key refused with asked and
+        // ceiling as shown, or None: accepted)
+        /// The refused key, the asked value and the ceiling as shown.
+        type Refused<'a> = Option<(&'a str, &'a str, &'a str)>;
+        let cases: &[(&Limits, &str, Refused)] = &[
+            (
+                &ceiling,
+                "fuel = 2000000001",
+                Some(("fuel", "2000000001", "2000000000")),
+            ),
+            (&ceiling, "fuel = 2000000000", None),
+            (&ceiling, "fuel = 1", None),
+            (
+                &ceiling,
+                "timeout_ms = 10001",
+                Some(("timeout_ms", "10001", "10000")),
+            ),
+            (&ceiling, "timeout_ms = 500", None),
+            (
+                &ceiling,
+                "memory = \"128MiB\"",
+                Some(("memory", "\"128MiB\"", "\"64MiB\"")),
+            ),
+            (
+                &ceiling,
+                "memory = 67108865",
+                Some(("memory", "\"67108865B\"", "\"64MiB\"")),
+            ),
+            (&ceiling, "memory = \"64MiB\"", None),
+            (
+                &ceiling,
+                "max_concurrency = 65",
+                Some(("max_concurrency", "65", "64")),
+            ),
+            (&ceiling, "max_concurrency = 1", None),
+            (
+                &ceiling,
+                "queue_size = 257",
+                Some(("queue_size", "257", "256")),
+            ),
+            (&ceiling, "queue_size = 0", None),
+            (
+                &ceiling,
+                "queue_timeout_ms = 2001",
+                Some(("queue_timeout_ms", "2001", "2000")),
+            ),
+            (&ceiling, "queue_timeout_ms = 100", None),
+            (
+                &ceiling,
+                "warm_instances = 17",
+                Some(("warm_instances", "17", "16")),
+            ),
+            (&ceiling, "warm_instances = 0", None),
+            (
+                &ceiling,
+                "max_uses = 1001",
+                Some(("max_uses", "1001", "1000")),
+            ),
+            (&ceiling, "max_uses = 3", None),
+            (
+                &ceiling,
+                "idle_timeout_ms = 60001",
+                Some(("idle_timeout_ms", "60001", "60000")),
+            ),
+            // 0 is "never": longer than any non-zero ceiling.
+            (
+                &ceiling,
+                "idle_timeout_ms = 0",
+                Some(("idle_timeout_ms", "0 (never)", "60000")),
+            ),
+            (&ceiling, "idle_timeout_ms = 1500", None),
+            (&never_idle, "idle_timeout_ms = 0", None),
+            (&never_idle, "idle_timeout_ms = 999999999", None),
+            (
+                &fresh,
+                "instances = \"warm\"",
+                Some(("instances", "\"warm\"", "\"fresh\"")),
+            ),
+            (
+                &fresh,
+                "instances = \"auto\"",
+                Some(("instances", "\"auto\"", "\"fresh\"")),
+            ),
+            (&fresh, "instances = \"fresh\"", None),
+            (&ceiling, "instances = \"warm\"", None),
+            (&ceiling, "instances = \"fresh\"", None),
+            (&ceiling, "", None),
+        ];
+        for (ceiling, asked, refused) in cases {
+            let above = partial(asked).above(ceiling);
+            let got = above
+                .iter()
+                .map(|o| (o.key, o.asked.as_str(), o.ceiling.as_str()))
+                .next();
+            assert_eq!(got, *refused, "{asked}");
+            assert!(above.len() <= 1, "{asked}: {above:?}");
+        }
+        // Every key over at once: each is named, in key order.
+        let all = partial(
+            "fuel = 3000000000\ntimeout_ms = 20000\nmemory = \"1GiB\"\nmax_concurrency = 100\n\
+             queue_size = 1000\nqueue_timeout_ms = 5000\nwarm_instances = 50\nmax_uses = 5000\n\
+             idle_timeout_ms = 0\ninstances = \"warm\"",
+        );
+        let keys: Vec<_> = all.above(&fresh).iter().map(|o| o.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "fuel",
+                "timeout_ms",
+                "max_concurrency",
+                "queue_size",
+                "queue_timeout_ms",
+                "warm_instances",
+                "max_uses",
+                "memory",
+                "idle_timeout_ms",
+                "instances"
+            ]
+        );
+    }
+
+    fn engine(toml: &str) -> Config {
+        let c = Config::parse(Path::new("kiln.toml"), toml).unwrap();
+        c.validate().unwrap();
+        c
+    }
+
+    fn own(toml: &str) -> PluginSettings {
+        PluginSettings::parse(Path::new("plugins/x.toml"), toml).unwrap()
+    }
+
+    fn check(config: &Config, settings: &str) -> Result<(), String> {
+        config.check_plugin_file("x", Path::new("plugins/x.toml"), &own(settings))
+    }
+
+    #[test]
+    fn a_plugin_file_over_the_ceiling_is_refused_naming_file_key_values_and_the_fix() {
+        let c = engine("");
+        let err = check(&c, "[limits]\nfuel = 9000000000").unwrap_err();
+        assert_eq!(
+            err,
+            "plugins/x.toml: limits.fuel = 9000000000 exceeds the engine's ceiling 2000000000 \
+             ([limits] fuel); lower it, or raise it for this plugin with [plugins.x.limits] in \
+             the engine config"
+        );
+        let err = check(&c, "[limits]\nfuel = 9000000000\ntimeout_ms = 20000").unwrap_err();
+        assert!(
+            err.contains("limits.fuel = 9000000000")
+                && err.contains("limits.timeout_ms = 20000 exceeds the engine's ceiling 10000")
+                && err.contains("lower them, or raise them"),
+            "{err}"
+        );
+        // The engine's [limits] is the ceiling, lower or higher than built-in.
+        let c = engine("[limits]\ntimeout_ms = 500\nfuel = 9000000000");
+        assert!(check(&c, "[limits]\nfuel = 9000000000").is_ok());
+        let err = check(&c, "[limits]\ntimeout_ms = 501").unwrap_err();
+        assert!(err.contains("ceiling 500 ([limits] timeout_ms)"), "{err}");
+        // A stem that is no bare TOML key is quoted in the advice.
+        let err = c
+            .check_plugin_file(
+                "my.api",
+                Path::new("p/my.api.toml"),
+                &own("[limits]\ntimeout_ms = 501"),
+            )
+            .unwrap_err();
+        assert!(err.contains("[plugins.\"my.api\".limits]"), "{err}");
+    }
+
+    #[test]
+    fn the_operator_may_grant_beyond_the_ceiling_and_its_keys_replace_the_files() {
+        let c = engine(
+            "[plugins.x.limits]\nfuel = 9000000000\n[plugins.x.outbound]\nallowed_hosts = [\"evil.test\"]\n[outbound]\nallowed_hosts = [\"*.example.com\"]",
+        );
+        // The operator's own [plugins.x] passes validation beyond [limits].
+        assert_eq!(c.plugins["x"].limits.fuel, Some(9_000_000_000));
+        // The file's fuel is replaced by the operator's, so it is not held
+        // to the ceiling; its other keys are.
+        assert!(check(&c, "[limits]\nfuel = 99999999999").is_ok());
+        assert!(check(&c, "[limits]\nfuel = 1\ntimeout_ms = 20000").is_err());
+        // Same for outbound: the operator's list replaces the file's.
+        assert!(check(&c, "[outbound]\nallowed_hosts = [\"other.test\"]").is_ok());
+    }
+
+    #[test]
+    fn a_plugin_file_asks_hosts_only_within_the_outbound_ceiling() {
+        let hosts = "[outbound]\nallowed_hosts = [\"api.example.com\", \"evil.test\"]";
+        // No ceiling: as before, the file decides.
+        assert!(check(&engine(""), hosts).is_ok());
+        let c = engine("[outbound]\nallowed_hosts = [\"*.example.com\"]");
+        let err = check(&c, hosts).unwrap_err();
+        assert!(
+            err.starts_with("plugins/x.toml: outbound.allowed_hosts [\"evil.test\"] is outside")
+                && err.contains("ceiling [\"*.example.com\"] ([outbound] allowed_hosts)")
+                && err.contains("[plugins.x.outbound] allowed_hosts"),
+            "{err}"
+        );
+        assert!(!err.contains("api.example.com"), "{err}");
+        assert!(check(&c, "[outbound]\nallowed_hosts = [\"api.example.com\"]").is_ok());
+        assert!(check(&c, "").is_ok());
+        let err = check(&c, "[outbound]\nallowed_hosts = [\"ftp://x\"]").unwrap_err();
+        assert!(
+            err.contains("plugins/x.toml: outbound.allowed_hosts entry"),
+            "{err}"
+        );
+        // An empty ceiling: plugins may ask for nothing.
+        let c = engine("[outbound]\nallowed_hosts = []");
+        assert!(check(&c, "[outbound]\nallowed_hosts = [\"a.example.com\"]").is_err());
+        // A bad ceiling stops start-up, naming the key.
+        let c = Config::parse(Path::new("k.toml"), "[outbound]\nallowed_hosts = [\"*\"]").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("outbound") && err.contains("every host"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn secrets_in_a_plugin_file_are_refused_and_the_operator_may_grant_them() {
+        let c = engine("[plugins.x.secrets]\ntoken = \"X_TOKEN\"");
+        let err = check(&c, "[secrets]\ntoken = \"KILN_ADMIN_TOKEN\"").unwrap_err();
+        assert!(
+            err.starts_with("plugins/x.toml: [secrets] is not allowed")
+                && err.contains("move it to [plugins.x.secrets] in the engine config"),
+            "{err}"
+        );
+        assert!(check(&c, "[config]\na = \"1\"").is_ok());
     }
 
     #[test]

@@ -265,10 +265,15 @@ impl Reloader {
     ) -> Result<PluginSource, String> {
         let mut settings = match (&files.settings, settings_text) {
             (Some(path), Some(text)) => {
-                PluginSettings::parse(path, text).map_err(|e| e.to_string())?
+                let own = PluginSettings::parse(path, text).map_err(|e| e.to_string())?;
+                // The plugin's author wrote this file (`kiln build` copies
+                // it): it may ask for less than the engine allows, never more.
+                self.config.check_plugin_file(stem, path, &own)?;
+                own
             }
             _ => PluginSettings::default(),
         };
+        // The operator's word: not held to the ceilings.
         if let Some(over) = self.config.plugins.get(stem) {
             settings.overlay(over);
         }

@@ -813,11 +813,8 @@ async fn a_configured_provider_that_is_not_loaded_refuses_requests() {
 async fn the_auth_rust_example_trusts_headers_signed_with_its_key() {
     use hmac::{Hmac, KeyInit, Mac};
     let e = Engine::builder()
-        .plugin(
-            "auth-rust",
-            "auth-rust",
-            Some("[secrets]\nsigning_key = \"KILN_E2E_SIGNING_KEY\""),
-        )
+        .plugin("auth-rust", "auth-rust", None)
+        .config("[plugins.auth-rust.secrets]\nsigning_key = \"KILN_E2E_SIGNING_KEY\"")
         .plugin("identity", "fixture-identity", None)
         .env("KILN_E2E_SIGNING_KEY", "frontend-and-engine-share-this")
         .access(ACCESS)

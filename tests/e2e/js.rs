@@ -136,7 +136,17 @@ async fn an_endless_js_loop_is_stopped_by_fuel_or_the_deadline_and_the_plugin_ke
 
 #[tokio::test]
 async fn a_js_plugin_that_grows_past_the_memory_cap_is_stopped_and_named() {
-    let engine = fixture_js(Some("[limits]\nmemory = \"64MiB\"\nfuel = 5000000000\n")).await;
+    // More fuel than the built-in ceiling, so that memory runs out first:
+    // the operator's to give.
+    let engine = Engine::builder()
+        .config("[plugins.fixture-js.limits]\nfuel = 5000000000")
+        .plugin(
+            "fixture-js",
+            "fixture-js",
+            Some("[limits]\nmemory = \"64MiB\"\n"),
+        )
+        .start()
+        .await;
     let (status, code, message) = error_of(engine.get("/js/hog").await).await;
     // SpiderMonkey meets the refusal as an out-of-memory error or aborts;
     // either way the answer names the cap, from the limiter's record.

@@ -55,10 +55,13 @@ async fn a_spinning_plugin_is_stopped_at_its_timeout_while_others_keep_serving()
 async fn fuel_stops_a_busy_loop() {
     let e = Engine::builder()
         .runtime("cpu_limit = \"fuel\"")
+        // Above the built-in ceiling, so the operator raises it: fuel, not
+        // the clock, must be what stops the loop.
+        .config("[limits]\ntimeout_ms = 60000")
         .plugin(
             "limits",
             "fixture-limits",
-            Some("[limits]\nfuel = 50000000\ntimeout_ms = 60000"),
+            Some("[limits]\nfuel = 50000000"),
         )
         .start()
         .await;
@@ -122,10 +125,12 @@ async fn a_panic_is_a_500_named_in_the_log_and_the_next_call_works() {
 #[tokio::test]
 async fn a_full_queue_answers_503_with_retry_after() {
     let e = Engine::builder()
+        // Above the built-in ceiling, so the operator sets it.
+        .config("[plugins.limits.limits]\nqueue_timeout_ms = 10000")
         .plugin(
             "limits",
             "fixture-limits",
-            Some("[limits]\nmax_concurrency = 1\nqueue_size = 1\nqueue_timeout_ms = 10000"),
+            Some("[limits]\nmax_concurrency = 1\nqueue_size = 1"),
         )
         .start()
         .await;

@@ -4,6 +4,7 @@
 mod access_paths;
 mod admin;
 mod cache;
+mod ceilings;
 mod cli;
 mod graphql;
 mod hardening;

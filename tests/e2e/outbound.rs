@@ -181,3 +181,105 @@ async fn a_plugin_without_allowed_hosts_reaches_nothing_and_a_bad_entry_refuses_
         engine.log_text()
     );
 }
+
+/// The load error the admin API reports for `<stem>.wasm`.
+async fn load_error(e: &Engine, stem: &str) -> String {
+    kiln_e2e::wait_for(std::time::Duration::from_secs(10), || async {
+        let p = e.admin_plugin(stem).await?;
+        p["last_error"].as_str().map(String::from)
+    })
+    .await
+    .unwrap_or_else(|| panic!("no error reported for {stem}; log:\n{}", e.log_text()))
+}
+
+#[tokio::test]
+async fn the_engines_outbound_ceiling_bounds_what_a_plugin_file_may_ask() {
+    let inside = upstream("inside the ceiling").await;
+    let outside = upstream("outside the ceiling").await;
+    let ceiling = format!("[outbound]\nallowed_hosts = [{:?}]\n", inside.base);
+    let engine = Engine::builder()
+        .config(&ceiling)
+        .plugin(
+            "fixture-js",
+            "fixture-js",
+            Some(&format!(
+                "[outbound]\nallowed_hosts = [{:?}]\n",
+                inside.base
+            )),
+        )
+        .plugin(
+            "fixture-outbound",
+            "fixture-outbound",
+            Some(&format!(
+                "[outbound]\nallowed_hosts = [{:?}, {:?}]\n",
+                inside.base, outside.base
+            )),
+        )
+        .start()
+        .await;
+
+    // Inside the ceiling: accepted, and it works.
+    let res = engine
+        .get(&format!(
+            "/js/fetch?url={}",
+            enc(&format!("{}/data", inside.base))
+        ))
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["body"], "inside the ceiling");
+
+    // One entry outside: the plugin is refused, naming that entry and the
+    // ceiling, and does not serve.
+    let err = load_error(&engine, "fixture-outbound").await;
+    let want = format!(
+        "fixture-outbound.toml: outbound.allowed_hosts [{:?}] is outside the engine's ceiling \
+         [{:?}] ([outbound] allowed_hosts)",
+        outside.base, inside.base
+    );
+    assert!(err.contains(&want), "{err}\nwanted: {want}");
+    assert!(
+        err.contains("[plugins.fixture-outbound.outbound] allowed_hosts"),
+        "{err}"
+    );
+    let res = engine
+        .get(&format!(
+            "/outbound/fetch?url={}",
+            enc(&format!("{}/data", outside.base))
+        ))
+        .await;
+    assert_eq!(res.status(), 404);
+    assert_eq!(outside.hits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn the_operator_may_grant_hosts_beyond_the_outbound_ceiling() {
+    let inside = upstream("inside").await;
+    let beyond = upstream("granted by the operator").await;
+    let engine = Engine::builder()
+        .config(&format!(
+            "[outbound]\nallowed_hosts = [{:?}]\n[plugins.fixture-outbound.outbound]\nallowed_hosts = [{:?}]\n",
+            inside.base, beyond.base
+        ))
+        .plugin("fixture-outbound", "fixture-outbound", None)
+        .start()
+        .await;
+    let res = engine
+        .get(&format!(
+            "/outbound/fetch?url={}",
+            enc(&format!("{}/data", beyond.base))
+        ))
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["body"], "granted by the operator");
+    // The operator's list replaces, it does not add the ceiling.
+    let res = engine
+        .get(&format!(
+            "/outbound/fetch?url={}",
+            enc(&format!("{}/data", inside.base))
+        ))
+        .await;
+    assert_eq!(res.status(), 403);
+    assert_eq!(inside.hits.load(Ordering::SeqCst), 0);
+}

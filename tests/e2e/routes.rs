@@ -276,13 +276,12 @@ async fn secrets_come_from_the_named_environment_variable_and_never_from_config(
         .plugin(
             "basic",
             "fixture-basic",
-            Some("[config]\ncolour = \"blue\"\n[secrets]\napi_key = \"KILN_TEST_API_KEY\""),
+            Some("[config]\ncolour = \"blue\""),
         )
-        .plugin(
-            "needs-secret",
-            "fixture-configurable",
-            Some("[secrets]\ntoken = \"KILN_TEST_UNSET_VARIABLE\""),
-        )
+        .plugin("needs-secret", "fixture-configurable", None)
+        // Only the operator maps secrets to environment variables.
+        .config("[plugins.basic.secrets]\napi_key = \"KILN_TEST_API_KEY\"")
+        .config("[plugins.needs-secret.secrets]\ntoken = \"KILN_TEST_UNSET_VARIABLE\"")
         .start()
         .await;
     let r = e.get("/basic/secret/api_key").await;

@@ -227,7 +227,9 @@ kiln_sdk::export_plugin!(App);
 "#;
 
 const PLUGIN_TOML: &str = r#"# Settings the engine reads from <plugin>.toml beside the .wasm (kiln build
-# copies this file there). Everything is optional.
+# copies this file there). Everything is optional. Limits may only be lower
+# than the engine's [limits]; secrets are granted by the operator in the
+# engine config ([plugins.<plugin>.secrets]), never here.
 
 [limits]
 # timeout_ms = 10000       # wall-clock time per call

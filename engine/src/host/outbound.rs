@@ -1,7 +1,10 @@
 //! Outbound HTTP (`wasi:http/outgoing-handler`): plugins call the world with
 //! the standard interface (JS `fetch`, Rust wasi-http clients), and the host
 //! sends only to the hosts the plugin's settings allow. Nothing is allowed
-//! unless listed.
+//! unless listed. When the engine config has its own `[outbound]
+//! allowed_hosts`, that is the ceiling of what a plugin's own `<stem>.toml`
+//! may ask for ([`OutboundPolicy::uncovered`]); the operator's
+//! `[plugins.<stem>.outbound]` is not held to it.
 //!
 //! An entry of `[outbound] allowed_hosts` is `[scheme://]host[:port]`:
 //! * `api.example.com` — HTTPS on 443 and HTTP on 80;
@@ -63,6 +66,59 @@ impl OutboundPolicy {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         self.rules.iter().any(|r| r.allows(https, &host, port))
     }
+
+    /// The entries of `asked` that reach anything this policy (the
+    /// operator's ceiling) does not: every scheme, port and host an entry
+    /// allows must be allowed here too. Errors name a bad entry of `asked`.
+    pub fn uncovered<'a>(&self, asked: &'a [String]) -> Result<Vec<&'a str>, String> {
+        let mut out = Vec::new();
+        for entry in asked {
+            let rule = HostRule::parse(entry)
+                .map_err(|why| format!("allowed_hosts entry {entry:?}: {why}"))?;
+            if !self.covers(&rule) {
+                out.push(entry.as_str());
+            }
+        }
+        Ok(out)
+    }
+
+    /// A rule is covered when each scheme it allows is, by some rule here:
+    /// `api.example.com` (HTTP 80 and HTTPS 443) is covered by
+    /// `https://api.example.com` plus `http://api.example.com`, not by
+    /// either alone.
+    fn covers(&self, asked: &HostRule) -> bool {
+        let schemes: &[Secure] = match asked.scheme {
+            None => &[Secure::Http, Secure::Https],
+            Some(Secure::Http) => &[Secure::Http],
+            Some(Secure::Https) => &[Secure::Https],
+        };
+        schemes.iter().all(|&scheme| {
+            let port = match asked.port {
+                None => Port::Exactly(scheme.default_port()),
+                Some(Some(p)) => Port::Exactly(p),
+                Some(None) => Port::Any,
+            };
+            self.rules
+                .iter()
+                .any(|r| r.covers(scheme, &asked.host, port))
+        })
+    }
+}
+
+/// The ports one scheme of an asked entry reaches.
+#[derive(Debug, Clone, Copy)]
+enum Port {
+    Exactly(u16),
+    Any,
+}
+
+impl Secure {
+    fn default_port(self) -> u16 {
+        match self {
+            Secure::Http => 80,
+            Secure::Https => 443,
+        }
+    }
 }
 
 impl HostRule {
@@ -108,6 +164,34 @@ impl HostRule {
             HostPattern::Subdomains(suffix) => {
                 host.len() > suffix.len() && host.ends_with(suffix.as_str())
             }
+        };
+        scheme_ok && port_ok && host_ok
+    }
+
+    /// Whether this rule allows every request to `host` over `scheme` on
+    /// `port`.
+    fn covers(&self, scheme: Secure, host: &HostPattern, port: Port) -> bool {
+        let scheme_ok = self.scheme.is_none_or(|s| s == scheme);
+        let port_ok = match (self.port, port) {
+            (Some(None), _) => true,
+            // A finite set of ports never covers "any port".
+            (_, Port::Any) => false,
+            (None, Port::Exactly(p)) => p == scheme.default_port(),
+            (Some(Some(mine)), Port::Exactly(p)) => p == mine,
+        };
+        let host_ok = match (&self.host, host) {
+            (HostPattern::Exact(mine), HostPattern::Exact(h)) => mine == h,
+            (HostPattern::Subdomains(suffix), HostPattern::Exact(h)) => {
+                h.len() > suffix.len() && h.ends_with(suffix.as_str())
+            }
+            // `*.example.com` covers `*.example.com` and `*.a.example.com`
+            // (both suffixes keep their leading dot, so `*.badexample.com`
+            // does not match).
+            (HostPattern::Subdomains(suffix), HostPattern::Subdomains(s)) => {
+                s.ends_with(suffix.as_str())
+            }
+            // One host never covers all subdomains.
+            (HostPattern::Exact(_), HostPattern::Subdomains(_)) => false,
         };
         scheme_ok && port_ok && host_ok
     }
@@ -271,6 +355,106 @@ mod tests {
         assert!(!p.allows(true, "example.org", 443));
         assert!(p.allows(false, "svc", 1234));
         assert!(p.allows(false, "::1", 9000));
+    }
+
+    /// `ceiling` covers `asked`?
+    fn covered(ceiling: &[&str], asked: &str) -> bool {
+        let asked = [asked.to_string()];
+        policy(ceiling).uncovered(&asked).unwrap().is_empty()
+    }
+
+    #[test]
+    fn a_ceiling_covers_what_it_allows_and_nothing_more() {
+        for (ceiling, asked, expected) in [
+            // Hosts: exact, subdomain wildcards, case and trailing dots.
+            (&["api.example.com"][..], "api.example.com", true),
+            (&["api.example.com"], "API.Example.com.", true),
+            (&["api.example.com"], "other.example.com", false),
+            (&["api.example.com"], "example.com", false),
+            (&["*.example.com"], "api.example.com", true),
+            (&["*.example.com"], "a.b.example.com", true),
+            (&["*.example.com"], "example.com", false),
+            (&["*.example.com"], "api.badexample.com", false),
+            (&["*.example.com"], "*.example.com", true),
+            (&["*.example.com"], "*.api.example.com", true),
+            (&["*.example.com"], "*.badexample.com", false),
+            (&["*.api.example.com"], "*.example.com", false),
+            (&["api.example.com"], "*.example.com", false),
+            (&["example.com"], "*.example.com", false),
+            // Schemes: a bare entry is both; a ceiling of one covers only it.
+            (&["api.example.com"], "https://api.example.com", true),
+            (&["api.example.com"], "http://api.example.com", true),
+            (
+                &["https://api.example.com"],
+                "https://api.example.com",
+                true,
+            ),
+            (
+                &["https://api.example.com"],
+                "http://api.example.com",
+                false,
+            ),
+            (&["https://api.example.com"], "api.example.com", false),
+            (&["http://api.example.com"], "api.example.com", false),
+            (
+                &["https://api.example.com", "http://api.example.com"],
+                "api.example.com",
+                true,
+            ),
+            // Ports: default ports, exact ports, any port.
+            // A port without a scheme is both schemes on it: HTTP on 443
+            // is not something the bare ceiling allows.
+            (&["api.example.com"], "api.example.com:443", false),
+            (&["api.example.com"], "https://api.example.com:443", true),
+            (&["api.example.com"], "http://api.example.com:80", true),
+            (&["api.example.com"], "http://api.example.com:443", false),
+            (&["api.example.com"], "api.example.com:8443", false),
+            (
+                &["api.example.com:8443"],
+                "https://api.example.com:8443",
+                true,
+            ),
+            (&["api.example.com:8443"], "api.example.com", false),
+            (&["api.example.com:*"], "api.example.com:8443", true),
+            (&["api.example.com:*"], "api.example.com", true),
+            (&["api.example.com:*"], "api.example.com:*", true),
+            (&["api.example.com:8443"], "api.example.com:*", false),
+            (&["api.example.com"], "api.example.com:*", false),
+            (&["https://api.example.com:*"], "api.example.com:*", false),
+            (&["*.example.com:*"], "http://a.example.com:9000", true),
+            // IP addresses, v4 and v6.
+            (&["http://127.0.0.1:8080"], "http://127.0.0.1:8080", true),
+            (&["http://127.0.0.1:8080"], "127.0.0.1:8080", false),
+            (&["http://127.0.0.1:8080"], "http://127.0.0.1:8081", false),
+            (&["127.0.0.1:*"], "http://127.0.0.1:8081", true),
+            (&["[::1]:*"], "http://[::1]:9000", true),
+            (&["[::1]:9000"], "[::1]:9001", false),
+            // Several ceiling entries: any one may cover an asked entry.
+            (&["a.example", "b.example"], "b.example", true),
+            // An empty ceiling covers nothing.
+            (&[], "api.example.com", false),
+        ] {
+            assert_eq!(
+                covered(ceiling, asked),
+                expected,
+                "ceiling {ceiling:?}, asked {asked:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn uncovered_names_each_entry_outside_the_ceiling_and_refuses_bad_ones() {
+        let ceiling = policy(&["*.example.com"]);
+        let asked: Vec<String> = ["a.example.com", "evil.test", "b.example.com", "x.test:81"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            ceiling.uncovered(&asked).unwrap(),
+            ["evil.test", "x.test:81"]
+        );
+        let e = ceiling.uncovered(&["ftp://x".to_string()]).unwrap_err();
+        assert!(e.contains("\"ftp://x\"") && e.contains("scheme"), "{e}");
     }
 
     #[test]

@@ -14,15 +14,15 @@
 //! the next provider, or treats the caller as anonymous); a signature that
 //! does not match, or a timestamp more than five minutes off → 401.
 //!
-//! Enable it in the engine config, and give it the key as a secret:
+//! Enable it in the engine config, and give it the key as a secret (only
+//! the engine config may map secrets to environment variables):
 //!
 //! ```toml
 //! # kiln.toml
 //! [identity]
 //! providers = ["auth-rust/signed-header"]
 //!
-//! # plugins/auth-rust.toml
-//! [secrets]
+//! [plugins.auth-rust.secrets]
 //! signing_key = "KILN_SIGNING_KEY"     # the environment variable that holds it
 //! ```
 
