@@ -344,7 +344,7 @@ async fn failed_admin_authentications_throttle_the_client_even_with_the_right_to
     let reader = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let reader_id = reader.rsplit_once('_').unwrap().0.to_string();
     let guessed_token = "guessed-admin-token-SECRET1";
-    let unknown_key = "kk_deadbeef_UNKNOWNKEYSECRETUNKNOWNKEYSECRET0123";
+    let unknown_key = "kk_deadbeef_UNKNOWNKEYSECRETUNKNOWNKEYSECRET0123456789a";
     let plugins = "/_kiln/v1/admin/plugins";
     let attacker = "198.51.100.7";
     for (bearer, status) in [

@@ -322,7 +322,13 @@ pub async fn require_admin(State(app): State<AppState>, request: Request, next: 
         .with_request_id(&request_id)
         .into_response()
     } else {
-        let path = request.uri().path().to_string();
+        // Nesting strips `/_kiln/v1/admin` from the URI; the log names the
+        // whole path the client asked for.
+        let path = request
+            .extensions()
+            .get::<axum::extract::OriginalUri>()
+            .map(|u| u.0.path().to_string())
+            .unwrap_or_else(|| request.uri().path().to_string());
         match authorize(&app, request, &request_id).await {
             Ok(request) => next.run(request).await,
             Err(refusal) => {
