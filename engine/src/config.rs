@@ -102,6 +102,10 @@ pub struct AdminConfig {
     /// How long a checked API key is trusted before it is read again
     /// (revoking on this engine takes effect at once).
     pub key_cache_ttl_ms: u64,
+    /// Requests to `/_kiln/v1/admin/*` per client IP, on this engine.
+    pub rate_limit: AdminRateLimit,
+    /// Failed admin authentications per client IP before it is throttled.
+    pub auth_failures: AdminAuthFailures,
 }
 
 impl Default for AdminConfig {
@@ -109,6 +113,49 @@ impl Default for AdminConfig {
         AdminConfig {
             token: None,
             key_cache_ttl_ms: 300_000,
+            rate_limit: AdminRateLimit::default(),
+            auth_failures: AdminAuthFailures::default(),
+        }
+    }
+}
+
+/// `[admin.rate_limit]`: a token bucket per client IP for the admin API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminRateLimit {
+    /// Tokens added per window.
+    pub requests: u32,
+    pub window_s: u32,
+    /// The most a bucket holds.
+    pub burst: u32,
+}
+
+impl Default for AdminRateLimit {
+    fn default() -> Self {
+        AdminRateLimit {
+            requests: 60,
+            window_s: 60,
+            burst: 20,
+        }
+    }
+}
+
+/// `[admin.auth_failures]`: after `max` failed admin authentications from
+/// one client IP within `window_s`, its admin requests get 429 until the
+/// window (counted from its first failure) ends. Each of those `max`
+/// failures gets an audit row, the throttling one summary row.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminAuthFailures {
+    pub max: u32,
+    pub window_s: u32,
+}
+
+impl Default for AdminAuthFailures {
+    fn default() -> Self {
+        AdminAuthFailures {
+            max: 5,
+            window_s: 60,
         }
     }
 }
@@ -1001,6 +1048,20 @@ impl Config {
             .cors
             .validate()
             .map_err(|m| invalid("http.cors", &m))?;
+        let admin_limit = &self.admin.rate_limit;
+        if admin_limit.requests == 0 || admin_limit.window_s == 0 || admin_limit.burst == 0 {
+            return Err(invalid(
+                "admin.rate_limit",
+                "requests, window_s and burst must be at least 1",
+            ));
+        }
+        let failures = &self.admin.auth_failures;
+        if !(1..=1000).contains(&failures.max) || !(1..=86_400).contains(&failures.window_s) {
+            return Err(invalid(
+                "admin.auth_failures",
+                "max must be 1-1000 and window_s 1-86400",
+            ));
+        }
         let mut names = std::collections::BTreeSet::new();
         for group in &self.rate_limits {
             group.validate().map_err(|m| invalid("rate_limits", &m))?;

@@ -248,3 +248,205 @@ async fn api_keys_with_the_admin_role_open_the_admin_api() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["message"], "the API key has been revoked");
 }
+
+/// A GET of an admin path as client `ip` (through `X-Forwarded-For`, which
+/// these tests configure as `http.client_ip_header`).
+async fn admin_as(e: &Engine, ip: &str, bearer: Option<&str>, path: &str) -> reqwest::Response {
+    let mut r = e.client.get(e.url(path)).header("x-forwarded-for", ip);
+    if let Some(b) = bearer {
+        r = r.bearer_auth(b);
+    }
+    r.send().await.unwrap()
+}
+
+fn retry_after(r: &reqwest::Response) -> u64 {
+    r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The audit rows of `action` whose `detail.ip` is `ip`, read as another client.
+async fn audit_rows(e: &Engine, action: &str, ip: &str) -> Vec<Value> {
+    let r = admin_as(
+        e,
+        "192.0.2.250",
+        Some(ADMIN_TOKEN),
+        "/_kiln/v1/admin/audit?limit=1000",
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|ev| ev["action"] == action && ev["detail"]["ip"] == ip)
+        .cloned()
+        .collect()
+}
+
+const BEHIND_PROXY: &str = "[http]\nclient_ip_header = \"x-forwarded-for\"\n";
+
+#[tokio::test]
+async fn admin_requests_beyond_the_admin_limit_get_429_and_health_stays_open() {
+    let e = Engine::builder()
+        .admin_rate_limit("requests = 1\nwindow_s = 60\nburst = 5")
+        .start()
+        .await;
+    for _ in 0..5 {
+        let r = e
+            .client
+            .get(e.url("/_kiln/v1/admin/plugins"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["ratelimit-limit"], "5");
+        assert_eq!(r.headers()["ratelimit-policy"], "1;w=60");
+    }
+    let r = e
+        .client
+        .get(e.url("/_kiln/v1/admin/keys"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let wait = retry_after(&r);
+    assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("admin API allows 1 per 60 s"),
+        "{body}"
+    );
+    // The health check is neither limited nor counted.
+    for _ in 0..30 {
+        assert_eq!(e.get("/_kiln/v1/health").await.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn failed_admin_authentications_throttle_the_client_even_with_the_right_token() {
+    let e = Engine::builder()
+        .config(&format!(
+            "{BEHIND_PROXY}[admin.auth_failures]\nmax = 4\nwindow_s = 3\n"
+        ))
+        .start()
+        .await;
+    let out = e.cli(&["keys", "create", "--name", "ci", "--roles", "reader"]);
+    let reader = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let reader_id = reader.rsplit_once('_').unwrap().0.to_string();
+    let guessed_token = "guessed-admin-token-SECRET1";
+    let unknown_key = "kk_deadbeef_UNKNOWNKEYSECRETUNKNOWNKEYSECRET0123456789a";
+    let plugins = "/_kiln/v1/admin/plugins";
+    let attacker = "198.51.100.7";
+    for (bearer, status) in [
+        (None, 401),
+        (Some(guessed_token), 401),
+        (Some(unknown_key), 401),
+        (Some(reader.as_str()), 403),
+    ] {
+        assert_eq!(
+            admin_as(&e, attacker, bearer, plugins).await.status(),
+            status
+        );
+    }
+    // Throttled before any credential check: the right token does not help.
+    let r = admin_as(&e, attacker, Some(ADMIN_TOKEN), plugins).await;
+    assert_eq!(r.status(), 429);
+    let wait = retry_after(&r);
+    assert!((1..=3).contains(&wait), "Retry-After {wait}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_failures", "{body}");
+    // Another client is not affected.
+    assert_eq!(
+        admin_as(&e, "198.51.100.8", Some(ADMIN_TOKEN), plugins)
+            .await
+            .status(),
+        200
+    );
+
+    // The failures are audited: what was tried (never the secret), from
+    // where, why; and one row when the throttle started.
+    let failures = audit_rows(&e, "admin.auth_failed", attacker).await;
+    let mut seen: Vec<(String, String)> = failures
+        .iter()
+        .map(|ev| {
+            (
+                ev["actor"].as_str().unwrap().to_string(),
+                ev["detail"]["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    seen.reverse(); // oldest first
+    assert_eq!(seen.len(), 4, "{failures:?}");
+    assert_eq!(seen[0], ("none".to_string(), "no credential".to_string()));
+    assert_eq!(seen[1].0, "admin-token");
+    assert!(seen[1].1.contains("invalid admin token"), "{seen:?}");
+    assert_eq!(
+        seen[2],
+        ("kk_deadbeef".to_string(), "unknown API key".to_string())
+    );
+    assert_eq!(seen[3].0, reader_id);
+    assert!(seen[3].1.contains("lacks the admin role"), "{seen:?}");
+    assert!(failures.iter().all(|ev| ev["target"] == plugins));
+    let throttled = audit_rows(&e, "admin.auth_throttled", attacker).await;
+    assert_eq!(throttled.len(), 1, "{throttled:?}");
+    assert_eq!(throttled[0]["actor"], attacker);
+    assert_eq!(throttled[0]["detail"]["failures"], 4);
+    let text = format!("{failures:?}{throttled:?}");
+    for secret in [guessed_token, unknown_key, reader.as_str(), ADMIN_TOKEN] {
+        assert!(!text.contains(secret), "a secret in the audit log: {text}");
+    }
+
+    // Once the window has passed, the right token gets in again.
+    tokio::time::sleep(Duration::from_millis(wait * 1000 + 200)).await;
+    assert_eq!(
+        admin_as(&e, attacker, Some(ADMIN_TOKEN), plugins)
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn two_hundred_failed_admin_authentications_leave_a_bounded_audit_log() {
+    let e = Engine::builder().config(BEHIND_PROXY).start().await;
+    let attacker = "203.0.113.9";
+    let guessed = "guessed-admin-token-SECRET2";
+    let mut statuses = Vec::new();
+    // In waves of 20 at once, so some race the throttle.
+    for _ in 0..10 {
+        let wave = (0..20).map(|_| admin_as(&e, attacker, Some(guessed), "/_kiln/v1/admin/keys"));
+        statuses.extend(
+            futures_util::future::join_all(wave)
+                .await
+                .into_iter()
+                .map(|r| r.status().as_u16()),
+        );
+    }
+    let refused = statuses.iter().filter(|s| **s == 401).count();
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(refused + throttled, 200, "{statuses:?}");
+    assert!(
+        refused >= 5 && throttled >= 150,
+        "{refused} x 401, {throttled} x 429"
+    );
+
+    // The default allows 5 failures per IP and minute: 5 rows and one
+    // summary, however many came.
+    let failures = audit_rows(&e, "admin.auth_failed", attacker).await;
+    let summaries = audit_rows(&e, "admin.auth_throttled", attacker).await;
+    assert_eq!((failures.len(), summaries.len()), (5, 1), "{failures:?}");
+    assert!(
+        !format!("{failures:?}{summaries:?}").contains(guessed),
+        "the guessed token is in the audit log"
+    );
+}

@@ -133,6 +133,7 @@ pub struct EngineBuilder {
     config: String,
     runtime: String,
     admin_token: bool,
+    admin_rate_limit: String,
     access: Option<String>,
     own_cache: bool,
     env: Vec<(String, String)>,
@@ -163,6 +164,14 @@ impl EngineBuilder {
     /// Start without an admin token (the admin API is then closed to all).
     pub fn without_admin_token(mut self) -> Self {
         self.admin_token = false;
+        self
+    }
+
+    /// Lines for `[admin.rate_limit]`. Without it the engine's admin API
+    /// allows far more than its default (60 a minute per client), since
+    /// other tests poll it every 25 ms.
+    pub fn admin_rate_limit(mut self, toml: &str) -> Self {
+        self.admin_rate_limit = toml.to_string();
         self
     }
 
@@ -206,6 +215,7 @@ impl EngineBuilder {
             true => format!("[admin]\ntoken = {ADMIN_TOKEN:?}\n"),
             false => String::new(),
         };
+        let admin = format!("{admin}[admin.rate_limit]\n{}\n", self.admin_rate_limit);
         let cache = match self.own_cache {
             true => String::new(),
             false => format!("cache_dir = {:?}\n", shared_cache_dir()),
@@ -302,6 +312,7 @@ impl Engine {
             config: String::new(),
             runtime: String::new(),
             admin_token: true,
+            admin_rate_limit: "requests = 100000\nwindow_s = 1\nburst = 100000".into(),
             access: None,
             own_cache: false,
             env: Vec::new(),

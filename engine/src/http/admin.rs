@@ -1,7 +1,8 @@
 //! The host's own endpoints under `/_kiln/v1`: an open health check and the
 //! admin API, which answers 401 unless the request carries an API key with
 //! the `admin` role or the configured admin token (403 for a key without
-//! the role).
+//! the role), within its own per-client rate limit and failure throttle
+//! (see `admin_guard`).
 
 use axum::Json;
 use axum::extract::{Request, State};
@@ -11,8 +12,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
+use super::admin_guard::{ENGINE_ROWS_PER_WINDOW, Noted, tried_credential};
 use super::auth::Caller;
 use super::error::ApiError;
+use super::rate_limit::{LIMIT, POLICY, REMAINING, RESET, seconds};
 use super::request_id::RequestId;
 use crate::store::plugin_names::PluginNames;
 
@@ -302,16 +305,102 @@ fn data_error(e: crate::store::DataError) -> ApiError {
 /// Requires the `admin` role: an API key or JWT that carries it (`kiln keys
 /// create --name NAME --roles admin`), or the configured `admin.token`.
 /// Nothing else gets in; with neither configured, nobody does.
-pub async fn require_admin(
-    State(app): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+///
+/// Before any credential is looked at, the client IP must not be throttled
+/// for failed admin authentications and must have a token left in its
+/// admin bucket (`[admin.auth_failures]`, `[admin.rate_limit]`): both 429
+/// with `Retry-After`. A failed authentication is counted and audited.
+pub async fn require_admin(State(app): State<AppState>, request: Request, next: Next) -> Response {
     let request_id = request
         .extensions()
         .get::<RequestId>()
         .map(|r| r.0.to_string())
         .unwrap_or_default();
+    let ip = app.rate_limiter.client_ip(&request);
+    if let Some(wait) = app.admin_guard.blocked(&ip).await {
+        let wait = seconds(wait).max(1);
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_failures",
+            format!(
+                "too many failed admin authentications from {ip}; the admin API refuses this \
+                 client for {wait} s more"
+            ),
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from(wait))
+        .with_request_id(&request_id)
+        .into_response();
+    }
+    let decision = app.admin_guard.take(&ip).await;
+    let limit = app.admin_guard.limit();
+    let headers = [
+        (LIMIT.clone(), limit.burst.to_string()),
+        (REMAINING.clone(), decision.remaining.to_string()),
+        (RESET.clone(), seconds(decision.wait).to_string()),
+        (
+            POLICY.clone(),
+            format!("{};w={}", limit.requests, limit.window_s),
+        ),
+    ];
+    let mut response = if !decision.allowed {
+        tracing::info!(request_id, ip, "admin API rate limited");
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "too many requests: the admin API allows {} per {} s per client (bursts of {}); \
+                 retry in {} s",
+                limit.requests,
+                limit.window_s,
+                limit.burst,
+                seconds(decision.wait)
+            ),
+        )
+        .with_header(
+            header::RETRY_AFTER,
+            HeaderValue::from(seconds(decision.wait)),
+        )
+        .with_request_id(&request_id)
+        .into_response()
+    } else {
+        // Nesting strips `/_kiln/v1/admin` from the URI; the log names the
+        // whole path the client asked for.
+        let path = request
+            .extensions()
+            .get::<axum::extract::OriginalUri>()
+            .map(|u| u.0.path().to_string())
+            .unwrap_or_else(|| request.uri().path().to_string());
+        match authorize(&app, request, &request_id).await {
+            Ok(request) => next.run(request).await,
+            Err(refusal) => {
+                if let Some((tried, reason)) = &refusal.failure {
+                    failed(&app, &ip, &path, tried, reason, &refusal.error, &request_id).await;
+                }
+                refusal.error.into_response()
+            }
+        }
+    };
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, v);
+        }
+    }
+    response
+}
+
+/// An admin request turned away, and — when the client's credential was at
+/// fault, not the engine — what it tried and why that failed.
+struct Refusal {
+    error: ApiError,
+    failure: Option<(String, String)>,
+}
+
+/// The credential check proper: the request with its caller, or why not.
+async fn authorize(
+    app: &AppState,
+    mut request: Request,
+    request_id: &str,
+) -> Result<Request, Refusal> {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -320,43 +409,59 @@ pub async fn require_admin(
     if let (Some(given), Some(expected)) = (presented, &app.admin_token)
         && constant_time_eq(expected.expose().as_bytes(), given.trim().as_bytes())
     {
-        return next.run(request).await;
+        return Ok(request);
     }
+    let tried = tried_credential(request.headers());
     let outcome = app
         .auth
         .authenticate(
             request.method(),
             request.uri(),
             request.headers(),
-            std::sync::Arc::from(request_id.as_str()),
+            std::sync::Arc::from(request_id),
         )
         .await;
-    let error = match outcome {
+    let (error, reason) = match outcome {
         Ok(Some(principal)) if principal.has_role("admin") => {
             request
                 .extensions_mut()
                 .insert(Caller(Some(std::sync::Arc::new(principal))));
-            return next.run(request).await;
+            return Ok(request);
         }
-        Ok(Some(principal)) => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
+        Ok(Some(principal)) => {
+            let message = format!(
                 "'{}' lacks the admin role this API requires",
                 principal.subject
+            );
+            let who = match &principal.method {
+                crate::identity::AuthMethod::ApiKey { key_id } => key_id.clone(),
+                crate::identity::AuthMethod::Jwt { .. } => "jwt".into(),
+                crate::identity::AuthMethod::Provider { name } => format!("provider:{name}"),
+            };
+            let error = ApiError::new(StatusCode::FORBIDDEN, "forbidden", message.clone());
+            let error = error.with_request_id(request_id);
+            return Err(Refusal {
+                error,
+                failure: Some((who, message)),
+            });
+        }
+        Ok(None) if app.admin_token.is_none() => (
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the admin API needs an admin credential: create an API key with \
+                 `kiln keys create --name NAME --roles admin` (or set admin.token) and send it as \
+                 Authorization: Bearer <key>",
             ),
+            "no credential".to_string(),
         ),
-        Ok(None) if app.admin_token.is_none() => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the admin API needs an admin credential: create an API key with \
-             `kiln keys create --name NAME --roles admin` (or set admin.token) and send it as \
-             Authorization: Bearer <key>",
-        ),
-        Ok(None) => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing bearer token: send Authorization: Bearer <API key or admin token>",
+        Ok(None) => (
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing bearer token: send Authorization: Bearer <API key or admin token>",
+            ),
+            "no credential".to_string(),
         ),
         // A bearer that is neither the admin token nor a valid credential.
         Err(failed)
@@ -369,18 +474,116 @@ pub async fn require_admin(
                      admin role (no admin.token is set): {failed}"
                 ),
             };
-            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+            let reason = match app.admin_token {
+                Some(_) => format!("invalid admin token ({failed})"),
+                None => format!("not an admin credential and no admin.token is set ({failed})"),
+            };
+            (
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message),
+                reason,
+            )
         }
-        Err(failed) => super::auth::rejected(&failed),
+        // The engine could not check (a store down): not the client's fault.
+        Err(failed) if failed.unavailable => {
+            return Err(Refusal {
+                error: super::auth::rejected(&failed).with_request_id(request_id),
+                failure: None,
+            });
+        }
+        Err(failed) => (super::auth::rejected(&failed), failed.reason.clone()),
     };
-    let mut error = error.with_request_id(&request_id);
+    let mut error = error.with_request_id(request_id);
     if error.status == StatusCode::UNAUTHORIZED && error.headers.is_empty() {
         error = error.with_header(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"kiln-admin\""),
         );
     }
-    error.into_response()
+    Err(Refusal {
+        error,
+        failure: Some((tried, reason)),
+    })
+}
+
+/// Counts a failed admin authentication and audits it, within the bounds
+/// the guard sets (so a flood cannot grow the table without end).
+async fn failed(
+    app: &AppState,
+    ip: &str,
+    path: &str,
+    tried: &str,
+    reason: &str,
+    error: &ApiError,
+    request_id: &str,
+) {
+    let (noted, engine_full) = app.admin_guard.failed(ip).await;
+    let window_s = app.admin_guard.failure_window().as_secs();
+    tracing::info!(
+        request_id,
+        ip,
+        tried,
+        reason,
+        failures = noted.count(),
+        "admin authentication failed"
+    );
+    if !matches!(noted, Noted::Silent { .. }) {
+        app.audit
+            .record(
+                tried,
+                "admin.auth_failed",
+                Some(path),
+                json!({
+                    "ip": ip,
+                    "reason": reason,
+                    "status": error.status.as_u16(),
+                    "failures": noted.count(),
+                    "window_s": window_s,
+                }),
+            )
+            .await;
+    }
+    if let Noted::Limit { count, retry } = noted {
+        tracing::warn!(
+            ip,
+            failures = count,
+            retry_after_s = seconds(retry),
+            "admin API throttled for a client after failed authentications"
+        );
+        app.audit
+            .record(
+                ip,
+                "admin.auth_throttled",
+                Some(path),
+                json!({
+                    "ip": ip,
+                    "failures": count,
+                    "window_s": window_s,
+                    "retry_after_s": seconds(retry),
+                    "last_tried": tried,
+                    "last_reason": reason,
+                }),
+            )
+            .await;
+    }
+    if engine_full {
+        tracing::warn!(
+            rows = ENGINE_ROWS_PER_WINDOW,
+            "failed admin authentications: the audit budget of this window is spent; further \
+             ones are counted in the engine log only"
+        );
+        app.audit
+            .record(
+                "engine",
+                "admin.auth_failed_unrecorded",
+                None,
+                json!({
+                    "rows": ENGINE_ROWS_PER_WINDOW,
+                    "window_s": window_s,
+                    "note": "further failed admin authentications in this window get no row",
+                }),
+            )
+            .await;
+    }
 }
 
 /// Compares without an early exit, so timing does not reveal how much of a

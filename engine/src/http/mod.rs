@@ -3,6 +3,7 @@
 //! and everything else to the plugins.
 
 pub mod admin;
+pub mod admin_guard;
 pub mod auth;
 pub mod canonical;
 pub mod dispatch;
@@ -52,6 +53,8 @@ pub struct AppInner {
     pub revocations: crate::identity::revocations::Revocations,
     /// Counts failed authentications per client, for the audit log.
     pub auth_failures: auth::FailureWatch,
+    /// The admin API's own rate limit and failed-authentication throttle.
+    pub admin_guard: admin_guard::AdminGuard,
     pub graphql: GraphqlConfig,
     /// The MCP endpoint, unless `mcp.enabled` is off.
     pub mcp: Option<crate::mcp::McpService>,
@@ -132,6 +135,10 @@ impl AppState {
             audit,
             revocations,
             auth_failures: auth::FailureWatch::default(),
+            admin_guard: admin_guard::AdminGuard::new(
+                &config.admin.rate_limit,
+                &config.admin.auth_failures,
+            ),
             graphql: config.graphql.clone(),
             mcp,
             shutdown,

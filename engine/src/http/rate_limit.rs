@@ -11,9 +11,17 @@
 //! A refused request gets 429 with `Retry-After`; every limited response
 //! carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`
 //! (seconds), from the group closest to its limit.
+//!
+//! When Redis does not answer, each group does what its `on_redis_error`
+//! says: spend from an in-process bucket (`local`, the default), refuse
+//! (`deny`, 503) or pass (`allow`). The outage is logged once when it
+//! begins and once when Redis answers again; meanwhile Redis is asked again
+//! at most once per [`PROBE_INTERVAL`], so an outage does not add a timeout
+//! to every request.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -39,6 +47,19 @@ pub enum Per {
     Ip,
 }
 
+/// What a group does while its Redis store does not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRedisError {
+    /// Spend from an in-process bucket, per engine, until Redis answers.
+    #[default]
+    Local,
+    /// Refuse with 503: the limit cannot be checked.
+    Deny,
+    /// Let the request through unlimited.
+    Allow,
+}
+
 /// One `[[rate_limits]]` group.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,6 +76,10 @@ pub struct RateLimitGroup {
     /// The most a bucket holds: how big a burst passes at once (default
     /// `requests`).
     pub burst: Option<u32>,
+    /// What to do while Redis (`redis.url`) does not answer; unused
+    /// without Redis.
+    #[serde(default)]
+    pub on_redis_error: OnRedisError,
 }
 
 impl RateLimitGroup {
@@ -154,15 +179,130 @@ redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_ta
 return {1, math.floor((now + burst * interval - new_tat) / interval), new_tat - now}
 ";
 
+/// GCRA buckets in this process, keyed by string.
+pub struct LocalBuckets {
+    buckets: moka::future::Cache<String, Arc<std::sync::Mutex<u64>>>,
+    epoch: Instant,
+}
+
+impl Default for LocalBuckets {
+    fn default() -> Self {
+        LocalBuckets {
+            // Idle buckets are full buckets: forgetting them after an hour
+            // without use changes nothing but memory.
+            buckets: moka::future::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_idle(Duration::from_secs(3600))
+                .build(),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl LocalBuckets {
+    /// Spends one token of `key`'s bucket (`interval_us` between tokens,
+    /// `burst` at most).
+    pub async fn take(&self, key: &str, interval_us: u64, burst: u64) -> Decision {
+        let now = self.epoch.elapsed().as_micros() as u64;
+        let cell = self
+            .buckets
+            .get_with(key.to_string(), async {
+                Arc::new(std::sync::Mutex::new(u64::MAX))
+            })
+            .await;
+        let mut tat = cell.lock().unwrap_or_else(|p| p.into_inner());
+        let stored = (*tat != u64::MAX).then_some(*tat);
+        let (decision, new_tat) = gcra(stored, now, interval_us, burst);
+        if let Some(t) = new_tat {
+            *tat = t;
+        }
+        decision
+    }
+}
+
+/// While Redis is down, it is asked again at most this often (one request
+/// probes; the others go straight to their group's fallback).
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Whether the Redis store is in an outage, and when to ask it again.
+/// Transitions are atomic swaps, so concurrent requests log an outage's
+/// start and end once each.
+struct Outage {
+    down: AtomicBool,
+    /// Microseconds since `epoch` before which nobody asks Redis (while down).
+    next_probe_us: AtomicU64,
+    epoch: Instant,
+}
+
+impl Outage {
+    fn new() -> Self {
+        Outage {
+            down: AtomicBool::new(false),
+            next_probe_us: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
+    /// Whether this request should ask Redis: always when it is up; while
+    /// it is down, one request per probe interval.
+    fn should_ask(&self, now_us: u64) -> bool {
+        if !self.down.load(Ordering::Acquire) {
+            return true;
+        }
+        let due = self.next_probe_us.load(Ordering::Acquire);
+        now_us >= due
+            && self
+                .next_probe_us
+                .compare_exchange(
+                    due,
+                    now_us + PROBE_INTERVAL.as_micros() as u64,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+    }
+
+    /// Redis failed; true when this starts an outage.
+    fn failed(&self, now_us: u64) -> bool {
+        self.next_probe_us.store(
+            now_us + PROBE_INTERVAL.as_micros() as u64,
+            Ordering::Release,
+        );
+        !self.down.swap(true, Ordering::AcqRel)
+    }
+
+    /// Redis answered; true when this ends an outage.
+    fn answered(&self) -> bool {
+        self.down.load(Ordering::Acquire) && self.down.swap(false, Ordering::AcqRel)
+    }
+}
+
 enum Store {
-    Local {
-        buckets: moka::future::Cache<String, Arc<std::sync::Mutex<u64>>>,
-        epoch: Instant,
-    },
+    Local(LocalBuckets),
     Redis {
         conn: ConnectionManager,
         script: redis::Script,
+        /// The buckets of `on_redis_error = "local"` groups during an outage.
+        fallback: LocalBuckets,
+        outage: Outage,
+        /// The longest one call may take, reconnecting included: past it
+        /// the call counts as failed.
+        deadline: Duration,
     },
+}
+
+/// What spending a token came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spent {
+    Decided(Decision),
+    /// Redis did not answer and the group lets requests pass.
+    Unlimited,
+    /// Redis did not answer and the group refuses.
+    Unavailable,
 }
 
 pub struct RateLimiter {
@@ -184,23 +324,23 @@ impl RateLimiter {
                     redis::Client::open(url).map_err(|e| format!("redis.url is invalid: {e}"))?;
                 let manager_config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(Duration::from_millis(config.connect_timeout_ms)))
-                    .set_response_timeout(Some(Duration::from_millis(config.response_timeout_ms)));
+                    .set_response_timeout(Some(Duration::from_millis(config.response_timeout_ms)))
+                    // Reconnecting is retried on the next probe anyway;
+                    // a long retry ladder would only hold the probe up.
+                    .set_number_of_retries(1);
                 let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
                     .map_err(|e| format!("redis: {e}"))?;
                 Store::Redis {
                     conn,
                     script: redis::Script::new(GCRA_SCRIPT),
+                    fallback: LocalBuckets::default(),
+                    outage: Outage::new(),
+                    deadline: Duration::from_millis(
+                        config.connect_timeout_ms + config.response_timeout_ms,
+                    ),
                 }
             }
-            None => Store::Local {
-                // Idle buckets are full buckets: forgetting them after an
-                // hour without use changes nothing but memory.
-                buckets: moka::future::Cache::builder()
-                    .max_capacity(1_000_000)
-                    .time_to_idle(Duration::from_secs(3600))
-                    .build(),
-                epoch: Instant::now(),
-            },
+            None => Store::Local(LocalBuckets::default()),
         };
         let client_ip_header = client_ip_header
             .map(|h| {
@@ -219,40 +359,60 @@ impl RateLimiter {
         self.groups.is_empty()
     }
 
-    async fn take(&self, group: &RateLimitGroup, key: &str) -> Result<Decision, String> {
+    async fn take(&self, group: &RateLimitGroup, key: &str) -> Spent {
         let interval = group.interval_us();
         let burst = u64::from(group.burst());
-        match &self.store {
-            Store::Local { buckets, epoch } => {
-                let now = epoch.elapsed().as_micros() as u64;
-                let cell = buckets
-                    .get_with(key.to_string(), async {
-                        Arc::new(std::sync::Mutex::new(u64::MAX))
-                    })
-                    .await;
-                let mut tat = cell.lock().unwrap_or_else(|p| p.into_inner());
-                let stored = (*tat != u64::MAX).then_some(*tat);
-                let (decision, new_tat) = gcra(stored, now, interval, burst);
-                if let Some(t) = new_tat {
-                    *tat = t;
+        let (conn, script, fallback, outage, deadline) = match &self.store {
+            Store::Local(buckets) => {
+                return Spent::Decided(buckets.take(key, interval, burst).await);
+            }
+            Store::Redis {
+                conn,
+                script,
+                fallback,
+                outage,
+                deadline,
+            } => (conn, script, fallback, outage, *deadline),
+        };
+        if outage.should_ask(outage.now_us()) {
+            let mut conn = conn.clone();
+            let mut invocation = script.key(format!("kiln:ratelimit:{key}"));
+            invocation.arg(interval).arg(burst);
+            let call = invocation.invoke_async::<(i64, i64, i64)>(&mut conn);
+            let answer = match tokio::time::timeout(deadline, call).await {
+                Ok(answer) => answer.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {} ms", deadline.as_millis())),
+            };
+            match answer {
+                Ok((allowed, remaining, wait)) => {
+                    if outage.answered() {
+                        tracing::warn!(
+                            "rate limit store recovered: Redis answers again; shared buckets are \
+                             in use again"
+                        );
+                    }
+                    return Spent::Decided(Decision {
+                        allowed: allowed == 1,
+                        remaining: remaining.max(0) as u64,
+                        wait: Duration::from_micros(wait.max(0) as u64),
+                    });
                 }
-                Ok(decision)
+                Err(e) => {
+                    if outage.failed(outage.now_us()) {
+                        tracing::error!(
+                            error = %e,
+                            "rate limit store outage began: Redis does not answer; each \
+                             [[rate_limits]] group does what its on_redis_error says (local: an \
+                             in-process bucket; deny: 503; allow: unlimited) until it answers again"
+                        );
+                    }
+                }
             }
-            Store::Redis { conn, script } => {
-                let mut conn = conn.clone();
-                let (allowed, remaining, wait): (i64, i64, i64) = script
-                    .key(format!("kiln:ratelimit:{key}"))
-                    .arg(interval)
-                    .arg(burst)
-                    .invoke_async(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(Decision {
-                    allowed: allowed == 1,
-                    remaining: remaining.max(0) as u64,
-                    wait: Duration::from_micros(wait.max(0) as u64),
-                })
-            }
+        }
+        match group.on_redis_error {
+            OnRedisError::Local => Spent::Decided(fallback.take(key, interval, burst).await),
+            OnRedisError::Deny => Spent::Unavailable,
+            OnRedisError::Allow => Spent::Unlimited,
         }
     }
 
@@ -278,13 +438,13 @@ impl RateLimiter {
     }
 }
 
-static LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
-static REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
-static RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
-static POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub(crate) static LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+pub(crate) static REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+pub(crate) static RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+pub(crate) static POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 
 /// Whole seconds, rounded up (a client told 0 would retry at once).
-fn seconds(d: Duration) -> u64 {
+pub(crate) fn seconds(d: Duration) -> u64 {
     d.as_micros().div_ceil(1_000_000) as u64
 }
 
@@ -308,13 +468,33 @@ pub async fn layer(State(app): State<AppState>, request: Request, next: Next) ->
             _ => format!("ip:{ip}"),
         };
         let decision = match limiter.take(group, &format!("{}:{who}", group.name)).await {
-            Ok(d) => d,
-            Err(e) => {
-                // A limiter that cannot be asked does not stop traffic;
-                // the outage is logged (rate limits protect, they do not
-                // authorize).
-                tracing::error!(group = %group.name, error = %e, "rate limit store unavailable; request let through");
-                continue;
+            Spent::Decided(d) => d,
+            Spent::Unlimited => continue,
+            Spent::Unavailable => {
+                let request_id = request
+                    .extensions()
+                    .get::<RequestId>()
+                    .map(|r| r.0.to_string())
+                    .unwrap_or_default();
+                // 503, not 429: the client did not exceed anything; the
+                // engine cannot check, and says so as a server-side fault
+                // a client retries later.
+                return ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "rate_limit_unavailable",
+                    format!(
+                        "the '{}' rate limit cannot be checked: its store (Redis) does not \
+                         answer and the group refuses requests then (on_redis_error = \"deny\"); \
+                         retry shortly",
+                        group.name
+                    ),
+                )
+                .with_header(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(seconds(PROBE_INTERVAL)),
+                )
+                .with_request_id(&request_id)
+                .into_response();
             }
         };
         let tighter = match &tightest {
@@ -420,5 +600,87 @@ mod tests {
         let bad: RateLimitGroup =
             toml::from_str("name = \"a b\"\nper = \"ip\"\nrequests = 1\nwindow_s = 1").unwrap();
         assert!(bad.validate().unwrap_err().contains("name"));
+    }
+
+    #[test]
+    fn on_redis_error_defaults_to_local_and_names_its_choices() {
+        let g: RateLimitGroup =
+            toml::from_str("name = \"a\"\nper = \"ip\"\nrequests = 1\nwindow_s = 1").unwrap();
+        assert_eq!(g.on_redis_error, OnRedisError::Local);
+        for (text, want) in [
+            ("allow", OnRedisError::Allow),
+            ("deny", OnRedisError::Deny),
+            ("local", OnRedisError::Local),
+        ] {
+            let g: RateLimitGroup = toml::from_str(&format!(
+                "name = \"a\"\nper = \"ip\"\nrequests = 1\nwindow_s = 1\non_redis_error = \"{text}\""
+            ))
+            .unwrap();
+            assert_eq!(g.on_redis_error, want);
+        }
+        let bad = toml::from_str::<RateLimitGroup>(
+            "name = \"a\"\nper = \"ip\"\nrequests = 1\nwindow_s = 1\non_redis_error = \"pass\"",
+        );
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn an_outage_starts_and_ends_once_and_redis_is_probed_once_per_interval() {
+        let o = Outage::new();
+        let step = PROBE_INTERVAL.as_micros() as u64;
+        // Up: every request asks.
+        assert!(o.should_ask(0) && o.should_ask(0));
+        assert!(!o.answered(), "no outage to end");
+        // The first failure starts the outage; the next ones do not again.
+        assert!(o.failed(10));
+        assert!(!o.failed(11));
+        // Down: nobody asks until the probe is due, then exactly one.
+        assert!(!o.should_ask(12));
+        assert!(!o.should_ask(10 + step / 2));
+        assert!(o.should_ask(11 + step));
+        assert!(!o.should_ask(11 + step));
+        // The probe fails: still the same outage, next probe an interval on.
+        assert!(!o.failed(11 + step));
+        assert!(!o.should_ask(12 + step));
+        assert!(o.should_ask(11 + 2 * step));
+        // It answers: the outage ends once, and everyone asks again.
+        assert!(o.answered());
+        assert!(!o.answered());
+        assert!(o.should_ask(12 + 2 * step) && o.should_ask(12 + 2 * step));
+        // A new failure is a new outage.
+        assert!(o.failed(20 + 2 * step));
+    }
+
+    fn group(on_redis_error: &str) -> RateLimitGroup {
+        toml::from_str(&format!(
+            "name = \"g\"\nper = \"ip\"\nrequests = 1\nwindow_s = 60\nburst = 2\non_redis_error = \"{on_redis_error}\""
+        ))
+        .unwrap()
+    }
+
+    /// A Redis nobody listens on: port 1 on loopback refuses at once.
+    fn unreachable_redis(groups: Vec<RateLimitGroup>) -> RateLimiter {
+        let config = RedisConfig::default();
+        RateLimiter::new(groups, Some((&config, "redis://127.0.0.1:1")), None).unwrap()
+    }
+
+    #[tokio::test]
+    async fn without_redis_each_group_does_what_on_redis_error_says() {
+        let (local, deny, allow) = (group("local"), group("deny"), group("allow"));
+        let limiter = unreachable_redis(vec![local.clone(), deny.clone(), allow.clone()]);
+        // local: the budget of two still holds, in process.
+        let mut local_seen = Vec::new();
+        for _ in 0..3 {
+            match limiter.take(&local, "g:ip:1").await {
+                Spent::Decided(d) => local_seen.push(d.allowed),
+                other => panic!("local fell back to {other:?}"),
+            }
+        }
+        assert_eq!(local_seen, vec![true, true, false]);
+        // deny: refused; allow: unlimited, however many.
+        assert_eq!(limiter.take(&deny, "g:ip:2").await, Spent::Unavailable);
+        for _ in 0..5 {
+            assert_eq!(limiter.take(&allow, "g:ip:3").await, Spent::Unlimited);
+        }
     }
 }
