@@ -23,6 +23,11 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
         Ok(path) => match rewrite(uri, &path) {
             Some(uri) => {
                 *request.uri_mut() = uri;
+                // The outer router recorded the spelling as sent; the inner
+                // one records the canonical URI when this one is gone.
+                request
+                    .extensions_mut()
+                    .remove::<axum::extract::OriginalUri>();
                 next.run(request).await
             }
             None => refuse(&request, None),
