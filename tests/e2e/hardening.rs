@@ -162,3 +162,25 @@ async fn a_request_that_outlives_the_request_timeout_gets_504() {
     let r = e.client.get(e.url("/limits/ok")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn an_http11_request_without_exactly_one_host_is_400() {
+    let e = Engine::builder()
+        .plugin("hello", "hello-rust", None)
+        .start()
+        .await;
+    let (status, body) = e
+        .raw_exchange("GET /hello/ada HTTP/1.1\r\nconnection: close\r\n\r\n")
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("exactly one Host"), "{body}");
+    let (status, _) = e
+        .raw_exchange("GET /hello/ada HTTP/1.1\r\nhost: a\r\nhost: b\r\nconnection: close\r\n\r\n")
+        .await;
+    assert_eq!(status, 400);
+    // HTTP/1.0 has no Host requirement; with one Host, 1.1 is served.
+    let (status, _) = e.raw_exchange("GET /hello/ada HTTP/1.0\r\n\r\n").await;
+    assert_eq!(status, 200);
+    let (status, _) = e.raw_request("GET", "/hello/ada", &[]).await;
+    assert_eq!(status, 200);
+}

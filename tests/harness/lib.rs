@@ -407,18 +407,25 @@ impl Engine {
         target: &str,
         headers: &[(&str, &str)],
     ) -> (u16, String) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let authority = self.base.trim_start_matches("http://");
-        let mut stream = tokio::net::TcpStream::connect(authority)
-            .await
-            .expect("connect");
         let mut head =
             format!("{method} {target} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\n");
         for (name, value) in headers {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
         head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).await.expect("write");
+        self.raw_exchange(&head).await
+    }
+
+    /// Sends `request` byte for byte (it should ask to close the
+    /// connection) and returns the status and body of the answer.
+    pub async fn raw_exchange(&self, request: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let authority = self.base.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(authority)
+            .await
+            .expect("connect");
+        stream.write_all(request.as_bytes()).await.expect("write");
         let mut answer = Vec::new();
         tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer))
             .await

@@ -1,18 +1,31 @@
 //! Puts every request's path into its canonical form (`crate::path`) before
-//! routing, or answers 400 when it has none. Everything after this layer —
+//! routing, or answers 400 when it has none (and when an HTTP/1.1 request
+//! does not name exactly one Host). Everything after this layer —
 //! the router, authentication, access rules, rate limits, the plugin —
 //! reads the rewritten URI, so one request meets one decision.
 
 use axum::extract::Request;
-use axum::http::{StatusCode, Uri, uri::PathAndQuery};
+use axum::http::{StatusCode, Uri, Version, header, uri::PathAndQuery};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::request_id::RequestId;
-use crate::path::{PathError, canonical};
+use crate::path::canonical;
 
 pub async fn layer(mut request: Request, next: Next) -> Response {
+    // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is 400.
+    // (HTTP/2 carries the authority in the URI instead.)
+    if request.version() == Version::HTTP_11 {
+        let mut hosts = request.headers().get_all(header::HOST).iter();
+        if hosts.next().is_none() || hosts.next().is_some() {
+            return refuse(
+                &request,
+                "bad_request",
+                "an HTTP/1.1 request needs exactly one Host header",
+            );
+        }
+    }
     let uri = request.uri();
     // `OPTIONS *` has no path to normalise; the router answers it.
     if uri.path() == "*" {
@@ -30,9 +43,9 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
                     .remove::<axum::extract::OriginalUri>();
                 next.run(request).await
             }
-            None => refuse(&request, None),
+            None => refuse(&request, "bad_path", "path cannot be rewritten"),
         },
-        Err(e) => refuse(&request, Some(e)),
+        Err(e) => refuse(&request, "bad_path", &e.to_string()),
     }
 }
 
@@ -46,9 +59,8 @@ fn rewrite(uri: &Uri, path: &str) -> Option<Uri> {
     Uri::from_parts(parts).ok()
 }
 
-fn refuse(request: &Request, error: Option<PathError>) -> Response {
-    let reason = error.map_or_else(|| "path cannot be rewritten".to_string(), |e| e.to_string());
-    let mut e = ApiError::new(StatusCode::BAD_REQUEST, "bad_path", reason);
+fn refuse(request: &Request, code: &'static str, reason: &str) -> Response {
+    let mut e = ApiError::new(StatusCode::BAD_REQUEST, code, reason);
     e.request_id = request
         .extensions()
         .get::<RequestId>()

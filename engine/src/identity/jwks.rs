@@ -17,7 +17,9 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicK
 use jsonwebtoken::{Algorithm, DecodingKey};
 use tokio::sync::{Mutex, RwLock};
 
-use super::jwt::{JwtRules, JwtVerifier, RSA_FAMILY, TokenRejected, unreadable_header};
+use super::jwt::{
+    JwtRules, JwtVerifier, RSA_FAMILY, TokenRejected, refuse_critical, unreadable_header,
+};
 use super::principal::Principal;
 
 /// The largest JWKS document the engine reads.
@@ -68,6 +70,8 @@ impl JwksVerifier {
     }
 
     pub async fn verify(&self, token: &str) -> Result<Principal, TokenRejected> {
+        // Before any fetch: a made-up extension must not cost a JWKS request.
+        refuse_critical(token)?;
         let header = jsonwebtoken::decode_header(token).map_err(|_| unreadable_header(token))?;
         let kid = header.kid.as_deref();
         let stale = {

@@ -136,6 +136,7 @@ impl JwtVerifier {
 
     /// The principal a valid token stands for.
     pub fn verify(&self, token: &str) -> Result<Principal, TokenRejected> {
+        refuse_critical(token)?;
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
             .map_err(|e| {
             // `alg: none` (and any name the library does not know) fails
@@ -184,15 +185,33 @@ pub(super) fn unreadable_header(token: &str) -> TokenRejected {
     )
 }
 
-/// The `alg` a token's header names, read without trusting anything else.
-fn raw_alg(token: &str) -> Option<String> {
+/// A token's header as JSON, read without trusting anything in it.
+fn raw_header(token: &str) -> Option<Value> {
     use base64::Engine as _;
     let header = token.split('.').next()?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(header.trim_end_matches('='))
         .ok()?;
-    let header: Value = serde_json::from_slice(&bytes).ok()?;
-    header.get("alg")?.as_str().map(str::to_string)
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The `alg` a token's header names.
+fn raw_alg(token: &str) -> Option<String> {
+    raw_header(token)?.get("alg")?.as_str().map(str::to_string)
+}
+
+/// RFC 7515 §4.1.11: `crit` lists header extensions the verifier must
+/// understand or refuse the token. The engine understands none, so any
+/// `crit` (even naming a registered parameter, which the RFC forbids) is
+/// refused rather than silently ignored.
+pub(super) fn refuse_critical(token: &str) -> Result<(), TokenRejected> {
+    match raw_header(token).as_ref().and_then(|h| h.get("crit")) {
+        None => Ok(()),
+        Some(_) => Err(TokenRejected(
+            "the token's header has a crit list of extensions the engine does not understand"
+                .into(),
+        )),
+    }
 }
 
 /// What an RSA key may sign with: PKCS#1 v1.5 and PSS.
@@ -487,5 +506,37 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.contains("does not fit the configured key"), "{e}");
+    }
+
+    #[test]
+    fn a_token_with_a_crit_header_is_refused_even_when_well_signed() {
+        use base64::Engine as _;
+        let b64 = |v: &Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string().as_bytes())
+        };
+        let v = secret_verifier();
+        for crit in [json!(["exp"]), json!(["x-made-up"]), json!([])] {
+            let header = json!({"alg": "HS256", "typ": "JWT", "crit": crit, "x-made-up": 1});
+            let message = format!("{}.{}", b64(&header), b64(&claims(json!({}))));
+            let signature = jsonwebtoken::crypto::sign(
+                message.as_bytes(),
+                &EncodingKey::from_secret(SECRET),
+                Algorithm::HS256,
+            )
+            .unwrap();
+            let token = format!("{message}.{signature}");
+            let why = rejected(&v, &token);
+            assert!(why.contains("crit"), "{crit}: {why}");
+        }
+        // The same token without crit verifies: the signature was good.
+        let header = json!({"alg": "HS256", "typ": "JWT"});
+        let message = format!("{}.{}", b64(&header), b64(&claims(json!({}))));
+        let signature = jsonwebtoken::crypto::sign(
+            message.as_bytes(),
+            &EncodingKey::from_secret(SECRET),
+            Algorithm::HS256,
+        )
+        .unwrap();
+        assert!(v.verify(&format!("{message}.{signature}")).is_ok());
     }
 }
