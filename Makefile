@@ -10,12 +10,17 @@ EXAMPLES   := hello-rust notes-rust catalog-rust tools-rust auth-rust
 FIXTURES   := fixture-basic fixture-limits fixture-reload-v1 fixture-reload-v2 fixture-configurable fixture-kv fixture-sql fixture-pubsub fixture-mcp fixture-identity fixture-outbound
 GUEST_OUT  := target/$(WASM)/release
 
-.PHONY: run test setup js-clients js-sdk examples fixtures lint unit e2e bench clean
+.PHONY: run test install setup js-clients js-sdk examples fixtures lint unit e2e bench clean
 
 run: setup js-sdk examples
 	$(CARGO) run --release -p kiln -- serve --config examples/kiln.toml --plugins $(PLUGINS)
 
 test: setup js-clients js-sdk lint fixtures unit e2e
+
+# `kiln` on the PATH (~/.cargo/bin), for `kiln new` / `kiln build` /
+# `kiln keys` from any folder. Not one of the two commands: the step after.
+install: setup
+	$(CARGO) install --locked --path engine
 
 # The wasm target comes with the pinned toolchain (rust-toolchain.toml); this
 # covers a rustup that did not install it.

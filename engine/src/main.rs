@@ -73,9 +73,13 @@ enum Command {
         /// The plugin folder (default: the current directory).
         #[arg(default_value = ".")]
         path: PathBuf,
-        /// Where to put the .wasm (default: plugins; env KILN_PLUGINS_DIR).
+        /// Where to put the .wasm (default: KILN_PLUGINS_DIR, else the engine
+        /// config's plugins_dir, else plugins).
         #[arg(long, value_name = "DIR")]
         plugins: Option<PathBuf>,
+        /// Engine config file (TOML) whose plugins_dir receives the .wasm.
+        #[arg(long, value_name = "FILE", env = "KILN_CONFIG")]
+        config: Option<PathBuf>,
         /// Rust: build without optimisations (faster to build, slower to run).
         /// JavaScript: use the JS engine's debug build, which keeps function
         /// names for crash backtraces.
@@ -190,11 +194,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Build {
             path,
             plugins,
+            config,
             debug,
         } => {
-            let plugins = plugins
-                .or_else(|| std::env::var_os("KILN_PLUGINS_DIR").map(PathBuf::from))
-                .unwrap_or_else(|| PathBuf::from("plugins"));
+            // The directory the engine serves: --plugins, else what the
+            // config says (KILN_PLUGINS_DIR over the file), else `plugins`.
+            let plugins = match plugins {
+                Some(dir) => dir,
+                None => Config::load(config.as_deref(), |k| std::env::var(k).ok())?.plugins_dir,
+            };
             let built = kiln::cli::build::build(&path, &plugins, !debug)?;
             println!("built {} → {}", built.name, built.installed.display());
             Ok(())

@@ -47,6 +47,37 @@ async fn new_and_build_produce_a_plugin_the_engine_serves() {
     .await
     .expect("the built plugin was not served");
     assert_eq!(body, r#"{"message":"Hello, Ada!"}"#);
+
+    // Without --plugins, `kiln build` installs where the engine config's
+    // plugins_dir says (--config or KILN_CONFIG), so it is written once.
+    let elsewhere = work.path().join("served-plugins");
+    let config = work.path().join("kiln.toml");
+    std::fs::write(&config, format!("plugins_dir = {elsewhere:?}\n")).unwrap();
+    for by_env in [false, true] {
+        let _ = std::fs::remove_dir_all(&elsewhere);
+        let mut build = Command::new(kiln_bin());
+        build
+            .arg("build")
+            .arg(&crate_dir)
+            .env("CARGO_TARGET_DIR", &target)
+            .env_remove("KILN_PLUGINS_DIR");
+        if by_env {
+            build.env("KILN_CONFIG", &config);
+        } else {
+            build.arg("--config").arg(&config);
+        }
+        let out = build.output().unwrap();
+        assert!(
+            out.status.success(),
+            "kiln build (config from {}) failed:\n{}",
+            if by_env { "KILN_CONFIG" } else { "--config" },
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            elsewhere.join("greeter.wasm").is_file(),
+            "by_env = {by_env}"
+        );
+    }
 }
 
 #[test]
