@@ -173,7 +173,14 @@ async fn a_js_exception_is_a_clean_500_naming_the_plugin_and_a_kiln_error_is_the
     // The exception stays in the log, under the request id, not in the answer.
     assert!(!message.contains("kaboom"), "{message}");
     let request_id = body["error"]["request_id"].as_str().unwrap().to_string();
-    let lines = engine.log_lines_with(&[&request_id, "kaboom from js"]);
+    // The engine's log reaches the harness through a pipe, a moment after
+    // the answer: wait for the line rather than race it.
+    let lines = kiln_e2e::wait_for(Duration::from_secs(5), || async {
+        let lines = engine.log_lines_with(&[&request_id, "kaboom from js"]);
+        (!lines.is_empty()).then_some(lines)
+    })
+    .await
+    .unwrap_or_default();
     assert!(
         lines
             .iter()
