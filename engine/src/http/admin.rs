@@ -344,9 +344,7 @@ pub async fn require_admin(State(app): State<AppState>, request: Request, next: 
     ];
     let mut response = if !decision.allowed {
         tracing::info!(request_id, ip, "admin API rate limited");
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+        ApiError::rate_limited(
             format!(
                 "too many requests: the admin API allows {} per {} s per client (bursts of {}); \
                  retry in {} s",
@@ -355,10 +353,7 @@ pub async fn require_admin(State(app): State<AppState>, request: Request, next: 
                 limit.burst,
                 seconds(decision.wait)
             ),
-        )
-        .with_header(
-            header::RETRY_AFTER,
-            HeaderValue::from(seconds(decision.wait)),
+            decision.wait,
         )
         .with_request_id(&request_id)
         .into_response()

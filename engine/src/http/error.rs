@@ -83,6 +83,15 @@ impl ApiError {
         }
     }
 
+    /// 429 `rate_limited` with `Retry-After`: the one shape of every
+    /// rate-limit refusal (groups and the admin API).
+    pub fn rate_limited(message: String, wait: std::time::Duration) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message).with_header(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(super::rate_limit::seconds(wait)),
+        )
+    }
+
     /// An error the plugin returned on purpose.
     pub fn from_plugin(code: ErrorCode, message: String) -> Self {
         let (status, code) = match code {

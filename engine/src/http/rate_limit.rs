@@ -529,9 +529,7 @@ pub async fn layer(State(app): State<AppState>, request: Request, next: Next) ->
             .map(|r| r.0.to_string())
             .unwrap_or_default();
         tracing::info!(group = %group.name, request_id, "rate limited");
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+        ApiError::rate_limited(
             format!(
                 "too many requests: the '{}' limit allows {} per {} s (bursts of {}); retry in {} s",
                 group.name,
@@ -540,10 +538,7 @@ pub async fn layer(State(app): State<AppState>, request: Request, next: Next) ->
                 group.burst(),
                 seconds(decision.wait)
             ),
-        )
-        .with_header(
-            header::RETRY_AFTER,
-            HeaderValue::from(seconds(decision.wait)),
+            decision.wait,
         )
         .with_request_id(&request_id)
         .into_response()
