@@ -53,6 +53,8 @@ pub struct Config {
     pub graphql: GraphqlConfig,
     pub mcp: McpConfig,
     pub pubsub: PubsubConfig,
+    /// WebSockets, event streams and subscriptions, bounded.
+    pub streams: crate::streams::limits::StreamLimits,
     pub runtime: RuntimeConfig,
     /// Limits for every plugin unless its own file or `[plugins.<name>]`
     /// says otherwise, and the ceilings a plugin's own file may not raise.
@@ -84,6 +86,7 @@ impl Default for Config {
             graphql: GraphqlConfig::default(),
             mcp: McpConfig::default(),
             pubsub: PubsubConfig::default(),
+            streams: Default::default(),
             runtime: RuntimeConfig::default(),
             limits: PartialLimits::default(),
             outbound: OutboundSettings::default(),
@@ -224,6 +227,14 @@ pub struct McpConfig {
     pub session_idle_timeout_ms: u64,
     /// Interval of keep-alive comments on open event streams (0 = none).
     pub sse_keep_alive_ms: u64,
+    /// Sessions open at once, all clients together; past it `initialize`
+    /// gets 503.
+    pub max_sessions: usize,
+    /// Sessions one client (its principal, or its IP when anonymous) holds
+    /// at once; past it `initialize` gets 429.
+    pub max_sessions_per_client: usize,
+    /// New sessions one client may open per minute; past it 429.
+    pub sessions_per_minute: u32,
 }
 
 impl Default for McpConfig {
@@ -237,6 +248,9 @@ impl Default for McpConfig {
                 .collect(),
             session_idle_timeout_ms: 300_000,
             sse_keep_alive_ms: 15_000,
+            max_sessions: 10_000,
+            max_sessions_per_client: 100,
+            sessions_per_minute: 60,
         }
     }
 }
@@ -257,6 +271,15 @@ pub struct GraphqlConfig {
     pub connection_init_timeout_ms: u64,
     /// Operations (mostly subscriptions) one WebSocket may run at once.
     pub max_operations_per_connection: usize,
+    /// Most fields an operation may select once its fragments are
+    /// expanded, checked before validation (see `graphql::budget`).
+    pub max_fields: usize,
+    /// Most plugin calls one query or mutation may make.
+    pub max_plugin_calls: usize,
+    /// Most errors one answer carries; the last one says how many were left out.
+    pub max_errors: usize,
+    /// Most directives on one field or fragment.
+    pub max_directives: usize,
 }
 
 impl Default for GraphqlConfig {
@@ -268,6 +291,10 @@ impl Default for GraphqlConfig {
             introspection: true,
             connection_init_timeout_ms: 10_000,
             max_operations_per_connection: 100,
+            max_fields: 2_000,
+            max_plugin_calls: 200,
+            max_errors: 100,
+            max_directives: 16,
         }
     }
 }
@@ -355,6 +382,19 @@ pub struct HttpConfig {
     /// The header that holds the client IP (`x-forwarded-for`) when a
     /// proxy in front sets it; otherwise the socket's peer address.
     pub client_ip_header: Option<String>,
+    /// A client must send a request's headers within this time, counted
+    /// from the connection's start or, on HTTP/1.1 keep-alive, from the end
+    /// of the previous response (so it is also HTTP/1.1's idle limit).
+    pub header_read_timeout_ms: u64,
+    /// A connection without a request in flight for this long is closed
+    /// (HTTP/2 connections; HTTP/1.1 ones meet the header timeout first).
+    pub idle_timeout_ms: u64,
+    /// Connections open at once. At the limit, the connection idle the
+    /// longest is closed to make room; when none is idle the new one gets
+    /// 503. Unset: three quarters of the open-file limit, at most 10,000.
+    pub max_connections: Option<usize>,
+    /// Requests one HTTP/2 connection may run at once.
+    pub max_streams_per_connection: u32,
 }
 
 impl Default for HttpConfig {
@@ -368,6 +408,10 @@ impl Default for HttpConfig {
             hsts: false,
             cors: Default::default(),
             client_ip_header: None,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: None,
+            max_streams_per_connection: 100,
         }
     }
 }
@@ -951,6 +995,7 @@ impl Config {
             jwt.validate().map_err(|m| invalid("identity.jwt", &m))?;
         }
         self.access.validate().map_err(|m| invalid("access", &m))?;
+        self.streams.validate().map_err(|m| invalid("streams", &m))?;
         if self.pubsub.subscriber_buffer == 0 || self.pubsub.subscriber_buffer > 65_536 {
             return Err(invalid(
                 "pubsub.subscriber_buffer",
@@ -980,6 +1025,15 @@ impl Config {
                 &format!("{bad:?} must start with http:// or https:// (or be \"null\")"),
             ));
         }
+        for (key, value) in [
+            ("mcp.max_sessions", self.mcp.max_sessions),
+            ("mcp.max_sessions_per_client", self.mcp.max_sessions_per_client),
+            ("mcp.sessions_per_minute", self.mcp.sessions_per_minute as usize),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
         if self.mcp.session_idle_timeout_ms == 0 {
             return Err(invalid(
                 "mcp.session_idle_timeout_ms",
@@ -991,6 +1045,16 @@ impl Config {
                 "graphql.max_depth",
                 "graphql.max_depth and graphql.max_complexity must be at least 1",
             ));
+        }
+        for (key, value) in [
+            ("graphql.max_fields", self.graphql.max_fields),
+            ("graphql.max_plugin_calls", self.graphql.max_plugin_calls),
+            ("graphql.max_errors", self.graphql.max_errors),
+            ("graphql.max_directives", self.graphql.max_directives),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
         }
         let db = &self.database;
         if db.max_connections == 0 {
@@ -1040,6 +1104,20 @@ impl Config {
                 "http.max_header_bytes",
                 "must be between 1KiB and 1MiB",
             ));
+        }
+        for (key, value) in [
+            ("http.header_read_timeout_ms", self.http.header_read_timeout_ms),
+            ("http.idle_timeout_ms", self.http.idle_timeout_ms),
+        ] {
+            if value < 100 {
+                return Err(invalid(key, "must be at least 100"));
+            }
+        }
+        if self.http.max_connections == Some(0) {
+            return Err(invalid("http.max_connections", "must be at least 1"));
+        }
+        if self.http.max_streams_per_connection == 0 {
+            return Err(invalid("http.max_streams_per_connection", "must be at least 1"));
         }
         if self.http.request_timeout_ms < 100 {
             return Err(invalid("http.request_timeout_ms", "must be at least 100"));

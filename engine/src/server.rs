@@ -3,23 +3,17 @@
 //! accepting, end the streams that never end by themselves, give requests
 //! in flight `http.shutdown_grace_ms`, and cut what is still open.
 
-use std::future::{Future, IntoFuture};
-use std::io;
-use std::pin::Pin;
+use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::{Listener, ListenerExt};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::graphql::SchemaInputs;
 use crate::host::HostServices;
+use crate::http::connections::{self, ConnectionLimits, Connections, raise_open_file_limit};
 use crate::http::{AppState, router};
 use crate::registry::Registry;
 use crate::runtime::Runtime;
@@ -63,10 +57,7 @@ pub async fn serve(
     };
     let runtime = Arc::new(Runtime::new(&config, services)?);
     let registry = Arc::new(Registry::new());
-    let schema_inputs = SchemaInputs {
-        broker,
-        config: config.graphql.clone(),
-    };
+    let schema_inputs = SchemaInputs::new(broker, &config);
     let idle_release = tokio::spawn(release_idle_instances(runtime.clone()));
     let names = crate::store::plugin_names::PluginNames::new(db.clone());
     let mut reloader = Reloader::new(
@@ -89,62 +80,50 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let listener = Counted::new(listener);
-    let open = listener.open.clone();
-    // Streamed responses (MCP and GraphQL event streams) go out in several
-    // writes; with Nagle's algorithm each small write after the first waits
-    // for the client's delayed ACK, about 40 ms.
-    let listener = listener.tap_io(|stream| {
-        if let Err(e) = stream.io.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
-        }
-    });
+    let open_files = raise_open_file_limit();
+    let limits = ConnectionLimits::from_config(&config.http, open_files);
+    tracing::info!(
+        open_files = open_files.map_or_else(|| "unknown".to_string(), |n| n.to_string()),
+        max_connections = limits.max_connections,
+        "connection limits"
+    );
     let stopping = CancellationToken::new();
     let state = AppState::new(&config, registry, db.clone(), cache, stopping.clone())
         .map_err(anyhow::Error::msg)?;
     tracing::info!(plugins_dir = %config.plugins_dir.display(), "listening on http://{addr}");
-    // On `stopping`, axum stops accepting (the listener is closed, so new
-    // connections are refused), closes idle keep-alive connections and
-    // waits for the others; the streams that never end by themselves watch
+    let open = Arc::new(Connections::default());
+    // On `stopping`, the accept loop ends (the listener is closed, so new
+    // connections are refused) and every connection finishes its requests
+    // in flight and closes; the streams that never end by themselves watch
     // the same token.
-    let server = axum::serve(
+    let server = tokio::spawn(connections::serve(
         listener,
-        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(stopping.clone().cancelled_owned())
-    .into_future();
-    let mut server = std::pin::pin!(server);
-    tokio::select! {
-        served = &mut server => served.context("the HTTP server failed")?,
-        () = shutdown => {
-            let grace = Duration::from_millis(config.http.shutdown_grace_ms);
-            tracing::info!(
-                connections = open.count(),
-                grace_ms = config.http.shutdown_grace_ms,
-                "shutting down: no new connections; finishing requests in flight, ending streams"
-            );
-            stopping.cancel();
-            // axum waits for HTTP connections; an upgraded one (a GraphQL
-            // WebSocket) has left it but is still counted here, and gets
-            // the same grace period to send its close frame.
-            let drained = async {
-                let served = (&mut server).await;
-                open.all_closed().await;
-                served
-            };
-            match tokio::time::timeout(grace, drained).await {
-                Ok(served) => served.context("the HTTP server failed")?,
-                // Dropping the server future leaves the connection tasks
-                // running; they end when the runtime is shut down, after
-                // `serve` returns (main bounds that wait).
-                Err(_) => tracing::warn!(
-                    connections = open.count(),
-                    "shutdown grace period (http.shutdown_grace_ms = {} ms) is over: cutting {} connection(s) still open",
-                    config.http.shutdown_grace_ms,
-                    open.count(),
-                ),
-            }
-        }
+        router(state),
+        limits,
+        open.clone(),
+        stopping.clone(),
+    ));
+    shutdown.await;
+    let grace = Duration::from_millis(config.http.shutdown_grace_ms);
+    tracing::info!(
+        connections = open.count(),
+        grace_ms = config.http.shutdown_grace_ms,
+        "shutting down: no new connections; finishing requests in flight, ending streams"
+    );
+    stopping.cancel();
+    let drained = async {
+        let _ = server.await;
+        open.all_closed().await;
+    };
+    if tokio::time::timeout(grace, drained).await.is_err() {
+        // The connection tasks still running end when the runtime is shut
+        // down, after `serve` returns (main bounds that wait).
+        tracing::warn!(
+            connections = open.count(),
+            "shutdown grace period (http.shutdown_grace_ms = {} ms) is over: cutting {} connection(s) still open",
+            config.http.shutdown_grace_ms,
+            open.count(),
+        );
     }
     // The sweep holds the runtime; stopping it lets the runtime go.
     idle_release.abort();
@@ -158,125 +137,6 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// The connections accepted and not yet closed, upgraded ones included.
-#[derive(Default)]
-struct OpenConnections {
-    count: AtomicUsize,
-    /// Woken when the count drops to zero.
-    none: Notify,
-}
-
-impl OpenConnections {
-    fn count(&self) -> usize {
-        self.count.load(Ordering::Relaxed)
-    }
-
-    async fn all_closed(&self) {
-        loop {
-            let notified = self.none.notified();
-            let mut notified = std::pin::pin!(notified);
-            // Registered before the check, so a drop in between still wakes us.
-            notified.as_mut().enable();
-            if self.count() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-/// A listener that counts its open connections, for the shutdown drain
-/// and its log.
-struct Counted<L> {
-    inner: L,
-    open: Arc<OpenConnections>,
-}
-
-impl<L> Counted<L> {
-    fn new(inner: L) -> Self {
-        Counted {
-            inner,
-            open: Arc::default(),
-        }
-    }
-}
-
-impl<L: Listener> Listener for Counted<L>
-where
-    L::Io: Unpin,
-{
-    type Io = CountedIo<L::Io>;
-    type Addr = L::Addr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (io, addr) = self.inner.accept().await;
-        self.open.count.fetch_add(1, Ordering::Relaxed);
-        let io = CountedIo {
-            io,
-            open: self.open.clone(),
-        };
-        (io, addr)
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
-
-/// A connection that counts itself out when it is dropped.
-struct CountedIo<T> {
-    io: T,
-    open: Arc<OpenConnections>,
-}
-
-impl<T> Drop for CountedIo<T> {
-    fn drop(&mut self) {
-        if self.open.count.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.open.none.notify_waiters();
-        }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for CountedIo<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for CountedIo<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
 }
 
 /// Connects to the configured database and brings its schema up to date;

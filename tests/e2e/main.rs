@@ -1,6 +1,7 @@
 //! End-to-end tests: each starts a real `kiln` process on an ephemeral port
 //! with real plugin components and talks to it over HTTP.
 
+mod abuse;
 mod access_paths;
 mod admin;
 mod cache;

@@ -387,6 +387,34 @@ impl Engine {
         self.dir.path().join("plugins")
     }
 
+    /// The engine process's resident memory, in KiB (Linux).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    /// How long `GET /_kiln/v1/health` takes to answer 200 (panics if it
+    /// does not within 10 s): the engine's responsiveness under abuse.
+    pub async fn health_latency(&self) -> Duration {
+        let started = Instant::now();
+        let r = tokio::time::timeout(
+            Duration::from_secs(10),
+            reqwest::Client::new()
+                .get(self.url("/_kiln/v1/health"))
+                .send(),
+        )
+        .await
+        .expect("the health check answers within 10 s")
+        .expect("GET /_kiln/v1/health");
+        assert_eq!(r.status(), 200);
+        started.elapsed()
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.expect("GET")
     }

@@ -342,17 +342,26 @@ pub async fn post(State(state): State<AppState>, request: axum::extract::Request
     if let Err((status, message)) = check_json_content_type(&parts.headers) {
         return bad_request(media, status, &message);
     }
-    let body: Bytes = match axum::body::to_bytes(body, state.max_request_body).await {
+    let body: Bytes = match crate::http::body::read(&parts, body, state.max_request_body).await {
         Ok(b) => b,
-        Err(_) => {
+        Err(crate::http::body::BodyError::TooLarge) => {
             let mut r = bad_request(
                 media,
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("the request body exceeds {} bytes", state.max_request_body),
             );
-            r.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            if crate::http::body::may_close(parts.version) {
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             return r;
+        }
+        Err(crate::http::body::BodyError::Unreadable(e)) => {
+            return bad_request(
+                media,
+                StatusCode::BAD_REQUEST,
+                &format!("could not read the request body: {e}"),
+            );
         }
     };
     let params = match Params::from_json(&body) {
@@ -430,7 +439,15 @@ pub fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str>
 /// several), if the document parses and the operation can be found.
 pub fn operation_type(query: &str, operation_name: Option<&str>) -> Option<OperationType> {
     let doc = async_graphql::parser::parse_query(query).ok()?;
-    match doc.operations {
+    operation_in(&doc, operation_name)
+}
+
+/// The type of the operation of `doc` that `operation_name` picks.
+pub fn operation_in(
+    doc: &async_graphql::parser::types::ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<OperationType> {
+    match &doc.operations {
         DocumentOperations::Single(op) => Some(op.node.ty),
         DocumentOperations::Multiple(ops) => match operation_name {
             Some(name) => ops.get(name).map(|op| op.node.ty),

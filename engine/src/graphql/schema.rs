@@ -20,6 +20,7 @@ use async_graphql::parser::types::{BaseType, OperationType, Type};
 use async_graphql::{Error, ErrorExtensions, PathSegment, Response, ServerError, Value};
 use futures_util::future::BoxFuture;
 
+use super::budget::{CallBudget, Limits, json_len};
 use super::merge::{Merged, Source};
 use super::sdl::{FieldDecl, FieldDirectives, InputDecl, Kind};
 use crate::config::GraphqlConfig;
@@ -137,6 +138,8 @@ pub struct FieldInfo {
 pub struct GraphqlSchema {
     pub schema: Schema,
     pub fields: Vec<FieldInfo>,
+    /// What one operation may cost (see `graphql::budget`).
+    pub limits: Limits,
 }
 
 /// How output values of a named type are checked.
@@ -159,6 +162,7 @@ pub fn build(
     resolvers: &BTreeMap<String, Arc<dyn Resolver>>,
     broker: &Broker,
     config: &GraphqlConfig,
+    limits: &Limits,
 ) -> Result<GraphqlSchema, String> {
     let outputs = Arc::new(outputs(merged));
     let has = |root: &str| {
@@ -173,7 +177,8 @@ pub fn build(
         has("Subscription").then_some("Subscription"),
     )
     .limit_depth(config.max_depth)
-    .limit_complexity(config.max_complexity);
+    .limit_complexity(config.max_complexity)
+    .limit_directives(config.max_directives);
     if !config.introspection {
         builder = builder.disable_introspection();
     }
@@ -308,7 +313,11 @@ pub fn build(
         }
     }
     let schema = builder.finish().map_err(|e| e.0)?;
-    Ok(GraphqlSchema { schema, fields })
+    Ok(GraphqlSchema {
+        schema,
+        fields,
+        limits: limits.clone(),
+    })
 }
 
 fn info(type_name: &str, f: &FieldDecl, plugin: &str, resolved_by: &'static str) -> FieldInfo {
@@ -431,6 +440,13 @@ pub fn finish_response(mut response: Response) -> Response {
         }
     }
     response
+}
+
+fn spent(s: super::budget::Spent) -> Error {
+    field_error(FieldError {
+        code: s.code(),
+        message: s.message(),
+    })
 }
 
 fn field_error(e: FieldError) -> Error {
@@ -565,7 +581,16 @@ fn plugin_field(
                     operation,
                     principal: info.and_then(|i| i.caller.json()),
                 };
+                // Subscriptions carry no budget: their events are bounded
+                // by the topic, not by the document.
+                let budget = ctx.data_opt::<CallBudget>();
+                if let Some(budget) = budget {
+                    budget.take_call().map_err(spent)?;
+                }
                 let json = resolver.resolve(request).await.map_err(field_error)?;
+                if let Some(budget) = budget {
+                    budget.take_bytes(json_len(&json)).map_err(spent)?;
+                }
                 let value = Value::from_json(json).map_err(|e| {
                     field_error(FieldError {
                         code: "BAD_PLUGIN_OUTPUT",
@@ -944,7 +969,14 @@ mod tests {
             .map(|(n, _, f)| (n.to_string(), Arc::new(Fake(*f)) as Arc<dyn Resolver>))
             .collect();
         let broker = Broker::new(8, 1 << 16);
-        let built = build(&merged, &resolvers, &broker, &GraphqlConfig::default()).unwrap();
+        let built = build(
+            &merged,
+            &resolvers,
+            &broker,
+            &GraphqlConfig::default(),
+            &Limits::default(),
+        )
+        .unwrap();
         (built.schema, broker)
     }
 

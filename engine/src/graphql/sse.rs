@@ -22,6 +22,11 @@ pub async fn stream(
     RawQuery(raw): RawQuery,
     request: axum::extract::Request,
 ) -> Response {
+    let client = state.client_key(&request);
+    let held = match state.take_stream(&request) {
+        Ok(held) => held,
+        Err(refused) => return refused,
+    };
     let (parts, body) = request.into_parts();
     let accepts_events = header_str(&parts.headers, header::ACCEPT).is_some_and(|a| {
         a.split(',')
@@ -40,9 +45,16 @@ pub async fn stream(
         if let Err((status, message)) = check_json_content_type(&parts.headers) {
             return bad_request(Media::Json, status, &message);
         }
-        match axum::body::to_bytes(body, state.max_request_body).await {
+        match crate::http::body::read(&parts, body, state.max_request_body).await {
             Ok(bytes) => Params::from_json(&bytes),
-            Err(_) => {
+            Err(crate::http::body::BodyError::Unreadable(e)) => {
+                return bad_request(
+                    Media::Json,
+                    StatusCode::BAD_REQUEST,
+                    &format!("could not read the request body: {e}"),
+                );
+            }
+            Err(crate::http::body::BodyError::TooLarge) => {
                 return bad_request(
                     Media::Json,
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -68,13 +80,27 @@ pub async fn stream(
         return r;
     }
     let operation = params.operation_type();
+    let subscription = match operation {
+        Some(async_graphql::parser::types::OperationType::Subscription) => {
+            match state
+                .streams
+                .take(&client, crate::streams::limits::Kind::Subscription)
+            {
+                Ok(held) => Some(held),
+                Err(refused) => return crate::http::stream_refused(&refused),
+            }
+        }
+        _ => None,
+    };
     let request = params.into_request(request_info(&parts.extensions, &state));
     let results = LiveSchema(state.registry.clone()).execute_stream(request, None);
     // At shutdown a subscription's stream ends here, and the `complete`
     // event below still goes out: the client sees a finished stream, not a
     // dropped connection.
     let results = super::ends_at_shutdown(operation, results, &state.shutdown)
-        .map(|response| {
+        .map(move |response| {
+            // The stream's places are given back when it ends or is dropped.
+            let _held = (&held, &subscription);
             let data = serde_json::to_string(&response).unwrap_or_else(|e| {
                 serde_json::json!({ "errors": [{ "message": format!("cannot encode the result: {e}") }] })
                     .to_string()

@@ -15,7 +15,7 @@ use std::str::FromStr;
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, WebSocketProtocols, WsMessage};
 use async_graphql::{Data, Executor, Request, Response, ServerError};
 use axum::extract::ws::{CloseFrame, Message};
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use futures_util::stream::{self, BoxStream, Stream, StreamExt};
@@ -64,12 +64,21 @@ const GOING_AWAY: u16 = 1001;
 
 pub async fn upgrade(
     State(state): State<AppState>,
-    caller: Option<axum::Extension<Caller>>,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    request: axum::extract::Request,
 ) -> HttpResponse {
-    let Some(protocol) = protocol_of(&headers) else {
+    let Some(protocol) = protocol_of(request.headers()) else {
         return StatusCode::BAD_REQUEST.into_response();
+    };
+    let client: Arc<str> = state.client_key(&request).into();
+    let held = match state.take_stream(&request) {
+        Ok(held) => held,
+        Err(refused) => return refused,
+    };
+    let caller = request.extensions().get::<Caller>().cloned();
+    let (mut parts, _) = request.into_parts();
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+        Ok(u) => u,
+        Err(rejection) => return rejection.into_response(),
     };
     let running = Arc::new(AtomicUsize::new(0));
     let executor = LimitedOperations {
@@ -77,6 +86,8 @@ pub async fn upgrade(
         running: running.clone(),
         max: state.graphql.max_operations_per_connection,
         shutdown: state.shutdown.clone(),
+        streams: state.streams.clone(),
+        client,
     };
     let connection: Arc<str> = format!("ws-{}", uuid::Uuid::new_v4().simple()).into();
     let init_timeout = Duration::from_millis(state.graphql.connection_init_timeout_ms);
@@ -90,12 +101,14 @@ pub async fn upgrade(
         .max_message_size(state.max_request_body)
         .max_frame_size(state.max_request_body)
         .on_upgrade(move |socket| async move {
+            // The socket's place, given back when this task ends.
+            let _held = held;
             tracing::debug!(connection = %connection, "GraphQL WebSocket opened");
             let id = connection.clone();
             let initialized = Arc::new(AtomicBool::new(false));
             let flag = initialized.clone();
             let auth_state = state.clone();
-            let header_caller = caller.map(|c| c.0).unwrap_or_default();
+            let header_caller = caller.unwrap_or_default();
             let (sink, input) = socket.split();
             // What async-graphql-axum's `GraphQLWebSocket::serve` feeds the
             // protocol; the loop is ours so that shutdown can close the socket.
@@ -210,6 +223,9 @@ struct LimitedOperations {
     max: usize,
     /// Ends this connection's subscriptions when the engine shuts down.
     shutdown: CancellationToken,
+    /// Subscriptions of one client, over all its sockets, are bounded too.
+    streams: crate::streams::limits::StreamSlots,
+    client: Arc<str>,
 }
 
 /// Gives an operation's place back when its stream ends or is dropped.
@@ -246,10 +262,26 @@ impl Executor for LimitedOperations {
         let slot = Slot(self.running.clone());
         let operation =
             super::http::operation_type(&request.query, request.operation_name.as_deref());
+        let subscription = match operation {
+            Some(async_graphql::parser::types::OperationType::Subscription) => match self
+                .streams
+                .take(&self.client, crate::streams::limits::Kind::Subscription)
+            {
+                Ok(held) => Some(held),
+                Err(refused) => {
+                    let message = refused.to_string();
+                    return stream::once(async move {
+                        Response::from_errors(vec![ServerError::new(message, None)])
+                    })
+                    .boxed();
+                }
+            },
+            _ => None,
+        };
         let results = self.schema.execute_stream(request, session_data);
         super::ends_at_shutdown(operation, results, &self.shutdown)
             .map(move |r| {
-                let _held = &slot;
+                let _held = (&slot, &subscription);
                 r
             })
             .boxed()

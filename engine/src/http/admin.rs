@@ -122,7 +122,8 @@ pub async fn mcp(State(app): State<AppState>) -> Json<serde_json::Value> {
             })
         })
         .collect();
-    Json(json!({ "tools": tools, "prompts": prompts }))
+    let sessions = app.mcp.as_ref().map(|m| m.sessions.live());
+    Json(json!({ "tools": tools, "prompts": prompts, "sessions": sessions }))
 }
 
 /// `GET /_kiln/v1/admin/keys`: every API key (never a secret or hash).
@@ -235,7 +236,7 @@ pub async fn release_plugin_name(
             "not_found",
             format!(
                 "no file owns the plugin name {:?}",
-                crate::host::log::cut(&name, 64)
+                crate::text::cut(&name, 64)
             ),
         )
         .into_response(),

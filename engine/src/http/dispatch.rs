@@ -8,7 +8,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::AppState;
 use super::auth::{self, Caller};
@@ -81,25 +80,20 @@ async fn dispatch(
             Err(denied) => Err(auth::denied(&denied)),
         }
     });
+    let limit = app.max_request_body;
     let (target, params) = match routed {
         Ok(found) => found,
-        Err(e) if has_body(&parts.headers) => return Err(closing(e)),
+        Err(e) if has_body(&parts.headers) => {
+            super::body::discard(parts.version, body, limit);
+            return Err(closing(e, parts.version));
+        }
         Err(e) => return Err(e),
     };
 
-    let limit = app.max_request_body;
-    if let Some(len) = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        && len.parse::<u64>().map_or(true, |n| n > limit as u64)
-    {
-        return Err(too_large(limit));
-    }
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large(limit)),
-        Err(e) => {
+    let body = match super::body::read(&parts, body, limit).await {
+        Ok(body) => body,
+        Err(super::body::BodyError::TooLarge) => return Err(too_large(limit, parts.version)),
+        Err(super::body::BodyError::Unreadable(e)) => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
@@ -148,12 +142,15 @@ async fn dispatch(
     )
 }
 
-fn too_large(limit: usize) -> ApiError {
-    closing(ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        format!("request body is larger than the limit of {limit} bytes"),
-    ))
+fn too_large(limit: usize, version: axum::http::Version) -> ApiError {
+    closing(
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body is larger than the limit of {limit} bytes"),
+        ),
+        version,
+    )
 }
 
 /// Whether the client is sending a body with this request.
@@ -168,9 +165,13 @@ fn has_body(headers: &axum::http::HeaderMap) -> bool {
 /// An answer sent before the request body was read: the rest of the body
 /// is still on the wire, so the connection cannot carry another request.
 /// Saying so lets the client open a new one instead of reusing this one
-/// and failing.
-fn closing(e: ApiError) -> ApiError {
-    e.with_header(header::CONNECTION, HeaderValue::from_static("close"))
+/// and failing. (HTTP/2 has no such header: its stream ends instead.)
+fn closing(e: ApiError, version: axum::http::Version) -> ApiError {
+    if super::body::may_close(version) {
+        e.with_header(header::CONNECTION, HeaderValue::from_static("close"))
+    } else {
+        e
+    }
 }
 
 /// Hop-by-hop and framing headers are the server's business, not a plugin's.

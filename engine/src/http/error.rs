@@ -105,7 +105,7 @@ impl ApiError {
             ErrorCode::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ErrorCode::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         };
-        Self::new(status, code, crate::host::log::cut(&message, 4096))
+        Self::new(status, code, crate::text::cut(&message, 4096))
     }
 }
 

@@ -5,7 +5,9 @@
 pub mod admin;
 pub mod admin_guard;
 pub mod auth;
+pub mod body;
 pub mod canonical;
+pub mod connections;
 pub mod dispatch;
 pub mod error;
 pub mod hardening;
@@ -56,8 +58,10 @@ pub struct AppInner {
     /// The admin API's own rate limit and failed-authentication throttle.
     pub admin_guard: admin_guard::AdminGuard,
     pub graphql: GraphqlConfig,
+    /// WebSockets, event streams and subscriptions open now, bounded.
+    pub streams: crate::streams::limits::StreamSlots,
     /// The MCP endpoint, unless `mcp.enabled` is off.
-    pub mcp: Option<crate::mcp::McpService>,
+    pub mcp: Option<crate::mcp::Mcp>,
     /// Cancelled when the engine starts to shut down: streams that would
     /// otherwise never end (subscriptions, event streams) watch it and end
     /// themselves, so the server's wait for open connections is short.
@@ -140,10 +144,49 @@ impl AppState {
                 &config.admin.auth_failures,
             ),
             graphql: config.graphql.clone(),
+            streams: crate::streams::limits::StreamSlots::new(config.streams.clone()),
             mcp,
             shutdown,
         })))
     }
+}
+
+impl AppInner {
+    /// Who a bounded resource (an MCP session, a stream) is counted
+    /// against: the principal when the request has one, its IP otherwise.
+    pub fn client_key(&self, request: &Request) -> String {
+        match request
+            .extensions()
+            .get::<crate::identity::Caller>()
+            .and_then(|c| c.principal())
+        {
+            Some(p) => format!("principal:{}", p.subject),
+            None => format!("ip:{}", self.rate_limiter.client_ip(request)),
+        }
+    }
+
+    /// A place for one more long-lived stream of the client making `request`.
+    pub fn take_stream(
+        &self,
+        request: &Request,
+    ) -> Result<crate::streams::limits::Held, axum::response::Response> {
+        self.streams
+            .take(
+                &self.client_key(request),
+                crate::streams::limits::Kind::Stream,
+            )
+            .map_err(|refused| stream_refused(&refused))
+    }
+}
+
+/// A stream refused by `[streams]`: 503 or 429 with `Retry-After`.
+pub fn stream_refused(refused: &crate::streams::limits::Refused) -> axum::response::Response {
+    ApiError::new(refused.status(), "too_many_streams", refused.to_string())
+        .with_header(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        )
+        .into_response()
 }
 
 pub fn router(state: AppState) -> Router {

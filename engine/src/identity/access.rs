@@ -169,6 +169,18 @@ impl AccessConfig {
         }
         Ok(())
     }
+
+    /// Whether an anonymous caller could reach any MCP tool or prompt: the
+    /// default is public, or a public entry can match a tool or prompt (it
+    /// names one, or names only a plugin). When not, an anonymous
+    /// `initialize` is refused: a session it opened could list nothing and
+    /// call nothing, and would only hold memory.
+    pub fn admits_anonymous_mcp(&self) -> bool {
+        matches!(self.default, Rule::Public)
+            || self.rules.iter().any(|e| {
+                matches!(e.allow, Rule::Public) && e.path.is_none() && e.field.is_none()
+            })
+    }
 }
 
 /// A path pattern in config (`/notes`, `/notes/*`, `/notes*`) must be

@@ -332,14 +332,14 @@ fn schema_errors(validator: &jsonschema::Validator, value: &Value) -> Option<Str
 }
 
 fn cut(text: &str) -> &str {
-    crate::host::log::cut(text, 80)
+    crate::text::cut(text, 80)
 }
 
 fn cut_owned(text: String) -> String {
     if text.len() <= 300 {
         text
     } else {
-        format!("{}…", crate::host::log::cut(&text, 300))
+        format!("{}…", crate::text::cut(&text, 300))
     }
 }
 

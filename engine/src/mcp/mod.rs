@@ -16,27 +16,38 @@
 pub mod catalog;
 pub mod decl;
 pub mod server;
+pub mod sessions;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 
 pub use catalog::Catalog;
+pub use sessions::{Refused, SessionLimits, Sessions};
 
 use crate::config::McpConfig;
 use crate::registry::Registry;
 
 /// The tower service mounted at `/mcp`.
-pub type McpService = StreamableHttpService<server::KilnMcp, LocalSessionManager>;
+pub type McpService = StreamableHttpService<server::KilnMcp, Sessions>;
+
+/// The MCP endpoint: `rmcp`'s service and the session bounds around it.
+#[derive(Clone)]
+pub struct Mcp {
+    pub service: McpService,
+    pub sessions: Sessions,
+}
 
 pub fn service(
     registry: Arc<Registry>,
     access: Arc<crate::identity::access::AccessConfig>,
     config: &McpConfig,
     max_body: usize,
-) -> McpService {
+) -> Mcp {
     let mut http = StreamableHttpServerConfig::default()
         .with_sse_keep_alive(
             (config.sse_keep_alive_ms > 0).then(|| Duration::from_millis(config.sse_keep_alive_ms)),
@@ -54,37 +65,195 @@ pub fn service(
     http = http
         .with_allowed_origins(config.allowed_origins.clone())
         .enforce_origin_validation();
-    let mut sessions = LocalSessionManager::default();
-    sessions.session_config.keep_alive =
-        Some(Duration::from_millis(config.session_idle_timeout_ms));
-    StreamableHttpService::new(
+    let mut local = LocalSessionManager::default();
+    local.session_config.keep_alive = Some(Duration::from_millis(config.session_idle_timeout_ms));
+    let sessions = Sessions::new(
+        local,
+        SessionLimits {
+            max_sessions: config.max_sessions,
+            max_per_client: config.max_sessions_per_client,
+            per_minute: config.sessions_per_minute,
+        },
+    );
+    let service = StreamableHttpService::new(
         move || Ok(server::KilnMcp::new(registry.clone(), access.clone())),
-        Arc::new(sessions),
+        Arc::new(sessions.clone()),
         http,
-    )
+    );
+    Mcp { service, sessions }
 }
 
-/// `/mcp`: the `rmcp` service. A GET opens a session's standing event
-/// stream, which never ends by itself: at shutdown its body ends between
-/// two events, so the client sees the stream finish and the server's wait
-/// for open connections is short. POSTs are calls in flight and run to
-/// their answer (bounded by the shutdown grace period). Not cancelling
-/// rmcp's own token is deliberate: that would cancel the calls too.
+/// A JSON-RPC error answered over HTTP, `id` null when the request had none
+/// that could be read (JSON-RPC 2.0, section 5).
+fn rpc_error(
+    status: StatusCode,
+    code: i64,
+    message: &str,
+    id: Option<serde_json::Value>,
+) -> Response {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id.unwrap_or(serde_json::Value::Null),
+        "error": { "code": code, "message": message },
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// JSON-RPC's codes for a message that is not JSON (-32700) or not a
+/// JSON-RPC 2.0 request object (-32600).
+const PARSE_ERROR: i64 = -32700;
+const INVALID_REQUEST: i64 = -32600;
+/// Implementation-defined server errors: refused by a session bound.
+const SESSION_REFUSED: i64 = -32000;
+
+/// What a POST body says about itself, read before `rmcp` sees it.
+enum Message {
+    /// Not a JSON-RPC 2.0 message: the answer to send instead.
+    Invalid(Box<Response>),
+    /// An `initialize` request, which opens a session.
+    Initialize(serde_json::Value),
+    Other,
+}
+
+fn read_message(body: &[u8]) -> Message {
+    let value: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            let message = format!("the body is not JSON: {e}");
+            return Message::Invalid(Box::new(rpc_error(
+                StatusCode::BAD_REQUEST,
+                PARSE_ERROR,
+                &message,
+                None,
+            )));
+        }
+    };
+    let invalid = |message: &str, id: Option<serde_json::Value>| {
+        Message::Invalid(Box::new(rpc_error(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            message,
+            id,
+        )))
+    };
+    let serde_json::Value::Object(map) = &value else {
+        return match value {
+            serde_json::Value::Array(_) => invalid(
+                "JSON-RPC batches are not supported by MCP since 2025-06-18; send one message",
+                None,
+            ),
+            _ => invalid("a JSON-RPC message is a JSON object", None),
+        };
+    };
+    let id = map.get("id").cloned();
+    if map.get("jsonrpc").and_then(|v| v.as_str()) != Some("2.0") {
+        return invalid("\"jsonrpc\" must be \"2.0\"", id);
+    }
+    match map.get("method") {
+        Some(serde_json::Value::String(m)) if m == "initialize" => {
+            Message::Initialize(id.unwrap_or(serde_json::Value::Null))
+        }
+        Some(serde_json::Value::String(_)) | None => Message::Other,
+        Some(_) => invalid("\"method\" must be a string", id),
+    }
+}
+
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// `/mcp`: the `rmcp` service, behind the checks `rmcp` does not make.
+///
+/// A POST's body is read first: one that is not a JSON-RPC 2.0 message gets
+/// 400 with JSON-RPC's error code (rmcp would say 415), and an `initialize`
+/// must find a session slot ([`Sessions::reserve`]) and, on an engine whose
+/// access rules give anonymous callers no tool or prompt, a credential.
+///
+/// A GET opens a session's standing event stream, which never ends by
+/// itself: at shutdown its body ends between two events, so the client
+/// sees the stream finish and the server's wait for open connections is
+/// short. POSTs are calls in flight and run to their answer (bounded by the
+/// shutdown grace period). Not cancelling rmcp's own token is deliberate:
+/// that would cancel the calls too.
 pub async fn endpoint(
     axum::extract::State(state): axum::extract::State<crate::http::AppState>,
     request: axum::extract::Request,
-) -> axum::response::Response {
+) -> Response {
     use futures_util::StreamExt;
     use tower::ServiceExt;
 
     let Some(mcp) = state.mcp.clone() else {
         // The router mounts this handler only when MCP is enabled.
-        return axum::response::IntoResponse::into_response(
-            crate::http::error::ApiError::not_found(request.uri().path()),
-        );
+        return crate::http::error::ApiError::not_found(request.uri().path()).into_response();
     };
-    let standing = request.method() == axum::http::Method::GET;
-    let response = match mcp.oneshot(request).await {
+    let mut slot = None;
+    let request = if request.method() == Method::POST && is_json(request.headers()) {
+        let client = state.client_key(&request);
+        let anonymous = request
+            .extensions()
+            .get::<crate::identity::Caller>()
+            .is_none_or(|c| c.principal().is_none());
+        let opens_session = !request.headers().contains_key("mcp-session-id");
+        let (parts, body) = request.into_parts();
+        let Ok(bytes) = crate::http::body::read(&parts, body, state.max_request_body).await else {
+            return rpc_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                INVALID_REQUEST,
+                &format!("the request body exceeds {} bytes", state.max_request_body),
+                None,
+            );
+        };
+        match read_message(&bytes) {
+            Message::Invalid(response) => return *response,
+            Message::Initialize(id) if opens_session => {
+                if anonymous && !state.access.admits_anonymous_mcp() {
+                    let mut r = rpc_error(
+                        StatusCode::UNAUTHORIZED,
+                        SESSION_REFUSED,
+                        "this engine serves MCP to authenticated callers only \
+                         ([access] default is not public): send a credential \
+                         (Authorization: Bearer <API key or JWT>)",
+                        Some(id),
+                    );
+                    r.headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                    return r;
+                }
+                match mcp.sessions.reserve(&client).await {
+                    Ok(s) => slot = Some(s),
+                    Err(refused) => return refused_session(&refused, id),
+                }
+            }
+            _ => {}
+        }
+        axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))
+    } else {
+        request
+    };
+    let standing = request.method() == Method::GET;
+    let held = if standing {
+        match state.take_stream(&request) {
+            Ok(held) => Some(held),
+            Err(refused) => return refused,
+        }
+    } else {
+        None
+    };
+    let call = mcp.service.oneshot(request);
+    let response = match slot {
+        Some(slot) => Sessions::with_slot(slot, call).await,
+        None => call.await,
+    };
+    let response = match response {
         Ok(r) => r,
         Err(never) => match never {},
     };
@@ -92,10 +261,32 @@ pub async fn endpoint(
         return response.map(axum::body::Body::new);
     }
     let (parts, body) = response.into_parts();
-    let frames =
-        http_body_util::BodyStream::new(body).take_until(state.shutdown.clone().cancelled_owned());
-    axum::response::Response::from_parts(
+    // The stream's place is given back when its body ends or is dropped.
+    let frames = http_body_util::BodyStream::new(body)
+        .take_until(state.shutdown.clone().cancelled_owned())
+        .map(move |frame| {
+            let _held = &held;
+            frame
+        });
+    Response::from_parts(
         parts,
         axum::body::Body::new(http_body_util::StreamBody::new(frames)),
     )
+}
+
+fn refused_session(refused: &Refused, id: serde_json::Value) -> Response {
+    let status = match refused {
+        Refused::Full(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Refused::ClientFull(_) | Refused::TooFast { .. } => StatusCode::TOO_MANY_REQUESTS,
+    };
+    let mut r = rpc_error(status, SESSION_REFUSED, &refused.to_string(), Some(id));
+    let wait = match refused {
+        Refused::TooFast { wait, .. } => *wait,
+        _ => Duration::from_secs(1),
+    };
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(crate::http::rate_limit::seconds(wait)),
+    );
+    r
 }

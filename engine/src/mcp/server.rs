@@ -171,7 +171,7 @@ impl ServerHandler for KilnMcp {
         let snapshot = self.registry.snapshot();
         let Some((plugin, tool)) = snapshot.mcp.tool(&request.name) else {
             return Err(ErrorData::invalid_params(
-                format!("unknown tool '{}'", request.name),
+                format!("unknown tool '{}'", crate::text::echo(&request.name)),
                 None,
             ));
         };
@@ -222,7 +222,7 @@ impl ServerHandler for KilnMcp {
         let snapshot = self.registry.snapshot();
         let Some((plugin, prompt)) = snapshot.mcp.prompt(&request.name) else {
             return Err(ErrorData::invalid_params(
-                format!("unknown prompt '{}'", request.name),
+                format!("unknown prompt '{}'", crate::text::echo(&request.name)),
                 None,
             ));
         };
@@ -235,8 +235,9 @@ impl ServerHandler for KilnMcp {
                 let known: Vec<&str> = prompt.arguments.iter().map(|a| a.name.as_str()).collect();
                 return Err(ErrorData::invalid_params(
                     format!(
-                        "prompt '{}' has no argument '{name}' (it takes: {})",
+                        "prompt '{}' has no argument '{}' (it takes: {})",
                         prompt.name,
+                        crate::text::echo(&name),
                         if known.is_empty() {
                             "none".to_string()
                         } else {
@@ -248,7 +249,10 @@ impl ServerHandler for KilnMcp {
             }
             let Value::String(value) = value else {
                 return Err(ErrorData::invalid_params(
-                    format!("prompt argument '{name}' must be a string"),
+                    format!(
+                        "prompt argument '{}' must be a string",
+                        crate::text::echo(&name)
+                    ),
                     None,
                 ));
             };
@@ -647,7 +651,7 @@ fn check_uri(uri: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "a resource URI {:?} that is not an absolute URI",
-            crate::host::log::cut(uri, 80)
+            crate::text::cut(uri, 80)
         ))
     }
 }

@@ -778,7 +778,7 @@ fn raw_prompt(p: mcp::Prompt) -> crate::mcp::decl::RawPrompt {
 fn panic_message(stderr: &str) -> Option<String> {
     if let Some(start) = stderr.find("Uncaught exception in ") {
         let line = stderr[start..].lines().next().unwrap_or_default();
-        return Some(crate::host::log::cut(line, 512).to_string());
+        return Some(crate::text::cut(line, 512).to_string());
     }
     let start = stderr.find("panicked at ")?;
     let line = stderr[start..]
@@ -786,7 +786,7 @@ fn panic_message(stderr: &str) -> Option<String> {
         .take(2)
         .collect::<Vec<_>>()
         .join(": ");
-    Some(crate::host::log::cut(&line, 512).to_string())
+    Some(crate::text::cut(&line, 512).to_string())
 }
 
 impl Resolver for Plugin {

@@ -2,6 +2,7 @@
 //! and the Redis bridge that carries messages between engines.
 
 pub mod broker;
+pub mod limits;
 pub mod redis_bridge;
 
 pub use broker::{Broker, Delivery, Subscription};
