@@ -995,7 +995,9 @@ impl Config {
             jwt.validate().map_err(|m| invalid("identity.jwt", &m))?;
         }
         self.access.validate().map_err(|m| invalid("access", &m))?;
-        self.streams.validate().map_err(|m| invalid("streams", &m))?;
+        self.streams
+            .validate()
+            .map_err(|m| invalid("streams", &m))?;
         if self.pubsub.subscriber_buffer == 0 || self.pubsub.subscriber_buffer > 65_536 {
             return Err(invalid(
                 "pubsub.subscriber_buffer",
@@ -1027,8 +1029,14 @@ impl Config {
         }
         for (key, value) in [
             ("mcp.max_sessions", self.mcp.max_sessions),
-            ("mcp.max_sessions_per_client", self.mcp.max_sessions_per_client),
-            ("mcp.sessions_per_minute", self.mcp.sessions_per_minute as usize),
+            (
+                "mcp.max_sessions_per_client",
+                self.mcp.max_sessions_per_client,
+            ),
+            (
+                "mcp.sessions_per_minute",
+                self.mcp.sessions_per_minute as usize,
+            ),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be at least 1"));
@@ -1106,7 +1114,10 @@ impl Config {
             ));
         }
         for (key, value) in [
-            ("http.header_read_timeout_ms", self.http.header_read_timeout_ms),
+            (
+                "http.header_read_timeout_ms",
+                self.http.header_read_timeout_ms,
+            ),
             ("http.idle_timeout_ms", self.http.idle_timeout_ms),
         ] {
             if value < 100 {
@@ -1117,7 +1128,10 @@ impl Config {
             return Err(invalid("http.max_connections", "must be at least 1"));
         }
         if self.http.max_streams_per_connection == 0 {
-            return Err(invalid("http.max_streams_per_connection", "must be at least 1"));
+            return Err(invalid(
+                "http.max_streams_per_connection",
+                "must be at least 1",
+            ));
         }
         if self.http.request_timeout_ms < 100 {
             return Err(invalid("http.request_timeout_ms", "must be at least 100"));

@@ -224,10 +224,22 @@ where
         .block_on(work(cfg))
 }
 
+/// `KILN_LOG` (default `info`), with `rmcp=warn` unless it names rmcp:
+/// rmcp logs every MCP session's start, end and notifications at INFO, a
+/// line per client action; the engine logs sessions at DEBUG itself.
+fn log_filter(spec: Option<String>) -> String {
+    let spec = spec
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "info".into());
+    if spec.contains("rmcp") {
+        spec
+    } else {
+        format!("{spec},rmcp=warn")
+    }
+}
+
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
-        // rmcp logs every session's start, end and notifications at INFO;
-        // the engine logs sessions at DEBUG itself (mcp::sessions).
+    let filter = tracing_subscriber::EnvFilter::try_new(log_filter(std::env::var("KILN_LOG").ok()))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()

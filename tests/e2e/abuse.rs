@@ -29,7 +29,11 @@ async fn hello(extra: &str) -> Engine {
 fn fragment_fan_out(levels: usize) -> String {
     let mut q = String::from("query { ...F0 }");
     for i in 0..levels {
-        q.push_str(&format!(" fragment F{i} on Query {{ ...F{} ...F{} }}", i + 1, i + 1));
+        q.push_str(&format!(
+            " fragment F{i} on Query {{ ...F{} ...F{} }}",
+            i + 1,
+            i + 1
+        ));
     }
     q.push_str(&format!(" fragment F{levels} on Query {{ __typename }}"));
     q
@@ -71,7 +75,8 @@ async fn a_graphql_fragment_fan_out_is_refused_before_validation() {
         assert_eq!(codes(&body), ["TOO_MANY_FIELDS"], "{body}");
         let message = body["errors"][0]["message"].as_str().unwrap();
         assert!(
-            message.contains("16777216 fields") && message.contains("graphql.max_fields allows 2000"),
+            message.contains("16777216 fields")
+                && message.contains("graphql.max_fields allows 2000"),
             "{message}"
         );
     }
@@ -86,17 +91,24 @@ async fn a_graphql_fragment_fan_out_is_refused_before_validation() {
 async fn plugin_calls_and_plugin_bytes_are_budgeted_per_operation() {
     let e = hello("[http]\nmax_response_body = 262144\n").await;
     // 250 aliases of a plugin field: 200 calls run, 50 are refused.
-    let aliases: String = (0..250).map(|i| format!(" a{i}: hello(name: \"x\")")).collect();
+    let aliases: String = (0..250)
+        .map(|i| format!(" a{i}: hello(name: \"x\")"))
+        .collect();
     let (status, body) = e.graphql(&format!("{{{aliases} }}"), json!({})).await;
     assert_eq!(status, 200);
     let codes = codes(&body);
     assert_eq!(codes.len(), 50, "{body}");
-    assert!(codes.iter().all(|c| c == "TOO_MANY_PLUGIN_CALLS"), "{codes:?}");
+    assert!(
+        codes.iter().all(|c| c == "TOO_MANY_PLUGIN_CALLS"),
+        "{codes:?}"
+    );
 
     // 100 aliases with a 20 kB argument: the plugins' answers fill the
     // response limit after about a dozen calls; the client gets an error,
     // not a 2 MB body.
-    let aliases: String = (0..100).map(|i| format!(" a{i}: hello(name: $n)")).collect();
+    let aliases: String = (0..100)
+        .map(|i| format!(" a{i}: hello(name: $n)"))
+        .collect();
     let started = std::time::Instant::now();
     let r = e
         .client
@@ -207,11 +219,11 @@ async fn mcp_sessions_are_capped_per_client_and_given_back_when_they_expire() {
         }
     }
     assert_eq!((opened, refused), (20, 40));
-    assert_eq!(e.admin_get("/mcp").await["sessions"], 20);
+    assert_eq!(e.admin_get("/_kiln/v1/admin/mcp").await["sessions"], 20);
     assert!(e.health_latency().await < RESPONSIVE);
     // Silent sessions expire and give their places back.
     let released = wait_for(Duration::from_secs(15), || async {
-        (e.admin_get("/mcp").await["sessions"] == 0).then_some(())
+        (e.admin_get("/_kiln/v1/admin/mcp").await["sessions"] == 0).then_some(())
     })
     .await;
     assert!(released.is_some(), "the sessions did not expire");
@@ -219,7 +231,10 @@ async fn mcp_sessions_are_capped_per_client_and_given_back_when_they_expire() {
     // One line per session at most, and only at DEBUG: rmcp's own INFO
     // lines are off by default.
     assert!(e.log_lines_with(&["create new session"]).is_empty());
-    assert!(e.log_lines_with(&["Service initialized as server"]).is_empty());
+    assert!(
+        e.log_lines_with(&["Service initialized as server"])
+            .is_empty()
+    );
     assert!(!e.log_lines_with(&["MCP session opened"]).is_empty());
 }
 
@@ -254,7 +269,7 @@ async fn anonymous_callers_open_no_mcp_session_on_a_locked_engine() {
             .contains("authenticated callers only"),
         "{body}"
     );
-    assert_eq!(e.admin_get("/mcp").await["sessions"], 0);
+    assert_eq!(e.admin_get("/_kiln/v1/admin/mcp").await["sessions"], 0);
 }
 
 #[tokio::test]
@@ -277,19 +292,31 @@ async fn malformed_json_rpc_gets_400_with_json_rpc_codes() {
         assert_eq!(answer["error"]["code"], code, "{body}: {answer}");
     }
     // A 100 kB prompt name comes back cut.
-    let r = e
-        .client
-        .post(e.url("/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .body(
-            json!({ "jsonrpc": "2.0", "id": 1, "method": "prompts/get", "params": { "name": "p".repeat(100_000) } })
-                .to_string(),
-        )
-        .send()
+    let opened = post_mcp(&e, initialize(1)).await;
+    assert_eq!(opened.status(), 200);
+    let session = opened.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let in_session = |body: Value| {
+        e.client
+            .post(e.url("/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("mcp-session-id", &session)
+            .body(body.to_string())
+            .send()
+    };
+    let r = in_session(json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }))
         .await
         .unwrap();
+    assert_eq!(r.status(), 202);
+    let r = in_session(
+        json!({ "jsonrpc": "2.0", "id": 2, "method": "prompts/get", "params": { "name": "p".repeat(100_000) } }),
+    )
+    .await
+    .unwrap();
     let text = r.text().await.unwrap();
     assert!(text.len() < 4096, "{} bytes", text.len());
     assert!(text.contains("unknown prompt"), "{text}");
@@ -303,7 +330,9 @@ async fn a_slow_header_flood_leaves_the_engine_answering() {
     let mut flood = Vec::new();
     for _ in 0..120 {
         let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        s.write_all(b"GET /hello/x HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+        s.write_all(b"GET /hello/x HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .unwrap();
         flood.push(s);
     }
     for _ in 0..5 {
@@ -324,7 +353,10 @@ async fn a_slow_header_flood_leaves_the_engine_answering() {
         1,
         "one warning per burst"
     );
-    assert!(!e.log_lines_with(&["connection limits", "open_files"]).is_empty());
+    assert!(
+        !e.log_lines_with(&["connection limits", "open_files"])
+            .is_empty()
+    );
 }
 
 type Socket =
@@ -393,12 +425,18 @@ async fn websockets_and_subscriptions_are_capped_per_client() {
             "payload": { "query": "subscription { flood { n } }" }
         });
         let socket = &mut sockets[i % 2];
-        socket.send(Message::text(subscribe.to_string())).await.unwrap();
+        socket
+            .send(Message::text(subscribe.to_string()))
+            .await
+            .unwrap();
     }
     let refused = next_json(&mut sockets[0]).await;
     assert_eq!(refused["id"], "s8", "{refused}");
     let message = refused["payload"]["errors"][0]["message"].as_str().unwrap();
-    assert!(message.contains("streams.max_subscriptions_per_client"), "{message}");
+    assert!(
+        message.contains("streams.max_subscriptions_per_client"),
+        "{message}"
+    );
 
     // Closed sockets give their places back.
     for s in sockets.drain(..) {

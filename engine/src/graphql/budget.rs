@@ -17,7 +17,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, Selection, SelectionSet};
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, Selection, SelectionSet,
+};
 use async_graphql::{ErrorExtensionValues, Response, ServerError};
 
 use crate::text::clip;
@@ -279,9 +281,7 @@ pub fn bound_errors(mut response: Response, max: usize) -> Response {
 pub fn too_large(bytes: usize, max: usize) -> Response {
     refusal(
         "RESPONSE_TOO_LARGE",
-        format!(
-            "the answer takes {bytes} bytes; http.max_response_body allows {max}; select less"
-        ),
+        format!("the answer takes {bytes} bytes; http.max_response_body allows {max}; select less"),
     )
 }
 
@@ -311,14 +311,22 @@ mod tests {
     fn a_fragment_fan_out_is_counted_without_expanding_it() {
         let mut q = String::from("query { ...F0 }");
         for i in 0..60 {
-            q.push_str(&format!(" fragment F{i} on Query {{ ...F{} ...F{} }}", i + 1, i + 1));
+            q.push_str(&format!(
+                " fragment F{i} on Query {{ ...F{} ...F{} }}",
+                i + 1,
+                i + 1
+            ));
         }
         q.push_str(" fragment F60 on Query { __typename }");
         // 2^60 fields, counted in microseconds.
         assert_eq!(count(&q), 1usize << 60);
         let mut q = String::from("query { ...F0 }");
         for i in 0..70 {
-            q.push_str(&format!(" fragment F{i} on Query {{ ...F{} ...F{} }}", i + 1, i + 1));
+            q.push_str(&format!(
+                " fragment F{i} on Query {{ ...F{} ...F{} }}",
+                i + 1,
+                i + 1
+            ));
         }
         q.push_str(" fragment F70 on Query { __typename }");
         assert_eq!(count(&q), usize::MAX, "saturates");
@@ -349,8 +357,12 @@ mod tests {
         let b = CallBudget::new(&limits);
         assert_eq!(b.take_bytes(60), Ok(()));
         assert_eq!(b.take_bytes(60), Err(Spent::Bytes(100)));
-        assert_eq!(b.take_call(), Err(Spent::Bytes(100)), "nothing fits any more");
-        assert_eq!(json_len(&serde_json::json!({"a": [1, "x"]})), 15);
+        assert_eq!(
+            b.take_call(),
+            Err(Spent::Bytes(100)),
+            "nothing fits any more"
+        );
+        assert_eq!(json_len(&serde_json::json!({"a": [1, "x"]})), 13);
     }
 
     #[test]
@@ -360,8 +372,16 @@ mod tests {
             .collect();
         let r = bound_errors(Response::from_errors(errors), 100);
         assert_eq!(r.errors.len(), 100);
-        assert!(r.errors[99].message.starts_with("401 more errors were left out"));
-        assert!(r.errors.iter().all(|e| e.message.len() <= MAX_ERROR_MESSAGE + 64));
+        assert!(
+            r.errors[99]
+                .message
+                .starts_with("401 more errors were left out")
+        );
+        assert!(
+            r.errors
+                .iter()
+                .all(|e| e.message.len() <= MAX_ERROR_MESSAGE + 64)
+        );
         assert!(r.errors[0].message.starts_with("error 0 xxx"));
     }
 }

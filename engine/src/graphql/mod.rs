@@ -79,8 +79,14 @@ pub fn assemble<'a>(
             (p.manifest.name.clone(), r)
         })
         .collect();
-    schema::build(&merged, &resolvers, &inputs.broker, &inputs.config, &inputs.limits)
-        .map_err(|e| format!("the merged GraphQL schema is invalid: {e}"))
+    schema::build(
+        &merged,
+        &resolvers,
+        &inputs.broker,
+        &inputs.config,
+        &inputs.limits,
+    )
+    .map_err(|e| format!("the merged GraphQL schema is invalid: {e}"))
 }
 
 /// `results` of an operation of type `operation`, ended when `shutdown` is
@@ -222,13 +228,15 @@ async fn run_bounded(schema: Arc<GraphqlSchema>, mut request: Request) -> Respon
 fn admit(request: &mut Request, limits: &budget::Limits) -> Result<(), Box<Response>> {
     let doc = match request.parsed_query() {
         Ok(doc) => doc,
-        Err(e) => return Err(Box::new(budget::bound_errors(
-            Response::from_errors(vec![e]),
-            limits.max_errors,
-        ))),
+        Err(e) => {
+            return Err(Box::new(budget::bound_errors(
+                Response::from_errors(vec![e]),
+                limits.max_errors,
+            )));
+        }
     };
-    let fields = budget::count_fields(doc)
-        .map_err(|m| Box::new(budget::refusal("TOO_MANY_FIELDS", m)))?;
+    let fields =
+        budget::count_fields(doc).map_err(|m| Box::new(budget::refusal("TOO_MANY_FIELDS", m)))?;
     if fields > limits.max_fields {
         let fields = if fields == usize::MAX {
             format!("more than {}", usize::MAX - 1)

@@ -25,7 +25,7 @@ pub async fn stream(
     let client = state.client_key(&request);
     let held = match state.take_stream(&request) {
         Ok(held) => held,
-        Err(refused) => return refused,
+        Err(refused) => return crate::http::stream_refused(&refused),
     };
     let (parts, body) = request.into_parts();
     let accepts_events = header_str(&parts.headers, header::ACCEPT).is_some_and(|a| {

@@ -72,7 +72,7 @@ pub async fn upgrade(
     let client: Arc<str> = state.client_key(&request).into();
     let held = match state.take_stream(&request) {
         Ok(held) => held,
-        Err(refused) => return refused,
+        Err(refused) => return crate::http::stream_refused(&refused),
     };
     let caller = request.extensions().get::<Caller>().cloned();
     let (mut parts, _) = request.into_parts();

@@ -69,7 +69,9 @@ impl ConnectionLimits {
 /// plugin files, outbound calls and Redis), at most 10,000.
 pub fn default_max_connections(open_files: Option<u64>) -> usize {
     let files = open_files.unwrap_or(1024);
-    usize::try_from(files / 4 * 3).unwrap_or(usize::MAX).clamp(16, 10_000)
+    usize::try_from(files / 4 * 3)
+        .unwrap_or(usize::MAX)
+        .clamp(16, 10_000)
 }
 
 /// One accepted connection, as the limit and the watchers see it.
@@ -207,7 +209,9 @@ pub async fn serve(
         let (stream, addr) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                accept_errors.handle(&e, &connections, limits.max_connections).await;
+                accept_errors
+                    .handle(&e, &connections, limits.max_connections)
+                    .await;
                 continue;
             }
         };
@@ -275,7 +279,9 @@ async fn serve_one(
         async move {
             use tower::ServiceExt;
             let response = router.oneshot(request.map(axum::body::Body::new)).await?;
-            Ok::<_, std::convert::Infallible>(response.map(|body| TrackedBody { body, _busy: busy }))
+            Ok::<_, std::convert::Infallible>(
+                response.map(|body| TrackedBody { body, _busy: busy }),
+            )
         }
     });
     let served = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
@@ -411,7 +417,10 @@ impl AcceptErrors {
         ) {
             return;
         }
-        let out_of_files = matches!(e.raw_os_error(), Some(libc_codes::EMFILE | libc_codes::ENFILE));
+        let out_of_files = matches!(
+            e.raw_os_error(),
+            Some(libc_codes::EMFILE | libc_codes::ENFILE)
+        );
         if out_of_files {
             connections.note_pressure(limit, "out of file descriptors");
             connections.evict_one();

@@ -169,13 +169,11 @@ impl AppInner {
     pub fn take_stream(
         &self,
         request: &Request,
-    ) -> Result<crate::streams::limits::Held, axum::response::Response> {
-        self.streams
-            .take(
-                &self.client_key(request),
-                crate::streams::limits::Kind::Stream,
-            )
-            .map_err(|refused| stream_refused(&refused))
+    ) -> Result<crate::streams::limits::Held, crate::streams::limits::Refused> {
+        self.streams.take(
+            &self.client_key(request),
+            crate::streams::limits::Kind::Stream,
+        )
     }
 }
 

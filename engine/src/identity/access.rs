@@ -177,9 +177,10 @@ impl AccessConfig {
     /// call nothing, and would only hold memory.
     pub fn admits_anonymous_mcp(&self) -> bool {
         matches!(self.default, Rule::Public)
-            || self.rules.iter().any(|e| {
-                matches!(e.allow, Rule::Public) && e.path.is_none() && e.field.is_none()
-            })
+            || self
+                .rules
+                .iter()
+                .any(|e| matches!(e.allow, Rule::Public) && e.path.is_none() && e.field.is_none())
     }
 }
 

@@ -98,7 +98,10 @@ fn rpc_error(
     });
     (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body.to_string(),
     )
         .into_response()
@@ -243,7 +246,7 @@ pub async fn endpoint(
     let held = if standing {
         match state.take_stream(&request) {
             Ok(held) => Some(held),
-            Err(refused) => return refused,
+            Err(refused) => return crate::http::stream_refused(&refused),
         }
     } else {
         None

@@ -311,9 +311,7 @@ mod tests {
     async fn a_bound_slot_lives_until_its_session_closes() {
         let s = sessions(10, 10, 1000);
         let slot = s.reserve("a").await.unwrap();
-        let (id, _transport) = Sessions::with_slot(slot, s.create_session())
-            .await
-            .unwrap();
+        let (id, _transport) = Sessions::with_slot(slot, s.create_session()).await.unwrap();
         assert_eq!(s.live(), 1, "bound: still counted after the request");
         s.close_session(&id).await.unwrap();
         assert_eq!(s.live(), 0);

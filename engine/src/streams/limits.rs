@@ -145,9 +145,7 @@ impl Drop for Held {
         if let Some(counts) = table.clients.get_mut(&self.client) {
             match self.kind {
                 Kind::Stream => counts.streams = counts.streams.saturating_sub(1),
-                Kind::Subscription => {
-                    counts.subscriptions = counts.subscriptions.saturating_sub(1)
-                }
+                Kind::Subscription => counts.subscriptions = counts.subscriptions.saturating_sub(1),
             }
             if counts.streams == 0 && counts.subscriptions == 0 {
                 table.clients.remove(&self.client);
@@ -167,10 +165,7 @@ impl StreamSlots {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
-        self.inner
-            .table
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.inner.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Streams open now.
