@@ -199,6 +199,7 @@ async fn mcp_sessions_are_capped_per_client_and_given_back_when_they_expire() {
         )
         .start()
         .await;
+    let rss_before = e.rss_kib();
     let mut opened = 0;
     let mut refused = 0;
     for id in 0..60 {
@@ -219,6 +220,8 @@ async fn mcp_sessions_are_capped_per_client_and_given_back_when_they_expire() {
         }
     }
     assert_eq!((opened, refused), (20, 40));
+    let grown = e.rss_kib().saturating_sub(rss_before);
+    assert!(grown < 32 * 1024, "RSS grew by {grown} KiB for 20 sessions");
     assert_eq!(e.admin_get("/_kiln/v1/admin/mcp").await["sessions"], 20);
     assert!(e.health_latency().await < RESPONSIVE);
     // Silent sessions expire and give their places back.

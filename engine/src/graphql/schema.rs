@@ -423,6 +423,15 @@ fn fail<'a>(
 /// Moves the path of failed non-null fields from the extension [`fail`] put
 /// it in to where GraphQL clients look for it. Every transport calls this.
 pub fn finish_response(mut response: Response) -> Response {
+    take_non_null_failures(&mut response);
+    response
+}
+
+/// [`finish_response`]'s work, returning the paths of the failed non-null
+/// fields it found: the executor left them out of `data`, and
+/// `complete::propagate_nulls` nulls their nearest nullable parents.
+pub fn take_non_null_failures(response: &mut Response) -> Vec<Vec<PathSegment>> {
+    let mut failed = Vec::new();
     for error in &mut response.errors {
         let Some(ext) = error.extensions.as_mut() else {
             continue;
@@ -437,9 +446,10 @@ pub fn finish_response(mut response: Response) -> Response {
                 })
                 .collect();
             ext.unset(PATH_MARK);
+            failed.push(error.path.clone());
         }
     }
-    response
+    failed
 }
 
 fn spent(s: super::budget::Spent) -> Error {

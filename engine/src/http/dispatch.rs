@@ -47,8 +47,9 @@ async fn dispatch(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             format!(
-                "{} is not allowed on {path}; allowed: {allow}",
-                parts.method
+                "{} is not allowed on {}; allowed: {allow}",
+                parts.method,
+                crate::text::echo(path)
             ),
         )
         .with_header(
@@ -108,7 +109,10 @@ async fn dispatch(
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
-                format!("header {name} is not valid UTF-8"),
+                format!(
+                    "header {} is not valid UTF-8",
+                    crate::text::echo(name.as_str())
+                ),
             ));
         };
         headers.push((name.as_str().to_string(), value.to_string()));

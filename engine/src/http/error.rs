@@ -43,7 +43,7 @@ impl ApiError {
         Self::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("no route matches {path}"),
+            format!("no route matches {}", crate::text::echo(path)),
         )
     }
 

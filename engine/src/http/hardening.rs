@@ -148,8 +148,9 @@ pub async fn layer(State(app): State<AppState>, request: Request, next: Next) ->
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
+    let closes = super::body::may_close(request.version());
     let mut response = if header_bytes > app.max_header_bytes {
-        ApiError::new(
+        let e = ApiError::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "headers_too_large",
             format!(
@@ -157,9 +158,15 @@ pub async fn layer(State(app): State<AppState>, request: Request, next: Next) ->
                 app.max_header_bytes
             ),
         )
-        .with_header(header::CONNECTION, HeaderValue::from_static("close"))
-        .with_request_id(&request_id)
-        .into_response()
+        .with_request_id(&request_id);
+        // The connection may hold more header bytes than were read; over
+        // HTTP/2 the stream ends instead (the header is not allowed there).
+        if closes {
+            e.with_header(header::CONNECTION, HeaderValue::from_static("close"))
+                .into_response()
+        } else {
+            e.into_response()
+        }
     } else {
         match tokio::time::timeout(app.request_timeout, next.run(request)).await {
             Ok(response) => response,
