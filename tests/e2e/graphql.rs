@@ -89,7 +89,9 @@ async fn plugin_errors_are_graphql_errors_with_path_message_and_code() {
     assert_eq!(error["path"], json!(["setPrice"]));
     assert_eq!(error["extensions"]["code"], "NOT_FOUND");
 
-    // A nullable field that fails is null beside the fields that worked.
+    // `setPrice: Price!` failing beside a field that worked: a non-null
+    // field has no null to give, so its nearest nullable parent — here the
+    // root — is null (spec 6.4.4). The mutation before it still ran.
     add(&e, "tea", &[]).await;
     let (_, body) = e
         .graphql(
@@ -98,9 +100,11 @@ async fn plugin_errors_are_graphql_errors_with_path_message_and_code() {
             json!({}),
         )
         .await;
-    assert_eq!(body["data"]["ok"], json!({ "sku": "a" }), "{body}");
+    assert_eq!(body["data"], Value::Null, "{body}");
     assert_eq!(body["errors"][0]["path"], json!(["bad"]), "{body}");
     assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_REQUEST");
+    let data = e.graphql_ok(r#"{ product(sku: "a") { sku } }"#, json!({})).await;
+    assert_eq!(data["product"], json!({ "sku": "a" }));
 }
 
 #[tokio::test]
