@@ -248,8 +248,8 @@ impl Default for McpConfig {
                 .collect(),
             session_idle_timeout_ms: 300_000,
             sse_keep_alive_ms: 15_000,
-            max_sessions: 10_000,
-            max_sessions_per_client: 100,
+            max_sessions: 2_000,
+            max_sessions_per_client: 50,
             sessions_per_minute: 60,
         }
     }

@@ -9,6 +9,7 @@ pub mod host;
 pub mod http;
 pub mod identity;
 pub mod manifest;
+pub mod memory;
 pub mod mcp;
 pub mod path;
 pub mod registry;

@@ -59,6 +59,7 @@ pub async fn serve(
     let registry = Arc::new(Registry::new());
     let schema_inputs = SchemaInputs::new(broker, &config);
     let idle_release = tokio::spawn(release_idle_instances(runtime.clone()));
+    let _trim = tokio::spawn(crate::memory::trim_after_releases());
     let names = crate::store::plugin_names::PluginNames::new(db.clone());
     let mut reloader = Reloader::new(
         runtime,

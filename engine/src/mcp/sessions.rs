@@ -226,6 +226,7 @@ impl SessionManager for Sessions {
         let mut table = self.lock();
         if let Some(client) = table.owners.remove(id) {
             table.release(&client);
+            crate::memory::note_released();
             tracing::debug!(session = %id, client = %client, "MCP session closed");
         }
         closed

@@ -90,12 +90,7 @@ impl CompileCache {
 /// keeps freed heap mapped: the engine would sit at ~450 MB instead of
 /// ~70 MB after compiling one. Hand it back to the system.
 fn release_freed_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free memory to the kernel; it is
-    // thread-safe and touches no live allocation.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    crate::memory::release_freed_heap();
 }
 
 fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {

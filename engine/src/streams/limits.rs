@@ -138,6 +138,7 @@ pub struct Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
+        crate::memory::note_released();
         let mut table = self.slots.lock();
         if self.kind == Kind::Stream {
             table.streams = table.streams.saturating_sub(1);
