@@ -5,7 +5,7 @@
 //! the point, that the engine's RSS stays under a bound stated here.
 //!
 //! The table's last rows are tested beside the features they harden: a JWT
-//! with `crit` in `identity.rs` and `engine/src/identity/jwt.rs`, HTTP/1.1
+//! with `crit` in `engine/src/identity/jwt.rs`, HTTP/1.1
 //! without `Host` in `hardening.rs`, `%00` and bad escapes in
 //! `access_paths.rs`. Memory returned after load is measured, not tested:
 //! `bench/memory.sh`, numbers in docs/performance.md.
