@@ -50,7 +50,10 @@ pub async fn trim_after_releases() {
         }
         RELEASED.fetch_sub(released, Ordering::Relaxed);
         let started = std::time::Instant::now();
-        if tokio::task::spawn_blocking(release_freed_heap).await.is_ok() {
+        if tokio::task::spawn_blocking(release_freed_heap)
+            .await
+            .is_ok()
+        {
             tracing::debug!(
                 released,
                 took_ms = started.elapsed().as_millis() as u64,

@@ -103,7 +103,9 @@ async fn plugin_errors_are_graphql_errors_with_path_message_and_code() {
     assert_eq!(body["data"], Value::Null, "{body}");
     assert_eq!(body["errors"][0]["path"], json!(["bad"]), "{body}");
     assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_REQUEST");
-    let data = e.graphql_ok(r#"{ product(sku: "a") { sku } }"#, json!({})).await;
+    let data = e
+        .graphql_ok(r#"{ product(sku: "a") { sku } }"#, json!({}))
+        .await;
     assert_eq!(data["product"], json!({ "sku": "a" }));
 }
 

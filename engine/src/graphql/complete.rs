@@ -46,7 +46,7 @@ pub fn operation<'a>(
     }
 }
 
-fn root_type<'a>(registry: &'a Registry, ty: OperationType) -> Option<&'a str> {
+fn root_type(registry: &Registry, ty: OperationType) -> Option<&str> {
     match ty {
         OperationType::Query => Some(registry.query_type.as_str()),
         OperationType::Mutation => registry.mutation_type.as_deref(),
@@ -95,12 +95,26 @@ fn selections_of<'a>(
                         .type_condition
                         .as_ref()
                         .map_or(on, |c| c.node.on.node.as_str());
-                    walk(doc, &inline.node.selection_set.node, on, key, depth + 1, out);
+                    walk(
+                        doc,
+                        &inline.node.selection_set.node,
+                        on,
+                        key,
+                        depth + 1,
+                        out,
+                    );
                 }
                 Selection::FragmentSpread(spread) => {
                     if let Some(fragment) = doc.fragments.get(&spread.node.fragment_name.node) {
                         let on = fragment.node.type_condition.node.on.node.as_str();
-                        walk(doc, &fragment.node.selection_set.node, on, key, depth + 1, out);
+                        walk(
+                            doc,
+                            &fragment.node.selection_set.node,
+                            on,
+                            key,
+                            depth + 1,
+                            out,
+                        );
                     }
                 }
             }
@@ -136,10 +150,7 @@ fn nullability(
                 nullable.push(!MetaTypeName::create(&field.ty).is_non_null());
                 let named = MetaTypeName::concrete_typename(&field.ty);
                 let named = registry.types.get(named)?.name();
-                sets = found
-                    .iter()
-                    .map(|f| (f.selection_set, named))
-                    .collect();
+                sets = found.iter().map(|f| (f.selection_set, named)).collect();
                 ty = Some(field.ty.clone());
             }
             PathSegment::Index(_) => {
@@ -199,7 +210,11 @@ fn at_path<'a>(data: &'a mut Value, path: &[PathSegment]) -> Option<&'a mut Valu
 /// Puts the keys of every object in `data` in the order its selection set
 /// names them (spec 6.3, CollectFields: first occurrence wins, fragments
 /// in place).
-pub fn follow_selection_order(data: &mut Value, doc: &ExecutableDocument, op: &OperationDefinition) {
+pub fn follow_selection_order(
+    data: &mut Value,
+    doc: &ExecutableDocument,
+    op: &OperationDefinition,
+) {
     let shape = Shape::of(doc, vec![&op.selection_set.node]);
     shape.apply(data, doc);
 }
@@ -283,7 +298,13 @@ fn collect<'a>(
             }
             Selection::FragmentSpread(spread) => {
                 if let Some(fragment) = doc.fragments.get(&spread.node.fragment_name.node) {
-                    collect(doc, &fragment.node.selection_set.node, depth + 1, keys, rank);
+                    collect(
+                        doc,
+                        &fragment.node.selection_set.node,
+                        depth + 1,
+                        keys,
+                        rank,
+                    );
                 }
             }
         }

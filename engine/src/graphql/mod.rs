@@ -249,7 +249,13 @@ fn finish(
         return response;
     };
     if !failed.is_empty() {
-        complete::propagate_nulls(&mut response.data, doc, schema.schema.registry(), op, &failed);
+        complete::propagate_nulls(
+            &mut response.data,
+            doc,
+            schema.schema.registry(),
+            op,
+            &failed,
+        );
     }
     complete::follow_selection_order(&mut response.data, doc, op);
     response
@@ -344,9 +350,14 @@ mod tests {
             }) as Arc<dyn schema::Resolver>,
         )]);
         let broker = Broker::new(8, 1 << 16);
-        let schema =
-            schema::build(&merged, &resolvers, &broker, &GraphqlConfig::default(), &limits)
-                .unwrap();
+        let schema = schema::build(
+            &merged,
+            &resolvers,
+            &broker,
+            &GraphqlConfig::default(),
+            &limits,
+        )
+        .unwrap();
         (Arc::new(schema), threads)
     }
 
@@ -519,10 +530,16 @@ mod tests {
             serde_json::json!({ "maybe": null, "other": "o" }),
             "{v}"
         );
-        assert_eq!(v["errors"][0]["path"], serde_json::json!(["maybe", "title"]));
+        assert_eq!(
+            v["errors"][0]["path"],
+            serde_json::json!(["maybe", "title"])
+        );
         // A failed todos: [Todo!]! has no nullable parent but the root:
         // data is null, alone and beside other fields.
-        for query in ["{ todos(fail: true) { title } }", "{ other todos(fail: true) { title } }"] {
+        for query in [
+            "{ todos(fail: true) { title } }",
+            "{ other todos(fail: true) { title } }",
+        ] {
             let v = answer(query).await;
             assert!(v["data"].is_null(), "{query}: {v}");
             assert_eq!(v["errors"][0]["extensions"]["code"], "NOT_FOUND");
@@ -531,11 +548,17 @@ mod tests {
         // list is non-null, so the root goes null too.
         let v = answer("{ other todos(broken: true) { title } }").await;
         assert!(v["data"].is_null(), "{v}");
-        assert_eq!(v["errors"][0]["path"], serde_json::json!(["todos", 1, "title"]));
+        assert_eq!(
+            v["errors"][0]["path"],
+            serde_json::json!(["todos", 1, "title"])
+        );
         // A refused non-null field (@auth, anonymous caller) the same way.
         let v = answer("{ other secret }").await;
         assert!(v["data"].is_null(), "{v}");
-        assert_eq!(v["errors"][0]["extensions"]["code"], "UNAUTHENTICATED", "{v}");
+        assert_eq!(
+            v["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+            "{v}"
+        );
         // Aliases are followed to the field they name.
         let v = answer("{ x: maybe { t: title } y: other }").await;
         assert_eq!(v["data"], serde_json::json!({ "x": null, "y": "o" }), "{v}");
