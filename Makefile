@@ -13,7 +13,7 @@ GUEST_OUT  := target/$(WASM)/release
 .PHONY: run test install setup js-clients js-sdk examples fixtures lint unit e2e bench clean
 
 run: setup js-sdk examples
-	$(CARGO) run --release -p kiln -- serve --config examples/kiln.toml --plugins $(PLUGINS)
+	$(CARGO) run --release -p kiln -- serve --dev --config examples/kiln.toml --plugins $(PLUGINS)
 
 test: setup js-clients js-sdk lint fixtures unit e2e
 

@@ -67,6 +67,10 @@ pub struct Config {
     /// `orders.wasm`). These win over the plugin's own `<name>.toml` and are
     /// not held to the ceilings: the operator decides.
     pub plugins: BTreeMap<String, PluginSettings>,
+    /// Plugin errors in full in answers (a crash's panic message), not
+    /// only in the log: set by `kiln serve --dev`, never by a file.
+    #[serde(skip)]
+    pub verbose_errors: bool,
 }
 
 impl Default for Config {
@@ -91,6 +95,7 @@ impl Default for Config {
             limits: PartialLimits::default(),
             outbound: OutboundSettings::default(),
             plugins: BTreeMap::new(),
+            verbose_errors: false,
         }
     }
 }

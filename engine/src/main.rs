@@ -31,6 +31,11 @@ enum Command {
         /// Engine config file (TOML). See docs/configuration.md.
         #[arg(long, value_name = "FILE", env = "KILN_CONFIG")]
         config: Option<PathBuf>,
+        /// For a laptop: loopback only; everything public unless the config
+        /// has [access]; an admin token for this run, printed; plugin errors
+        /// in full in answers.
+        #[arg(long)]
+        dev: bool,
     },
     /// Apply the engine's database migrations and exit (serve does this too).
     Migrate {
@@ -130,6 +135,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             plugins,
             listen,
             config,
+            dev,
         } => {
             let mut cfg = Config::load(config.as_deref(), |k| std::env::var(k).ok())?;
             if let Some(dir) = plugins {
@@ -139,6 +145,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cfg.listen = addr.parse().map_err(|e| {
                     anyhow::anyhow!("--listen {addr:?}: {e}; expected e.g. 127.0.0.1:8080")
                 })?;
+            }
+            if dev {
+                let done = kiln::cli::dev::apply(&mut cfg, config.as_deref())
+                    .map_err(anyhow::Error::msg)?;
+                eprint!("{}", kiln::cli::dev::banner(&cfg, &done));
             }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -36,6 +36,19 @@ pub enum PluginState {
     ServingPrevious,
     /// The current file was refused and nothing serves from it.
     Failed,
+    /// The file is being compiled and loaded; nothing served from it yet.
+    Loading,
+}
+
+/// A load in progress, as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Loading {
+    /// SHA-256 of the file being loaded.
+    pub attempted_hash: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Unix seconds when the load started.
+    pub since: u64,
 }
 
 /// One plugin file, as the admin API shows it.
@@ -64,6 +77,10 @@ pub struct PluginStatus {
     pub last_error: Option<String>,
     /// Unix seconds of the last failed attempt.
     pub last_error_at: Option<u64>,
+    /// A newer file being loaded right now (a big component takes seconds
+    /// to compile); the serving version, if any, serves meanwhile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loading: Option<Loading>,
 }
 
 impl PluginStatus {
@@ -102,7 +119,21 @@ impl PluginStatus {
             loaded_at: Some(now()),
             last_error: None,
             last_error_at: None,
+            loading: None,
         }
+    }
+
+    /// `self` while a file hashed `attempted` of `bytes` bytes loads.
+    pub fn start_loading(mut self, attempted: String, bytes: u64) -> Self {
+        if self.hash.is_none() {
+            self.state = PluginState::Loading;
+        }
+        self.loading = Some(Loading {
+            attempted_hash: attempted,
+            bytes,
+            since: now(),
+        });
+        self
     }
 
     /// `self` after a failed attempt with a file hashed `attempted`.
@@ -115,6 +146,7 @@ impl PluginStatus {
         self.attempted_hash = attempted.filter(|a| self.hash.as_ref() != Some(a));
         self.last_error = Some(error);
         self.last_error_at = Some(now());
+        self.loading = None;
         self
     }
 
@@ -136,6 +168,7 @@ impl PluginStatus {
             loaded_at: None,
             last_error: None,
             last_error_at: None,
+            loading: None,
         }
     }
 }
@@ -205,6 +238,15 @@ impl Registry {
         *self.statuses.lock().unwrap_or_else(|p| p.into_inner()) = statuses;
         self.snapshot.store(Arc::new(snapshot));
         self.published.send_modify(|n| *n += 1);
+    }
+
+    /// Shows one file's status at once, before the next snapshot: a load
+    /// that takes seconds is visible while it runs.
+    pub fn set_status(&self, stem: &str, status: PluginStatus) {
+        self.statuses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(stem.to_string(), status);
     }
 
     pub fn statuses(&self) -> BTreeMap<String, PluginStatus> {

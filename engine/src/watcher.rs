@@ -98,6 +98,7 @@ impl Reloader {
         // Changed or new: load, in file-name order so "the later one" is well defined.
         let mut loaded: Vec<Plugin> = Vec::new();
         let mut failed = false;
+        let mut shown_loading = false;
         for (stem, files) in &found {
             let (wasm, settings_text) = match read_files(files) {
                 Ok(v) => v,
@@ -121,6 +122,14 @@ impl Reloader {
                     continue;
                 }
             };
+            let status = statuses
+                .remove(stem)
+                .unwrap_or_else(|| PluginStatus::never_loaded(file_name(&files.wasm)))
+                .start_loading(fingerprint.wasm.clone(), source.wasm.len() as u64);
+            self.registry.set_status(stem, status.clone());
+            statuses.insert(stem.clone(), status);
+            // The loading status is out: this pass must publish its end.
+            shown_loading = true;
             match self.runtime.load(source).await {
                 Ok(plugin) => match self.claim_name(&plugin).await {
                     Ok(()) => loaded.push(plugin),
@@ -137,7 +146,12 @@ impl Reloader {
                 }
             }
         }
-        if removed.is_empty() && loaded.is_empty() && !failed && current.graphql.is_some() {
+        if removed.is_empty()
+            && loaded.is_empty()
+            && !failed
+            && !shown_loading
+            && current.graphql.is_some()
+        {
             return;
         }
 

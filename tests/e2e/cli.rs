@@ -193,3 +193,56 @@ fn keys_are_created_listed_and_revoked_from_the_command_line() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no active API key"));
 }
+
+#[tokio::test]
+async fn dev_mode_opens_access_prints_an_admin_token_and_answers_crashes_in_full() {
+    let e = Engine::builder()
+        .dev()
+        .plugin("limits", "fixture-limits", None)
+        .start()
+        .await;
+    // No [access] in the config: everything is public.
+    assert_eq!(e.get("/limits/ok").await.status(), 200);
+    // The token printed at start opens the admin API.
+    let banner = e.log_lines_with(&["admin token for this run:"]);
+    let token = banner
+        .first()
+        .and_then(|l| l.split("admin token for this run: ").nth(1))
+        .map(str::trim)
+        .expect("the banner names the token")
+        .to_string();
+    assert!(token.starts_with("dev-"), "{token}");
+    let r = e
+        .client
+        .get(e.url("/_kiln/v1/admin/plugins"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A crash answers with its panic message.
+    let r = e.get("/limits/panic").await;
+    assert_eq!(r.status(), 500);
+    let body: kiln_e2e::Value = r.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("fixture panic on purpose"), "{message}");
+}
+
+#[test]
+fn dev_mode_refuses_an_address_that_is_not_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(kiln_bin())
+        .args(["serve", "--dev", "--listen", "0.0.0.0:0", "--plugins"])
+        .arg(dir.path().join("plugins"))
+        .env("KILN_DATA_DIR", dir.path().join("data"))
+        .env_remove("KILN_CONFIG")
+        .env_remove("KILN_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--dev serves on a loopback address only"),
+        "{stderr}"
+    );
+}

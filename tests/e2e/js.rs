@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use kiln_e2e::{Engine, error_of, kiln_bin, workspace_root};
+use kiln_e2e::{Engine, error_of, kiln_bin, wait_for, workspace_root};
 use serde_json::{Value, json};
 
 use crate::mcp::{call, first_text, rmcp_client};
@@ -351,4 +351,44 @@ async fn kiln_new_lang_js_then_kiln_build_gives_a_plugin_the_engine_serves() {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
+}
+
+#[tokio::test]
+async fn a_big_compile_is_visible_as_loading_and_other_plugins_keep_answering() {
+    // Its own compile cache: the component is compiled, not mapped.
+    let engine = Engine::builder()
+        .own_cache()
+        .plugin("hello", "hello-rust", None)
+        .start()
+        .await;
+    engine.install("fixture-js", &kiln_e2e::fixture("fixture-js"));
+    // While it compiles the admin API says so, with the hash it tries.
+    let loading = wait_for(Duration::from_secs(60), || async {
+        let status = engine.admin_plugin("fixture-js").await?;
+        (status["state"] == "loading").then_some(status)
+    })
+    .await
+    .expect("a loading state while the compile runs");
+    assert_eq!(
+        loading["loading"]["attempted_hash"].as_str().map(str::len),
+        Some(64),
+        "{loading}"
+    );
+    assert!(loading["loading"]["bytes"].as_u64().unwrap() > 1_000_000);
+    // Other plugins answer meanwhile: the compile runs off the async workers.
+    let started = std::time::Instant::now();
+    assert_eq!(engine.get("/hello/ada").await.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let active = wait_for(Duration::from_secs(120), || async {
+        let status = engine.admin_plugin("fixture-js").await?;
+        (status["state"] == "active").then_some(status)
+    })
+    .await
+    .expect("the plugin loads");
+    assert!(active.get("loading").is_none(), "{active}");
+    // The log says when the compile started, how big, and how long it took.
+    let start = engine.log_lines_with(&["compiling fixture-js.wasm (", "MB)…"]);
+    assert_eq!(start.len(), 1, "{start:?}");
+    let end = engine.log_lines_with(&["compiled fixture-js.wasm in ", " ms"]);
+    assert_eq!(end.len(), 1, "{end:?}");
 }

@@ -216,9 +216,13 @@ async fn new_connections_are_refused_while_a_request_in_flight_finishes() {
     })
     .await;
     let refused = refused.expect("a new connection is refused after SIGTERM");
-    assert_eq!(
-        refused.kind(),
-        std::io::ErrorKind::ConnectionRefused,
+    // Refused once the listener is closed; a connection the kernel had
+    // queued in the moment it closed is reset instead. Neither is served.
+    assert!(
+        matches!(
+            refused.kind(),
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
+        ),
         "{refused}"
     );
     assert!(

@@ -136,6 +136,7 @@ pub struct EngineBuilder {
     admin_rate_limit: String,
     access: Option<String>,
     own_cache: bool,
+    dev: bool,
     env: Vec<(String, String)>,
     plugins: Vec<(String, PathBuf, Option<String>)>,
 }
@@ -158,6 +159,14 @@ impl EngineBuilder {
     /// of the one shared by the test run.
     pub fn own_cache(mut self) -> Self {
         self.own_cache = true;
+        self
+    }
+
+    /// `kiln serve --dev`, with a config that has no `[access]` table and
+    /// no admin token (dev mode decides both).
+    pub fn dev(mut self) -> Self {
+        self.dev = true;
+        self.admin_token = false;
         self
     }
 
@@ -223,22 +232,29 @@ impl EngineBuilder {
         let config = format!(
             "data_dir = {data:?}\n[runtime]\n{cache}reload_debounce_ms = 100\n{runtime}\n{admin}{access}\n{extra}",
             data = dir.path().join("data"),
-            access = self
-                .access
-                .as_deref()
-                .unwrap_or("[access]\ndefault = \"public\"\n"),
+            access = match (self.dev, self.access.as_deref()) {
+                (_, Some(access)) => access,
+                (true, None) => "",
+                (false, None) => "[access]\ndefault = \"public\"\n",
+            },
             runtime = self.runtime,
             extra = self.config,
         );
         std::fs::write(&config_path, config).expect("write config");
 
-        let (child, base, logs) = spawn(&config_path, &plugins, &self.env);
+        let args: Vec<String> = if self.dev {
+            vec!["--dev".into()]
+        } else {
+            Vec::new()
+        };
+        let (child, base, logs) = spawn(&config_path, &plugins, &self.env, &args);
         Engine {
             child,
             base,
             dir,
             logs,
             env: self.env,
+            args,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -252,12 +268,14 @@ fn spawn(
     config_path: &Path,
     plugins: &Path,
     env: &[(String, String)],
+    args: &[String],
 ) -> (Child, String, Arc<Mutex<Vec<String>>>) {
     let mut child = Command::new(kiln_bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(config_path)
         .arg("--plugins")
         .arg(plugins)
+        .args(args)
         .env("KILN_LOG", "info,kiln=debug")
         .env_remove("KILN_ADMIN_TOKEN")
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -302,6 +320,8 @@ pub struct Engine {
     pub dir: tempfile::TempDir,
     logs: Arc<Mutex<Vec<String>>>,
     env: Vec<(String, String)>,
+    /// Extra `kiln serve` arguments (`--dev`).
+    args: Vec<String>,
     pub client: reqwest::Client,
 }
 
@@ -315,6 +335,7 @@ impl Engine {
             admin_rate_limit: "requests = 100000\nwindow_s = 1\nburst = 100000".into(),
             access: None,
             own_cache: false,
+            dev: false,
             env: Vec::new(),
             plugins: Vec::new(),
         }
@@ -339,6 +360,7 @@ impl Engine {
             &self.dir.path().join("kiln.toml"),
             &self.plugins_dir(),
             &self.env,
+            &self.args,
         );
         self.child = child;
         self.base = base;

@@ -136,7 +136,7 @@ async fn dispatch(
             request_id,
         )
         .await
-        .map_err(|e| ApiError::from_call(name, &e))?;
+        .map_err(|e| ApiError::from_call(name, &e, app.verbose_errors))?;
     let response = answer.map_err(|e| ApiError::from_plugin(e.code, e.message))?;
     into_response(
         name,

@@ -47,8 +47,9 @@ impl ApiError {
         )
     }
 
-    /// A plugin call that failed in the host's terms.
-    pub fn from_call(plugin: &str, error: &CallError) -> Self {
+    /// A plugin call that failed in the host's terms; a crash's detail
+    /// only when `verbose` (dev mode).
+    pub fn from_call(plugin: &str, error: &CallError, verbose: bool) -> Self {
         match error {
             CallError::Busy(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -70,6 +71,11 @@ impl ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "plugin_memory_limit",
                 format!("plugin '{plugin}' {error}"),
+            ),
+            CallError::Trap { detail } if verbose => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "plugin_crashed",
+                format!("plugin '{plugin}' crashed: {detail}"),
             ),
             // The trap detail (a panic message, a backtrace) stays in the log.
             CallError::Trap { .. } => Self::new(

@@ -58,6 +58,8 @@ pub struct AppInner {
     /// The admin API's own rate limit and failed-authentication throttle.
     pub admin_guard: admin_guard::AdminGuard,
     pub graphql: GraphqlConfig,
+    /// Crash details in answers (`kiln serve --dev`).
+    pub verbose_errors: bool,
     /// WebSockets, event streams and subscriptions open now, bounded.
     pub streams: crate::streams::limits::StreamSlots,
     /// The MCP endpoint, unless `mcp.enabled` is off.
@@ -145,6 +147,7 @@ impl AppState {
             ),
             graphql: config.graphql.clone(),
             streams: crate::streams::limits::StreamSlots::new(config.streams.clone()),
+            verbose_errors: config.verbose_errors,
             mcp,
             shutdown,
         })))

@@ -288,7 +288,11 @@ impl ServerHandler for KilnMcp {
             }
             Err(e) => {
                 return Err(ErrorData::internal_error(
-                    format!("plugin '{}' {e}", plugin.manifest.name),
+                    format!(
+                        "plugin '{}' {}",
+                        plugin.manifest.name,
+                        e.for_client(plugin.verbose_errors)
+                    ),
                     None,
                 ));
             }
@@ -528,7 +532,13 @@ fn tool_outcome(
     let result = match outcome {
         Ok(Ok(result)) => result,
         Ok(Err(e)) => return error(e.message),
-        Err(e) => return error(format!("tool '{}' failed: plugin '{name}' {e}", tool.name)),
+        Err(e) => {
+            return error(format!(
+                "tool '{}' failed: plugin '{name}' {}",
+                tool.name,
+                e.for_client(plugin.verbose_errors)
+            ));
+        }
     };
     let bad_output = |what: String| {
         tracing::warn!(plugin = %name, tool = %tool.name, "{what}");

@@ -36,17 +36,22 @@ impl CompileCache {
         dir.join(format!("{wasm_hash}-{}.cwasm", self.engine_key))
     }
 
-    /// The component for `wasm`, from the cache when possible. Blocking:
-    /// call it off the async runtime.
+    /// The component for `wasm` (from plugin file `file`), from the cache
+    /// when possible. Blocking: call it off the async runtime. A compile is
+    /// logged when it starts and when it ends: a big component takes
+    /// seconds, and the log should say what the engine is doing meanwhile.
     pub fn load(
         &self,
         engine: &Engine,
         wasm: &[u8],
         wasm_hash: &str,
+        file: &str,
     ) -> wasmtime::Result<(Component, CacheOutcome)> {
         let Some(dir) = &self.dir else {
+            let started = compiling(file, wasm.len());
             let component = Component::new(engine, wasm);
             release_freed_heap();
+            compiled(file, started, component.is_ok());
             return Ok((component?, CacheOutcome::Disabled));
         };
         let path = self.path_for(dir, wasm_hash);
@@ -63,7 +68,10 @@ impl CompileCache {
                 }
             }
         }
-        let compiled = engine.precompile_component(wasm)?;
+        let started = compiling(file, wasm.len());
+        let precompiled = engine.precompile_component(wasm);
+        compiled(file, started, precompiled.is_ok());
+        let compiled = precompiled?;
         let written = write_atomically(dir, &path, &compiled);
         let component = match written {
             // Mapped from the file like a cache hit: the code pages are the
@@ -82,6 +90,22 @@ impl CompileCache {
         };
         release_freed_heap();
         Ok((component?, CacheOutcome::Compiled))
+    }
+}
+
+fn compiling(file: &str, bytes: usize) -> std::time::Instant {
+    // Megabytes with one decimal, for people: the byte count is a field.
+    let mb = bytes as f64 / 1_000_000.0;
+    tracing::info!(file, bytes, "compiling {file} ({mb:.1} MB)…");
+    std::time::Instant::now()
+}
+
+fn compiled(file: &str, started: std::time::Instant, ok: bool) {
+    let ms = started.elapsed().as_millis() as u64;
+    if ok {
+        tracing::info!(file, ms, "compiled {file} in {ms} ms");
+    } else {
+        tracing::warn!(file, ms, "compiling {file} failed after {ms} ms");
     }
 }
 

@@ -37,6 +37,8 @@ pub struct Runtime {
     pub(crate) warm_pools: Arc<pool::WarmPools>,
     /// Instance slots of the pooling allocator.
     pub(crate) max_instances: u32,
+    /// Crash details in answers (`kiln serve --dev`).
+    pub(crate) verbose_errors: bool,
 }
 
 impl Runtime {
@@ -78,6 +80,7 @@ impl Runtime {
             ticker_stop,
             warm_pools: Arc::default(),
             max_instances: rt.max_instances,
+            verbose_errors: config.verbose_errors,
         })
     }
 

@@ -90,6 +90,19 @@ pub enum CallError {
     Trap { detail: String },
 }
 
+impl CallError {
+    /// How the error reads to a client: a crash's detail (a panic message,
+    /// a backtrace) only when `verbose` (dev mode); the log always has it.
+    pub fn for_client(&self, verbose: bool) -> String {
+        match self {
+            CallError::Trap { .. } if !verbose => {
+                "crashed; the engine log has the details under this request id".to_string()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 /// Whether instantiating failed because the pooling allocator had no free
 /// slot (instance, memory, table or stack) left.
 fn is_out_of_slots(error: &wasmtime::Error) -> bool {
@@ -134,6 +147,8 @@ pub struct Plugin {
     warm_pools: Arc<WarmPools>,
     /// `runtime.max_instances`, for the error when no slot is free.
     max_instances: u32,
+    /// Crash details in GraphQL and MCP answers (`kiln serve --dev`).
+    pub(crate) verbose_errors: bool,
     http: Option<HttpHandlerIndices>,
     graphql_export: Option<GraphqlIndices>,
     mcp_export: Option<McpIndices>,
@@ -192,7 +207,12 @@ impl Runtime {
         let (component, cache) = {
             let this = self.clone();
             let hash = hash.clone();
-            tokio::task::spawn_blocking(move || this.cache.load(&this.engine, &wasm, &hash))
+            let file = source
+                .path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            tokio::task::spawn_blocking(move || this.cache.load(&this.engine, &wasm, &hash, &file))
                 .await
                 .map_err(|e| LoadError::Compile(format!("compiler task failed: {e}")))?
                 .map_err(|e| LoadError::Compile(format!("{e:#}")))?
@@ -268,6 +288,7 @@ impl Runtime {
             pool,
             warm_pools: self.warm_pools.clone(),
             max_instances: self.max_instances,
+            verbose_errors: self.verbose_errors,
             http,
             graphql_export,
             mcp_export,
@@ -825,7 +846,11 @@ impl Resolver for Plugin {
                         CallError::Timeout { .. } => "TIMEOUT",
                         _ => "PLUGIN_FAILED",
                     },
-                    message: format!("plugin '{}' {e}", self.manifest.name),
+                    message: format!(
+                        "plugin '{}' {}",
+                        self.manifest.name,
+                        e.for_client(self.verbose_errors)
+                    ),
                 }),
             }
         })
