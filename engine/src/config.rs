@@ -445,6 +445,9 @@ pub struct RuntimeConfig {
     pub max_memory: ByteSize,
     /// Keep compiled components on disk.
     pub compile_cache: bool,
+    /// Compile one component on every core (at the lowest CPU priority,
+    /// so requests come first), instead of on one.
+    pub parallel_compilation: bool,
     /// Where (default `<data_dir>/cache`). Engines with different settings
     /// may share one: entries are keyed by the engine's compatibility hash.
     pub cache_dir: Option<PathBuf>,
@@ -463,6 +466,7 @@ impl Default for RuntimeConfig {
             max_instances: 1000,
             max_memory: ByteSize(256 * 1024 * 1024),
             compile_cache: true,
+            parallel_compilation: true,
             cache_dir: None,
             reload_debounce_ms: 150,
             memory_keep_resident: ByteSize(2 * 1024 * 1024),

@@ -4,6 +4,7 @@
 
 pub mod bindings;
 pub mod cache;
+pub mod compile_thread;
 pub mod gate;
 pub mod language;
 pub mod output;
@@ -47,6 +48,11 @@ impl Runtime {
         let mut wasm = wasmtime::Config::new();
         wasm.epoch_interruption(true);
         wasm.consume_fuel(rt.cpu_limit == CpuLimit::Fuel);
+        // Compiles use every core, at the lowest priority: requests first.
+        if rt.parallel_compilation {
+            compile_thread::low_priority_pool();
+        }
+        wasm.parallel_compilation(rt.parallel_compilation);
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(config)));
         let engine = Engine::new(&wasm).map_err(|e| {
             anyhow::anyhow!(

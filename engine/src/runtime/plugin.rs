@@ -212,9 +212,9 @@ impl Runtime {
                 .file_name()
                 .map(|f| f.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            tokio::task::spawn_blocking(move || this.cache.load(&this.engine, &wasm, &hash, &file))
+            super::compile_thread::run(move || this.cache.load(&this.engine, &wasm, &hash, &file))
                 .await
-                .map_err(|e| LoadError::Compile(format!("compiler task failed: {e}")))?
+                .map_err(|e| LoadError::Compile(format!("compiler thread failed: {e}")))?
                 .map_err(|e| LoadError::Compile(format!("{e:#}")))?
         };
         let pre = self
