@@ -428,16 +428,28 @@ async fn websockets_and_subscriptions_are_capped_per_client() {
             .unwrap();
         assert_eq!(next_json(s).await["type"], "connection_ack");
     }
-    for i in 0..9 {
-        let subscribe = json!({
-            "type": "subscribe", "id": format!("s{i}"),
-            "payload": { "query": "subscription { flood { n } }" }
-        });
-        let socket = &mut sockets[i % 2];
-        socket
-            .send(Message::text(subscribe.to_string()))
-            .await
-            .unwrap();
+    let subscribe = |i: usize| {
+        Message::text(
+            json!({
+                "type": "subscribe", "id": format!("s{i}"),
+                "payload": { "query": "subscription { flood { n } }" }
+            })
+            .to_string(),
+        )
+    };
+    // Four on the second socket; its pong says they have taken their places
+    // (a socket's messages are handled in order).
+    for i in 0..4 {
+        sockets[1].send(subscribe(i)).await.unwrap();
+    }
+    sockets[1]
+        .send(Message::text(r#"{"type":"ping"}"#))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut sockets[1]).await["type"], "pong");
+    // Five on the first: the ninth of this client is refused.
+    for i in 4..9 {
+        sockets[0].send(subscribe(i)).await.unwrap();
     }
     let refused = next_json(&mut sockets[0]).await;
     assert_eq!(refused["id"], "s8", "{refused}");
@@ -482,4 +494,35 @@ async fn body_limits_hold_over_http2() {
     // The connection is still good for the next request.
     let r = h2.get(e.url("/hello/ada")).send().await.unwrap();
     assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_busy_keep_alive_connection_outlives_the_idle_timeouts() {
+    let e = hello("[http]\nheader_read_timeout_ms = 1000\nidle_timeout_ms = 1500\n").await;
+    let mut s = tokio::net::TcpStream::connect(e.addr()).await.unwrap();
+    // One request every 200 ms for 3 s, all on this one connection: it is
+    // never idle for long, so neither timeout may close it.
+    for i in 0..15 {
+        s.write_all(b"GET /hello/ada HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&answer).contains("Hello, ada!") {
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+                .await
+                .expect("an answer in time")
+                .unwrap();
+            assert!(n > 0, "request {i}: the engine closed a busy connection");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Left alone, it is closed once the header timeout has passed.
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("closed within the timeout")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "an idle connection is closed");
 }

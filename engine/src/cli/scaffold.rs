@@ -76,7 +76,10 @@ pub fn create(name: &str, dir: &Path, sdk: &Path, lang: Lang) -> anyhow::Result<
             ("Cargo.toml", cargo_toml(name, sdk)),
             ("src/lib.rs", LIB_RS.to_string()),
             (".gitignore", "/target\n".to_string()),
-            (settings_file.as_str(), PLUGIN_TOML.to_string()),
+            (
+                settings_file.as_str(),
+                plugin_toml("kiln_sdk::config::get(\"greeting\")"),
+            ),
         ],
         Lang::Js => vec![
             ("package.json", package_json(name)),
@@ -85,7 +88,7 @@ pub fn create(name: &str, dir: &Path, sdk: &Path, lang: Lang) -> anyhow::Result<
             (".gitignore", "/dist\n/node_modules\n".to_string()),
             (
                 settings_file.as_str(),
-                format!("{PLUGIN_TOML}{OUTBOUND_TOML}"),
+                format!("{}{OUTBOUND_TOML}", plugin_toml("config.get('greeting')")),
             ),
         ],
     };
@@ -226,6 +229,12 @@ fn greet_json(req: Request) -> Result<Response> {
 kiln_sdk::export_plugin!(App);
 "#;
 
+/// The settings file of a new plugin; `read_with` is how its language reads
+/// a setting.
+fn plugin_toml(read_with: &str) -> String {
+    PLUGIN_TOML.replace("{read_with}", read_with)
+}
+
 const PLUGIN_TOML: &str = r#"# Settings the engine reads from <plugin>.toml beside the .wasm (kiln build
 # copies this file there). Everything is optional. Limits may only be lower
 # than the engine's [limits]; secrets are granted by the operator in the
@@ -240,7 +249,7 @@ const PLUGIN_TOML: &str = r#"# Settings the engine reads from <plugin>.toml besi
 # queue_timeout_ms = 2000  # longest wait for a slot
 
 [config]
-# greeting = "Hello"       # read with kiln_sdk::config::get("greeting")
+# greeting = "Hello"       # read with {read_with}
 "#;
 
 #[cfg(test)]
@@ -266,7 +275,11 @@ mod tests {
         assert!(cargo.contains("path = \"/opt/kiln/sdk-guest\""));
         assert!(cargo.contains("[workspace]"));
         assert!(dir.join("src/lib.rs").is_file());
-        assert!(dir.join("my-api.toml").is_file());
+        let settings = std::fs::read_to_string(dir.join("my-api.toml")).unwrap();
+        assert!(
+            settings.contains(r#"read with kiln_sdk::config::get("greeting")"#),
+            "{settings}"
+        );
         assert!(
             create("my-api", &dir, Path::new("/x"), Lang::Rust)
                 .unwrap_err()
@@ -297,6 +310,10 @@ mod tests {
                 .unwrap()
                 .contains("[outbound]")
         );
+        // Each language's settings file says how that language reads one.
+        let js = std::fs::read_to_string(dir.join("my-js.toml")).unwrap();
+        assert!(js.contains("read with config.get('greeting')"), "{js}");
+        assert!(!js.contains("kiln_sdk"), "{js}");
         assert!(!dir.join("Cargo.toml").exists());
     }
 }

@@ -307,9 +307,9 @@ async fn serve_one(
                 draining = true;
             }
             () = sleep_until(deadline) => {
-                if deadline.is_some_and(|d| d <= Instant::now())
-                    && conn.in_flight.load(Ordering::Acquire) == 0
-                {
+                // Worked out again: a request may have come and gone since
+                // the deadline above, which then no longer holds.
+                if idle_deadline(&conn, &limits).is_some_and(|d| d <= Instant::now()) {
                     tracing::debug!(%addr, "closing an idle connection");
                     break;
                 }

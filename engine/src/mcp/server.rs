@@ -135,7 +135,17 @@ impl ServerHandler for KilnMcp {
                     .is_some_and(|(plugin, tool)| self.check_tool(plugin, tool, &caller).is_ok())
             })
             .cloned()
-            .collect();
+            .collect::<Vec<_>>();
+        let hidden = snapshot.mcp.tool_list.len() - tools.len();
+        if hidden > 0 && caller.principal().is_none() {
+            // The list is right, but a client that forgot its credential
+            // should be able to find out why it is short.
+            tracing::info!(
+                hidden,
+                shown = tools.len(),
+                "tools/list for an anonymous caller: {hidden} tool(s) need a credential and are not listed"
+            );
+        }
         Ok(ListToolsResult::with_all_items(tools))
     }
 
