@@ -7,6 +7,7 @@ mod admin;
 mod cache;
 mod ceilings;
 mod cli;
+mod compat;
 mod docs;
 mod graphql;
 mod hardening;

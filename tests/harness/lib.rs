@@ -199,6 +199,12 @@ impl EngineBuilder {
         self
     }
 
+    /// Installs the component at `wasm` as `<stem>.wasm`.
+    pub fn plugin_file(mut self, stem: &str, wasm: PathBuf) -> Self {
+        self.plugins.push((stem.into(), wasm, None));
+        self
+    }
+
     /// Installs fixture `name` as `<stem>.wasm`, with optional `<stem>.toml`.
     pub fn plugin(mut self, stem: &str, fixture_name: &str, settings: Option<&str>) -> Self {
         self.plugins.push((
