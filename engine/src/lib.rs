@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod config;
 pub mod graphql;
+pub mod hash;
 pub mod host;
 pub mod http;
 pub mod identity;

@@ -16,11 +16,11 @@ use tokio::sync::mpsc;
 
 use crate::config::{Config, PluginSettings};
 use crate::graphql::{SchemaInputs, assemble};
+use crate::hash::sha256_hex;
 use crate::host::outbound::OutboundPolicy;
 use crate::mcp::Catalog;
 use crate::registry::{PluginStatus, Registry, Snapshot};
 use crate::routes::RouteTable;
-use crate::runtime::cache::sha256_hex;
 use crate::runtime::{Plugin, PluginSource, Runtime};
 use crate::store::plugin_names::{Claimed, PluginNames};
 

@@ -118,7 +118,7 @@ async fn dispatch(
         headers.push((name.as_str().to_string(), value.to_string()));
     }
     let wit_request = types::HttpRequest {
-        method: wit_method(&parts.method),
+        method: types::Method::from_http(&parts.method),
         path: path.to_string(),
         query: parts.uri.query().unwrap_or("").to_string(),
         params,
@@ -232,17 +232,4 @@ fn into_response(
         *response.body_mut() = Body::from(Bytes::from(r.body));
     }
     Ok(response)
-}
-
-pub fn wit_method(m: &Method) -> types::Method {
-    match *m {
-        Method::GET => types::Method::Get,
-        Method::POST => types::Method::Post,
-        Method::PUT => types::Method::Put,
-        Method::PATCH => types::Method::Patch,
-        Method::DELETE => types::Method::Delete,
-        Method::HEAD => types::Method::Head,
-        Method::OPTIONS => types::Method::Options,
-        ref other => types::Method::Other(other.as_str().to_string()),
-    }
 }

@@ -70,7 +70,7 @@ impl PluginProviders {
             return Ok(None);
         }
         let head = auth_provider::RequestHead {
-            method: crate::http::dispatch::wit_method(method),
+            method: types::Method::from_http(method),
             path: uri.path().to_string(),
             query: uri.query().unwrap_or("").to_string(),
             // A header that is not UTF-8 cannot be a credential a provider

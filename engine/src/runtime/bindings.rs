@@ -25,3 +25,20 @@ pub use self::exports::kiln::plugin::mcp;
 pub use self::exports::kiln::plugin::mcp::GuestIndices as McpIndices;
 pub use self::exports::kiln::plugin::plugin::GuestIndices as PluginIndices;
 pub use self::kiln::plugin::types;
+
+impl types::Method {
+    /// The WIT method of an HTTP method (`Other` keeps extension methods).
+    pub fn from_http(m: &http::Method) -> Self {
+        use http::Method;
+        match *m {
+            Method::GET => Self::Get,
+            Method::POST => Self::Post,
+            Method::PUT => Self::Put,
+            Method::PATCH => Self::Patch,
+            Method::DELETE => Self::Delete,
+            Method::HEAD => Self::Head,
+            Method::OPTIONS => Self::Options,
+            ref other => Self::Other(other.as_str().to_string()),
+        }
+    }
+}

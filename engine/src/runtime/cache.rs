@@ -136,8 +136,3 @@ impl Hasher for ShaHasher {
         0
     }
 }
-
-/// Lower-case hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}

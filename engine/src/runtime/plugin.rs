@@ -15,13 +15,14 @@ use super::bindings::{
     AuthProviderIndices, GraphqlIndices, HttpHandlerIndices, McpIndices, PluginIndices,
     auth_provider, graphql, mcp, types,
 };
-use super::cache::{CacheOutcome, sha256_hex};
+use super::cache::CacheOutcome;
 use super::gate::{Gate, Refusal};
 use super::pool::{InstancePool, Warm, WarmPools};
 use super::state::CallState;
 use crate::config::{CpuLimit, InstanceReuse, Limits, PluginSettings};
 use crate::graphql::schema::{FieldError, ResolveRequest, Resolver};
 use crate::graphql::sdl::Fragment;
+use crate::hash::sha256_hex;
 use crate::host::PluginContext;
 use crate::host::mcp_client::ClientLink;
 use crate::host::outbound::OutboundPolicy;

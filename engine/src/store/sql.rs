@@ -419,7 +419,7 @@ fn pg_identifier(prefix: &str, plugin: &str) -> String {
     if prefix.len() + name.len() <= 63 {
         return format!("{prefix}{name}");
     }
-    let hash = crate::runtime::cache::sha256_hex(plugin.as_bytes());
+    let hash = crate::hash::sha256_hex(plugin.as_bytes());
     let keep = 63 - prefix.len() - 9;
     format!("{prefix}{}_{}", &name[..keep], &hash[..8])
 }
@@ -427,10 +427,7 @@ fn pg_identifier(prefix: &str, plugin: &str) -> String {
 /// Role names are cluster-wide, so they carry a hash of the database name:
 /// the same plugin in two databases of one server gets two roles.
 pub fn pg_role_prefix(database: &str) -> String {
-    format!(
-        "kr_{}_",
-        &crate::runtime::cache::sha256_hex(database.as_bytes())[..8]
-    )
+    format!("kr_{}_", &crate::hash::sha256_hex(database.as_bytes())[..8])
 }
 
 async fn open_postgres(admin: &PgPool, plugin: &str) -> Result<PgPool, DataError> {
