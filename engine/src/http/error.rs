@@ -77,6 +77,11 @@ impl ApiError {
                 "plugin_crashed",
                 format!("plugin '{plugin}' crashed: {detail}"),
             ),
+            CallError::NoExport(_) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "plugin_no_export",
+                format!("plugin '{plugin}' {error}, which this request needs"),
+            ),
             // The trap detail (a panic message, a backtrace) stays in the log.
             CallError::Trap { .. } => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

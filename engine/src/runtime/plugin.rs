@@ -89,6 +89,11 @@ pub enum CallError {
     OutOfMemory { limit: u64, requested: usize },
     #[error("crashed: {detail}")]
     Trap { detail: String },
+    /// The plugin does not export the interface the call needs: the
+    /// engine's mistake (it should not have routed the call here), never
+    /// the guest's, so it is not reported as a trap.
+    #[error("does not export {0}")]
+    NoExport(&'static str),
 }
 
 impl CallError {
@@ -617,9 +622,7 @@ impl Plugin {
         request_id: Arc<str>,
     ) -> Result<Result<Option<auth_provider::Verified>, types::Error>, CallError> {
         let Some(indices) = &self.auth_export else {
-            return Err(CallError::Trap {
-                detail: "no auth-provider export".into(),
-            });
+            return Err(CallError::NoExport("kiln:plugin/auth-provider"));
         };
         let _slot = self.gate.enter().await.map_err(CallError::Busy)?;
         let lease = self.lease(request_id);
@@ -673,9 +676,9 @@ impl Plugin {
 
     fn mcp_indices(&self) -> Result<&McpIndices, CallError> {
         // Plugins with MCP declarations always have the export.
-        self.mcp_export.as_ref().ok_or_else(|| CallError::Trap {
-            detail: "no mcp export".into(),
-        })
+        self.mcp_export
+            .as_ref()
+            .ok_or(CallError::NoExport("kiln:plugin/mcp"))
     }
 
     /// Calls the plugin's GraphQL resolver.
@@ -685,9 +688,7 @@ impl Plugin {
         request_id: Arc<str>,
     ) -> Result<Result<String, types::Error>, CallError> {
         let Some(indices) = &self.graphql_export else {
-            return Err(CallError::Trap {
-                detail: "no graphql export".into(),
-            });
+            return Err(CallError::NoExport("kiln:plugin/graphql"));
         };
         let _slot = self.gate.enter().await.map_err(CallError::Busy)?;
         let mut lease = self.lease(request_id);
@@ -710,9 +711,7 @@ impl Plugin {
     ) -> Result<Result<types::HttpResponse, types::Error>, CallError> {
         let Some(http) = &self.http else {
             // Manifests with routes are refused at load without this export.
-            return Err(CallError::Trap {
-                detail: "no http-handler export".into(),
-            });
+            return Err(CallError::NoExport("kiln:plugin/http-handler"));
         };
         let _slot = self.gate.enter().await.map_err(CallError::Busy)?;
         let mut lease = self.lease(request_id);
@@ -885,6 +884,16 @@ mod tests {
         assert!(e.contains("core WebAssembly module"), "{e}");
         let e = check_header(b"garbage").unwrap_err().to_string();
         assert!(e.contains("magic"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_export_is_not_a_crash() {
+        let e = CallError::NoExport("kiln:plugin/mcp");
+        assert_eq!(e.to_string(), "does not export kiln:plugin/mcp");
+        // Never hidden like a crash's detail: it names no guest internals.
+        assert_eq!(e.for_client(false), "does not export kiln:plugin/mcp");
+        let api = crate::http::error::ApiError::from_call("p", &e, false);
+        assert_eq!(api.code, "plugin_no_export");
     }
 
     #[test]
