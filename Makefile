@@ -72,7 +72,7 @@ e2e:
 	$(CARGO) test -p kiln-e2e
 
 # Not part of `make test`: numbers, not pass/fail. See docs/performance.md.
-bench: setup examples fixtures
+bench: setup js-clients examples fixtures
 	$(CARGO) build --release -p kiln
 	$(CARGO) bench -p kiln --bench instantiate
 	bench/http.sh
@@ -80,6 +80,8 @@ bench: setup examples fixtures
 	bench/graphql.sh
 	bench/mcp.sh
 	bench/js.sh
+	bench/memory.sh
+	bench/compile.sh
 
 clean:
 	$(CARGO) clean

@@ -7,9 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 port=18094
+# The JS test fixture (the numbers in docs/performance.md), else the JS example.
 js=target/e2e-js/fixture-js.wasm
+[ -f "$js" ] || js=plugins/hello-js.wasm
 need_file plugins/hello-rust.wasm "make run (or make examples) first"
-need_file "$js" "make test builds it (tests/fixtures-js/fixture-js)"
+need_file "$js" "make examples builds plugins/hello-js.wasm"
+name=$(basename "$js" .wasm)
 machine
 dir=$(mktemp -d)
 mkdir -p "$dir/plugins"
@@ -29,7 +32,7 @@ wrk -t1 -c16 -d3s "$url" >/dev/null   # warm up
 echo "== hello, nothing else running"
 wrk -t1 -c16 -d10s --latency "$url" | grep -E 'Requests/sec|50%|99%'
 echo "== hello while $(basename "$js") ($(du -h "$js" | cut -f1)) compiles"
-( sleep 1; cp "$js" "$dir/plugins/.js.tmp"; mv "$dir/plugins/.js.tmp" "$dir/plugins/fixture-js.wasm" ) &
+( sleep 1; cp "$js" "$dir/plugins/.js.tmp"; mv "$dir/plugins/.js.tmp" "$dir/plugins/$name.wasm" ) &
 wrk -t1 -c16 -d10s --latency "$url" | grep -E 'Requests/sec|50%|99%'
-for _ in $(seq 1 600); do grep -q 'compiled fixture-js' "$dir/log" && break; sleep 0.1; done
+for _ in $(seq 1 600); do grep -q "compiled $name" "$dir/log" && break; sleep 0.1; done
 grep -E 'compiling|compiled' "$dir/log" | sed 's/^.*INFO //'
