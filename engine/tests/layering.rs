@@ -206,3 +206,22 @@ fn the_reader_sees_grouped_and_inline_paths_but_not_comments_or_tests() {
             .collect::<BTreeSet<_>>()
     );
 }
+
+/// Inside a folder, the one-way edges that keep it free of cycles:
+/// (file, a module it must not name).
+const ONE_WAY: &[(&str, &str)] = &[
+    // The bridge depends on the broker; the broker knows it only as `Forward`.
+    ("streams/broker.rs", "redis_bridge"),
+];
+
+#[test]
+fn folders_have_no_cycles_inside() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    for (file, forbidden) in ONE_WAY {
+        let text = std::fs::read_to_string(src.join(file)).expect("read file");
+        assert!(
+            !code(&text).contains(forbidden),
+            "{file} names {forbidden}, which depends on it"
+        );
+    }
+}

@@ -14,8 +14,6 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
-use super::redis_bridge::RedisBridge;
-
 /// Longest topic name.
 pub const MAX_TOPIC: usize = 128;
 
@@ -29,7 +27,15 @@ struct Inner {
     topics: Mutex<HashMap<String, broadcast::Sender<Message>>>,
     buffer: usize,
     max_message: usize,
-    bridge: Mutex<Option<RedisBridge>>,
+    bridge: Mutex<Option<Box<dyn Forward>>>,
+}
+
+/// Where publishes go besides this engine's subscribers: other engines
+/// (`redis_bridge::RedisBridge`). A trait so that the broker does not know
+/// the bridge, which depends on it.
+pub trait Forward: Send + Sync + 'static {
+    /// Sends one checked publish on; never waits.
+    fn forward(&self, topic: &str, message: &str);
 }
 
 /// Why a publish was refused.
@@ -51,8 +57,8 @@ impl Broker {
     }
 
     /// Sends every later publish to other engines through `bridge` too.
-    pub fn attach_bridge(&self, bridge: RedisBridge) {
-        *lock(&self.0.bridge) = Some(bridge);
+    pub fn attach_bridge(&self, bridge: impl Forward) {
+        *lock(&self.0.bridge) = Some(Box::new(bridge));
     }
 
     /// Checks `topic` and `message` (JSON text), then fans it out here and,

@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::mpsc;
 
-use super::broker::{Broker, check_topic};
+use super::broker::{Broker, Forward, check_topic};
 use crate::config::RedisConfig;
 
 const CHANNEL_PREFIX: &str = "kiln:pubsub:";
@@ -98,9 +98,11 @@ impl RedisBridge {
             lost,
         })
     }
+}
 
+impl Forward for RedisBridge {
     /// Queues a message for the other engines.
-    pub fn forward(&self, topic: &str, message: &str) {
+    fn forward(&self, topic: &str, message: &str) {
         let size = topic.len() + message.len();
         if self.queued.fetch_add(size, Ordering::Relaxed) + size > OUTBOX_BYTES {
             self.queued.fetch_sub(size, Ordering::Relaxed);
