@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use kiln_e2e::{Engine, Value, json, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -368,8 +368,7 @@ async fn a_slow_header_flood_leaves_the_engine_answering() {
     );
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use crate::pubsub::{Socket, next_json};
 
 async fn websocket(e: &Engine) -> Result<Socket, u16> {
     let mut request = e.ws_url("/graphql/ws").into_client_request().unwrap();
@@ -381,19 +380,6 @@ async fn websocket(e: &Engine) -> Result<Socket, u16> {
         Ok((socket, _)) => Ok(socket),
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
         Err(other) => panic!("connect: {other}"),
-    }
-}
-
-async fn next_json(socket: &mut Socket) -> Value {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(20), socket.next())
-            .await
-            .expect("a message in time")
-            .expect("the socket is open")
-            .expect("a frame");
-        if let Message::Text(t) = m {
-            return serde_json::from_str(&t).unwrap();
-        }
     }
 }
 

@@ -5,7 +5,7 @@ use kiln_e2e::{Engine, NodeClient, TestRedis, Value, json, wait_for};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-type Socket =
+pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn publisher(extra: &str) -> Engine {
@@ -30,7 +30,7 @@ async fn connect(e: &Engine, protocol: &str) -> Socket {
     socket
 }
 
-async fn next_json(socket: &mut Socket) -> Value {
+pub(crate) async fn next_json(socket: &mut Socket) -> Value {
     loop {
         let m = tokio::time::timeout(Duration::from_secs(20), socket.next())
             .await
