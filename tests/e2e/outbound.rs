@@ -94,13 +94,16 @@ async fn js_fetch_reaches_allowed_hosts_and_is_refused_elsewhere() {
         "the request left the host"
     );
     let port = other.base.rsplit(':').next().unwrap();
-    assert!(
-        !engine
+    // The engine's log reaches the harness through a pipe, a moment after
+    // the answer: wait for the line rather than race it.
+    let logged = kiln_e2e::wait_for(std::time::Duration::from_secs(5), || async {
+        (!engine
             .log_lines_with(&["outbound request refused", "fixture-js", port])
-            .is_empty(),
-        "{}",
-        engine.log_text()
-    );
+            .is_empty())
+        .then_some(())
+    })
+    .await;
+    assert!(logged.is_some(), "{}", engine.log_text());
 }
 
 #[tokio::test]
