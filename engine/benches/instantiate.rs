@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use kiln::config::{Config, PluginSettings};
+use kiln::http::dispatch::call_handler;
 use kiln::runtime::bindings::types;
 use kiln::runtime::{PluginSource, Runtime};
 
@@ -44,7 +45,8 @@ fn bench(c: &mut Criterion) {
         } else {
             kiln::config::CpuLimit::Epoch
         };
-        let runtime = Arc::new(Runtime::new(&config, Default::default()).unwrap());
+        let runtime =
+            Arc::new(Runtime::new(&config, Default::default(), Default::default()).unwrap());
         let plugin = rt
             .block_on(runtime.load(PluginSource {
                 path: "hello.wasm".into(),
@@ -66,9 +68,15 @@ fn bench(c: &mut Criterion) {
         let id: Arc<str> = Arc::from("bench");
         group.bench_function(format!("instantiate_call_drop/{cpu_limit}"), |b| {
             b.iter(|| {
-                rt.block_on(plugin.handle_http("GET /hello/{name}", &request, None, id.clone()))
-                    .unwrap()
-                    .unwrap()
+                rt.block_on(call_handler(
+                    &plugin,
+                    "GET /hello/{name}",
+                    &request,
+                    None,
+                    id.clone(),
+                ))
+                .unwrap()
+                .unwrap()
             })
         });
     }

@@ -55,7 +55,9 @@ pub async fn serve(
         sql: Some(SqlService::new(db.clone(), &config.data_dir)),
         pubsub: Some(broker.clone()),
     };
-    let runtime = Arc::new(Runtime::new(&config, services)?);
+    let calls = Arc::new(crate::runtime::stats::CallStats::default());
+    let observers = crate::runtime::Observers::new(vec![calls.clone()]);
+    let runtime = Arc::new(Runtime::new(&config, services, observers)?);
     let registry = Arc::new(Registry::new());
     let schema_inputs = SchemaInputs::new(broker, &config);
     let idle_release = tokio::spawn(release_idle_instances(runtime.clone()));
@@ -89,8 +91,15 @@ pub async fn serve(
         "connection limits"
     );
     let stopping = CancellationToken::new();
-    let state = AppState::new(&config, registry, db.clone(), cache, stopping.clone())
-        .map_err(anyhow::Error::msg)?;
+    let state = AppState::new(
+        &config,
+        registry,
+        db.clone(),
+        cache,
+        calls,
+        stopping.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
     tracing::info!(plugins_dir = %config.plugins_dir.display(), "listening on http://{addr}");
     let open = Arc::new(Connections::default());
     // On `stopping`, the accept loop ends (the listener is closed, so new

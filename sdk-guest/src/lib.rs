@@ -41,6 +41,7 @@ pub mod kv;
 pub mod log;
 pub mod mcp;
 pub mod pubsub;
+pub mod runtime;
 pub mod sql;
 
 pub use error::{Error, ErrorCode, Result};

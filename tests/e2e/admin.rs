@@ -450,3 +450,67 @@ async fn two_hundred_failed_admin_authentications_leave_a_bounded_audit_log() {
         "the guessed token is in the audit log"
     );
 }
+
+/// The admin API's per-plugin counters come from the observer every plugin
+/// call reports to, on every front door: routes, GraphQL and MCP.
+#[tokio::test]
+async fn every_plugin_call_is_counted_by_outcome_on_every_front_door() {
+    let e = Engine::builder()
+        .plugin(
+            "limits",
+            "fixture-limits",
+            Some("[limits]\nfuel = 50000000"),
+        )
+        .plugin("basic", "fixture-basic", None)
+        .plugin("catalog", "catalog-rust", None)
+        .plugin("tools", "tools-rust", None)
+        .start()
+        .await;
+    for _ in 0..3 {
+        assert_eq!(e.get("/limits/ok").await.status(), 200);
+    }
+    assert_eq!(e.get("/limits/panic").await.status(), 500);
+    assert_eq!(e.get("/limits/spin").await.status(), 500);
+    assert_eq!(e.get("/basic/fail").await.status(), 409);
+    // A request no plugin serves is no plugin call.
+    assert_eq!(e.get("/limits/nowhere").await.status(), 404);
+    let data = e
+        .graphql_ok("{ products { sku } }", serde_json::json!({}))
+        .await;
+    assert!(data["products"].is_array(), "{data}");
+    let client = crate::mcp::rmcp_client(&e, None).await;
+    let stats = crate::mcp::call(
+        &client,
+        "math.stats",
+        serde_json::json!({ "numbers": [1, 2] }),
+    )
+    .await
+    .expect("tools/call");
+    assert_eq!(stats.is_error, Some(false));
+
+    let calls = |stem: &'static str| {
+        let e = &e;
+        async move { e.admin_plugin(stem).await.expect("listed")["calls"].clone() }
+    };
+    let limits = calls("limits").await;
+    assert_eq!(limits["total"], 5, "{limits}");
+    assert_eq!(limits["ok"], 3, "{limits}");
+    assert_eq!(limits["failed"]["trap"], 1, "{limits}");
+    assert_eq!(limits["failed"]["out_of_fuel"], 1, "{limits}");
+    assert_eq!(limits["running"], 0, "{limits}");
+    assert_eq!(limits["waiting"], 0, "{limits}");
+    // The spin alone burned its whole allowance.
+    assert!(limits["fuel"].as_u64().unwrap() >= 50_000_000, "{limits}");
+    let basic = calls("basic").await;
+    assert_eq!(
+        (basic["total"].clone(), basic["plugin_errors"].clone()),
+        (1.into(), 1.into()),
+        "{basic}"
+    );
+    let catalog = calls("catalog").await;
+    assert_eq!(catalog["total"], 1, "{catalog}");
+    assert_eq!(catalog["ok"], 1, "{catalog}");
+    let tools = calls("tools").await;
+    assert_eq!(tools["total"], 1, "{tools}");
+    assert_eq!(tools["ok"], 1, "{tools}");
+}

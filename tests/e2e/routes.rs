@@ -308,3 +308,35 @@ async fn secrets_come_from_the_named_environment_variable_and_never_from_config(
     assert!(!e.admin_plugins().await.to_string().contains(value));
     assert!(!e.log_text().contains(value));
 }
+
+/// `kiln:plugin/runtime-info` tells a plugin its own checked name and
+/// version, the engine's, the request it serves and the time it has left.
+#[tokio::test]
+async fn a_plugin_learns_who_it_is_and_how_long_its_call_has_left() {
+    let e = Engine::builder()
+        .plugin(
+            "basic",
+            "fixture-basic",
+            Some("[limits]\ntimeout_ms = 3000"),
+        )
+        .start()
+        .await;
+    let r = e
+        .client
+        .get(e.url("/basic/runtime"))
+        .header("x-request-id", "who-am-i-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let info: Value = r.json().await.unwrap();
+    assert_eq!(info["plugin_name"], "fixture-basic", "{info}");
+    assert_eq!(info["plugin_version"], "0.1.0", "{info}");
+    assert_eq!(info["engine_name"], "kiln", "{info}");
+    assert_eq!(info["engine_version"], env!("CARGO_PKG_VERSION"), "{info}");
+    assert_eq!(info["request_id"], "who-am-i-7", "{info}");
+    // The call's own deadline, not a constant: under the 3 s timeout and
+    // most of it still left.
+    let left = info["time_left_ms"].as_u64().unwrap();
+    assert!((1000..=3000).contains(&left), "{info}");
+}

@@ -16,6 +16,7 @@ pub mod complete;
 pub mod graphiql;
 pub mod http;
 pub mod merge;
+pub mod resolver;
 pub mod schema;
 pub mod sdl;
 pub mod sse;

@@ -56,7 +56,7 @@ pub struct ResolveRequest {
     pub parent: Option<serde_json::Value>,
     pub request_id: Arc<str>,
     pub operation: &'static str,
-    pub principal: Option<serde_json::Value>,
+    pub caller: Caller,
 }
 
 /// A field error in GraphQL terms: a message for the client and a code for
@@ -589,7 +589,7 @@ fn plugin_field(
                         .map(|i| i.request_id.clone())
                         .unwrap_or_else(|| Arc::from("-")),
                     operation,
-                    principal: info.and_then(|i| i.caller.json()),
+                    caller: info.map(|i| i.caller.clone()).unwrap_or_default(),
                 };
                 // Subscriptions carry no budget: their events are bounded
                 // by the topic, not by the document.

@@ -1,14 +1,19 @@
 //! `kiln:plugin/kv`: the calling plugin's key-value data. The namespace is
-//! the plugin's manifest name, fixed at load in its [`PluginContext`]; a
-//! plugin has no way to name another namespace.
-//!
-//! [`PluginContext`]: super::PluginContext
+//! the plugin's manifest name, fixed at load in its scope; a plugin has no
+//! way to name another namespace.
 
-use super::Answer;
-use crate::runtime::bindings::kiln::plugin::kv::Host;
+use super::capability::{CallStart, Capability, Narrow, PluginFacts, View, view};
+use super::{Answer, HostServices};
+use crate::config::Config;
+use crate::runtime::bindings::kiln::plugin::kv::{Host, add_to_linker};
 use crate::runtime::bindings::types::{Error, ErrorCode};
 use crate::runtime::state::CallState;
 use crate::store::kv::Kv;
+
+/// The `kiln:plugin/kv` capability.
+pub struct KeyValue {
+    kv: Option<Kv>,
+}
 
 /// A plugin's handle on the store: the store and its own namespace.
 #[derive(Clone)]
@@ -17,20 +22,49 @@ pub struct KvScope {
     pub namespace: String,
 }
 
-impl CallState {
+impl Capability for KeyValue {
+    /// None while describing (or without a store).
+    type Scope = Option<KvScope>;
+    type Call = ();
+
+    fn new(services: &HostServices, _: &Config) -> Result<Self, String> {
+        Ok(KeyValue {
+            kv: services.kv.clone(),
+        })
+    }
+
+    fn link(linker: &mut wasmtime::component::Linker<CallState>) -> wasmtime::Result<()> {
+        add_to_linker::<CallState, Narrow<Self>>(linker, view::<Self>)
+    }
+
+    fn scope(&self, plugin: &PluginFacts<'_>) -> Result<Self::Scope, String> {
+        Ok(self
+            .kv
+            .clone()
+            .filter(|_| !plugin.describing)
+            .map(|kv| KvScope {
+                kv,
+                namespace: plugin.name.to_string(),
+            }))
+    }
+
+    fn begin(_: &Self::Scope, _: &mut CallStart<'_>) {}
+}
+
+impl View<'_, KeyValue> {
     fn kv_scope(&self) -> Result<KvScope, Error> {
-        self.plugin.kv.clone().ok_or_else(|| Error {
+        self.scope.clone().ok_or_else(|| Error {
             code: ErrorCode::Unavailable,
             message: "the key-value store is not available here (not during describe())".into(),
         })
     }
 
     fn kv_answer<T>(&self, result: Result<T, crate::store::DataError>) -> Answer<T> {
-        self.data_answer("key-value store", result)
+        self.meta.data_answer("key-value store", result)
     }
 }
 
-impl Host for CallState {
+impl Host for View<'_, KeyValue> {
     async fn get(&mut self, key: String) -> Answer<Option<Vec<u8>>> {
         let s = scope_or_return!(self.kv_scope());
         let r = s.kv.get(&s.namespace, &key).await;

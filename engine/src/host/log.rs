@@ -1,9 +1,37 @@
 //! `kiln:plugin/log`: guest log lines into the host's `tracing` log, tagged
 //! with the plugin and request. Bounded so a guest cannot flood the log.
 
-use crate::runtime::bindings::kiln::plugin::log::{Host, Level};
+use super::HostServices;
+use super::capability::{CallStart, Capability, Narrow, PluginFacts, View, view};
+use crate::config::Config;
+use crate::runtime::bindings::kiln::plugin::log::{Host, Level, add_to_linker};
 use crate::runtime::state::CallState;
 use crate::text::cut;
+
+/// The `kiln:plugin/log` capability; a call's part is the number of lines
+/// it may still write.
+pub struct Log;
+
+impl Capability for Log {
+    type Scope = ();
+    type Call = u32;
+
+    fn new(_: &HostServices, _: &Config) -> Result<Self, String> {
+        Ok(Log)
+    }
+
+    fn link(linker: &mut wasmtime::component::Linker<CallState>) -> wasmtime::Result<()> {
+        add_to_linker::<CallState, Narrow<Self>>(linker, view::<Self>)
+    }
+
+    fn scope(&self, _: &PluginFacts<'_>) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn begin(_: &(), _: &mut CallStart<'_>) -> u32 {
+        MAX_LINES_PER_CALL
+    }
+}
 
 /// Lines a plugin may log in one call; the rest are dropped (and counted once).
 pub const MAX_LINES_PER_CALL: u32 = 100;
@@ -11,20 +39,20 @@ pub const MAX_LINES_PER_CALL: u32 = 100;
 pub const MAX_MESSAGE_BYTES: usize = 4096;
 const MAX_FIELDS: usize = 32;
 
-impl Host for CallState {
+impl Host for View<'_, Log> {
     fn log(
         &mut self,
         level: Level,
         message: String,
         fields: Vec<(String, String)>,
     ) -> wasmtime::Result<()> {
-        if self.log_budget == 0 {
+        if *self.call == 0 {
             return Ok(());
         }
-        self.log_budget -= 1;
-        let plugin = self.plugin.name.as_str();
-        let request_id = &*self.request_id;
-        if self.log_budget == 0 {
+        *self.call -= 1;
+        let plugin = &*self.meta.plugin;
+        let request_id = &*self.meta.request_id;
+        if *self.call == 0 {
             tracing::warn!(
                 plugin,
                 request_id,

@@ -6,8 +6,41 @@
 
 use tokio::sync::mpsc;
 
-use crate::runtime::bindings::kiln::plugin::mcp_client::{Host, Level};
+use super::HostServices;
+use super::capability::{CallStart, Capability, Narrow, PluginFacts, View, view};
+use crate::config::Config;
+use crate::runtime::bindings::kiln::plugin::mcp_client::{Host, Level, add_to_linker};
 use crate::runtime::state::CallState;
+
+/// The `kiln:plugin/mcp-client` capability: a call's link to its client,
+/// when an MCP tool call has one.
+pub struct McpClient;
+
+impl Capability for McpClient {
+    type Scope = ();
+    type Call = Option<ClientLink>;
+
+    fn new(_: &HostServices, _: &Config) -> Result<Self, String> {
+        Ok(McpClient)
+    }
+
+    fn link(linker: &mut wasmtime::component::Linker<CallState>) -> wasmtime::Result<()> {
+        add_to_linker::<CallState, Narrow<Self>>(linker, view::<Self>)
+    }
+
+    fn scope(&self, _: &PluginFacts<'_>) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn begin(_: &(), start: &mut CallStart<'_>) -> Option<ClientLink> {
+        start.client.take()
+    }
+
+    /// The MCP server reads the link's channel until every sender is gone.
+    fn end(call: &mut Option<ClientLink>) {
+        *call = None;
+    }
+}
 
 /// Messages one call may queue before further ones are dropped.
 pub const QUEUE: usize = 64;
@@ -82,21 +115,21 @@ fn cut(message: String) -> String {
     }
 }
 
-impl Host for CallState {
+impl Host for View<'_, McpClient> {
     fn report_progress(
         &mut self,
         progress: f64,
         total: Option<f64>,
         message: Option<String>,
     ) -> wasmtime::Result<()> {
-        if let Some(link) = self.client.as_mut() {
+        if let Some(link) = self.call.as_mut() {
             link.progress(progress, total, message);
         }
         Ok(())
     }
 
     fn notify(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        if let Some(link) = self.client.as_mut() {
+        if let Some(link) = self.call.as_mut() {
             link.send(ClientMessage::Log {
                 level,
                 message: cut(message),

@@ -19,6 +19,43 @@ use std::time::Duration;
 use http::uri::Scheme;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
+use super::HostServices;
+use super::capability::{CallStart, Capability, PluginFacts};
+use crate::config::Config;
+use crate::runtime::state::CallState;
+
+/// Outbound HTTP as a capability: `wasi:http` linked once, the plugin's
+/// checked allow-list as its scope, and per call the hooks that apply it.
+pub struct Outbound;
+
+impl Capability for Outbound {
+    type Scope = Arc<OutboundPolicy>;
+    type Call = OutboundHooks;
+
+    fn new(_: &HostServices, _: &Config) -> Result<Self, String> {
+        Ok(Outbound)
+    }
+
+    /// `wasi:http` reads the call state through its own view trait
+    /// (`WasiHttpView`, in `runtime/state.rs`), whose hooks are this
+    /// capability's part of the call.
+    fn link(linker: &mut wasmtime::component::Linker<CallState>) -> wasmtime::Result<()> {
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
+    }
+
+    fn scope(&self, plugin: &PluginFacts<'_>) -> Result<Self::Scope, String> {
+        Ok(plugin.outbound.clone())
+    }
+
+    fn begin(policy: &Self::Scope, start: &mut CallStart<'_>) -> OutboundHooks {
+        OutboundHooks {
+            policy: policy.clone(),
+            plugin: start.meta.plugin.clone(),
+            request_id: start.meta.request_id.clone(),
+        }
+    }
+}
+
 /// What one plugin may reach. Empty: nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OutboundPolicy {
@@ -249,16 +286,10 @@ const BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
 /// The `wasi:http` hooks of one call: the allow-list check before anything
 /// leaves the host.
 pub struct OutboundHooks {
-    plugin: Arc<super::PluginContext>,
+    policy: Arc<OutboundPolicy>,
+    /// The plugin and request to name when something is refused.
+    plugin: Arc<str>,
     request_id: Arc<str>,
-}
-
-impl OutboundHooks {
-    /// The hooks for one call of `plugin`: its allow-list, and the request
-    /// to name when something is refused.
-    pub fn for_call(plugin: Arc<super::PluginContext>, request_id: Arc<str>) -> Self {
-        OutboundHooks { plugin, request_id }
-    }
 }
 
 type SendFuture = Box<
@@ -285,9 +316,9 @@ impl WasiHttpHooks for OutboundHooks {
         let host = uri.host().unwrap_or_default();
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        if !self.plugin.outbound.allows(https, host, port) {
+        if !self.policy.allows(https, host, port) {
             tracing::warn!(
-                plugin = %self.plugin.name,
+                plugin = %self.plugin,
                 request_id = %self.request_id,
                 url = %format!("{}://{host}:{port}", if https { "https" } else { "http" }),
                 "outbound request refused: the host is not in the plugin's [outbound] allowed_hosts"

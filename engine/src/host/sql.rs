@@ -3,11 +3,20 @@
 
 use std::sync::Arc;
 
-use super::Answer;
-use crate::runtime::bindings::kiln::plugin::sql::{Host, QueryResult, Statement, Value};
+use super::capability::{CallStart, Capability, Narrow, PluginFacts, View, view};
+use super::{Answer, HostServices};
+use crate::config::Config;
+use crate::runtime::bindings::kiln::plugin::sql::{
+    Host, QueryResult, Statement, Value, add_to_linker,
+};
 use crate::runtime::bindings::types::{Error, ErrorCode};
 use crate::runtime::state::CallState;
 use crate::store::sql::{self as store, SqlService};
+
+/// The `kiln:plugin/sql` capability.
+pub struct Sql {
+    service: Option<Arc<SqlService>>,
+}
 
 #[derive(Clone)]
 pub struct SqlScope {
@@ -15,9 +24,38 @@ pub struct SqlScope {
     pub plugin: String,
 }
 
-impl CallState {
+impl Capability for Sql {
+    /// None while describing (or without a database).
+    type Scope = Option<SqlScope>;
+    type Call = ();
+
+    fn new(services: &HostServices, _: &Config) -> Result<Self, String> {
+        Ok(Sql {
+            service: services.sql.clone(),
+        })
+    }
+
+    fn link(linker: &mut wasmtime::component::Linker<CallState>) -> wasmtime::Result<()> {
+        add_to_linker::<CallState, Narrow<Self>>(linker, view::<Self>)
+    }
+
+    fn scope(&self, plugin: &PluginFacts<'_>) -> Result<Self::Scope, String> {
+        Ok(self
+            .service
+            .clone()
+            .filter(|_| !plugin.describing)
+            .map(|service| SqlScope {
+                service,
+                plugin: plugin.name.to_string(),
+            }))
+    }
+
+    fn begin(_: &Self::Scope, _: &mut CallStart<'_>) {}
+}
+
+impl View<'_, Sql> {
     fn sql_scope(&self) -> Result<SqlScope, Error> {
-        self.plugin.sql.clone().ok_or_else(|| Error {
+        self.scope.clone().ok_or_else(|| Error {
             code: ErrorCode::Unavailable,
             message: "SQL is not available here (not during describe())".into(),
         })
@@ -49,11 +87,11 @@ fn from_store(v: store::Value) -> Value {
     }
 }
 
-impl Host for CallState {
+impl Host for View<'_, Sql> {
     async fn execute(&mut self, sql: String, params: Vec<Value>) -> Answer<u64> {
         let s = scope_or_return!(self.sql_scope());
         let r = s.service.execute(&s.plugin, &sql, &to_store(params)).await;
-        self.data_answer("SQL database", r)
+        self.meta.data_answer("SQL database", r)
     }
 
     async fn query(&mut self, sql: String, params: Vec<Value>) -> Answer<QueryResult> {
@@ -70,7 +108,7 @@ impl Host for CallState {
                     .map(|row| row.into_iter().map(from_store).collect())
                     .collect(),
             });
-        self.data_answer("SQL database", r)
+        self.meta.data_answer("SQL database", r)
     }
 
     async fn transaction(&mut self, statements: Vec<Statement>) -> Answer<Vec<u64>> {
@@ -80,6 +118,6 @@ impl Host for CallState {
             .map(|st| (st.sql, to_store(st.params)))
             .collect();
         let r = s.service.transaction(&s.plugin, &statements).await;
-        self.data_answer("SQL database", r)
+        self.meta.data_answer("SQL database", r)
     }
 }

@@ -64,14 +64,15 @@ pub async fn plugins(State(app): State<AppState>) -> Json<serde_json::Value> {
         .into_iter()
         .map(|(stem, status)| {
             let mut v = serde_json::to_value(&status).unwrap_or_default();
+            let mut calls = serde_json::to_value(app.calls.of(&stem)).unwrap_or_default();
             if let Some(p) = snapshot.plugins.get(&stem) {
-                let (running, waiting) = p.load_now();
-                v["calls"] = json!({ "running": running, "waiting": waiting });
+                calls["waiting"] = json!(p.waiting_now());
                 v["instances"] = match p.warm_idle() {
                     Some(idle) => json!({ "reuse": "warm", "idle": idle }),
                     None => json!({ "reuse": "fresh" }),
                 };
             }
+            v["calls"] = calls;
             v
         })
         .collect();

@@ -16,6 +16,8 @@ use super::request_id::RequestId;
 use crate::identity::access::Target;
 use crate::routes::Lookup;
 use crate::runtime::bindings::types;
+use crate::runtime::call::HTTP_HANDLER;
+use crate::runtime::{CallResult, CallSpec, CallerRef, Plugin};
 
 pub async fn plugin_route(State(app): State<AppState>, request: Request) -> Response {
     let request_id = request
@@ -128,15 +130,15 @@ async fn dispatch(
 
     let plugin = &target.plugin;
     let name = plugin.manifest.name.as_str();
-    let answer = plugin
-        .handle_http(
-            &target.handler,
-            &wit_request,
-            caller.json().map(|p| p.to_string()),
-            request_id,
-        )
-        .await
-        .map_err(|e| ApiError::from_call(name, &e, app.verbose_errors))?;
+    let answer = call_handler(
+        plugin,
+        &target.handler,
+        &wit_request,
+        caller.for_plugin(),
+        request_id,
+    )
+    .await
+    .map_err(|e| ApiError::from_call(name, &e, app.verbose_errors))?;
     let response = answer.map_err(|e| ApiError::from_plugin(e.code, e.message))?;
     into_response(
         name,
@@ -144,6 +146,24 @@ async fn dispatch(
         parts.method == Method::HEAD,
         app.max_response_body,
     )
+}
+
+/// Calls handler `handler` of `plugin` with `request`. The outer error is
+/// the host's (limits, traps); the inner one is the plugin's answer.
+pub async fn call_handler(
+    plugin: &Plugin,
+    handler: &str,
+    request: &types::HttpRequest,
+    caller: Option<CallerRef>,
+    request_id: Arc<str>,
+) -> CallResult<types::HttpResponse> {
+    let spec = CallSpec::new(request_id, handler).caller(caller);
+    plugin
+        .call(&HTTP_HANDLER, spec, async |http, store, instance| {
+            let guest = http.load(&mut *store, &instance)?;
+            guest.call_handle(store, handler, request).await
+        })
+        .await
 }
 
 fn too_large(limit: usize, version: axum::http::Version) -> ApiError {

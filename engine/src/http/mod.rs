@@ -64,6 +64,8 @@ pub struct AppInner {
     pub streams: crate::streams::limits::StreamSlots,
     /// The MCP endpoint, unless `mcp.enabled` is off.
     pub mcp: Option<crate::mcp::Mcp>,
+    /// Every plugin file's call counters (an observer of every call).
+    pub calls: Arc<crate::runtime::stats::CallStats>,
     /// Cancelled when the engine starts to shut down: streams that would
     /// otherwise never end (subscriptions, event streams) watch it and end
     /// themselves, so the server's wait for open connections is short.
@@ -85,6 +87,7 @@ impl AppState {
         registry: Arc<Registry>,
         db: Database,
         cache: Cache,
+        calls: Arc<crate::runtime::stats::CallStats>,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> Result<Self, String> {
         let rate_limiter = rate_limit::RateLimiter::new(
@@ -149,6 +152,7 @@ impl AppState {
             streams: crate::streams::limits::StreamSlots::new(config.streams.clone()),
             verbose_errors: config.verbose_errors,
             mcp,
+            calls,
             shutdown,
         })))
     }

@@ -61,6 +61,15 @@ impl Caller {
     pub fn json(&self) -> Option<Value> {
         self.0.as_ref().map(|p| p.to_json())
     }
+
+    /// Who a plugin call is made for: the subject (for observers) and the
+    /// JSON the plugin reads.
+    pub fn for_plugin(&self) -> Option<crate::runtime::CallerRef> {
+        self.0.as_ref().map(|p| crate::runtime::CallerRef {
+            subject: p.subject.clone(),
+            json: p.to_json().to_string(),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -12,8 +12,9 @@ use super::access::valid_role;
 use super::authenticator::AuthFailed;
 use super::principal::{AuthMethod, Principal};
 use crate::registry::Registry;
-use crate::runtime::CallError;
 use crate::runtime::bindings::{auth_provider, types};
+use crate::runtime::call::AUTH_PROVIDER;
+use crate::runtime::{CallError, CallResult, CallSpec, Plugin};
 
 /// One configured provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,9 +94,7 @@ impl PluginProviders {
                     unavailable: true,
                 });
             };
-            let outcome = plugin
-                .authenticate(&wanted.provider, &head, request_id.clone())
-                .await;
+            let outcome = authenticate(plugin, &wanted.provider, &head, request_id.clone()).await;
             match outcome {
                 Ok(Ok(Some(verified))) => return principal(&name, verified).map(Some),
                 Ok(Ok(None)) => continue,
@@ -125,6 +124,22 @@ impl PluginProviders {
         }
         Ok(None)
     }
+}
+
+/// Asks provider `provider` of `plugin` who sent `head`.
+async fn authenticate(
+    plugin: &Plugin,
+    provider: &str,
+    head: &auth_provider::RequestHead,
+    request_id: Arc<str>,
+) -> CallResult<Option<auth_provider::Verified>> {
+    let spec = CallSpec::new(request_id, provider);
+    plugin
+        .call(&AUTH_PROVIDER, spec, async |auth, store, instance| {
+            let guest = auth.load(&mut *store, &instance)?;
+            guest.call_authenticate(store, provider, head).await
+        })
+        .await
 }
 
 /// Checks what a provider vouched for: plugins are untrusted too.

@@ -30,7 +30,8 @@ use crate::identity::Caller;
 use crate::identity::access::{AccessConfig, Denied, Target};
 use crate::registry::Registry;
 use crate::runtime::bindings::{mcp, types};
-use crate::runtime::{CallError, Plugin};
+use crate::runtime::call::MCP;
+use crate::runtime::{CallError, CallSpec, Plugin};
 
 /// Serves the catalog of the registry's current snapshot.
 #[derive(Clone)]
@@ -198,21 +199,24 @@ impl ServerHandler for KilnMcp {
             )));
         }
         let request_id = request_id(&context);
+        let caller = caller.for_plugin();
         let call_context = mcp::CallContext {
             request_id: request_id.to_string(),
-            principal: caller.json().map(|p| p.to_string()),
+            principal: caller.as_ref().map(|c| c.json.clone()),
         };
         let token = context.meta.get_progress_token();
         let (tx, rx) = mpsc::channel(QUEUE);
         let link = ClientLink::new(tx, token.is_some());
         let arguments = arguments.to_string();
-        let call = plugin.call_tool(
-            &tool.name,
-            &arguments,
-            &call_context,
-            Some(link),
-            request_id,
-        );
+        let spec = CallSpec::new(request_id, tool.name.as_str())
+            .caller(caller)
+            .client(Some(link));
+        let call = plugin.call(&MCP, spec, async |mcp, store, instance| {
+            let guest = mcp.load(&mut *store, &instance)?;
+            guest
+                .call_call_tool(store, &tool.name, &arguments, &call_context)
+                .await
+        });
         let forward = forward(
             rx,
             context.peer.clone(),
@@ -279,12 +283,19 @@ impl ServerHandler for KilnMcp {
             ));
         }
         let request_id = request_id(&context);
+        let caller = caller.for_plugin();
         let call_context = mcp::CallContext {
             request_id: request_id.to_string(),
-            principal: caller.json().map(|p| p.to_string()),
+            principal: caller.as_ref().map(|c| c.json.clone()),
         };
+        let spec = CallSpec::new(request_id, prompt.name.as_str()).caller(caller);
         let outcome = plugin
-            .get_prompt(&prompt.name, &arguments, &call_context, request_id)
+            .call(&MCP, spec, async |mcp, store, instance| {
+                let guest = mcp.load(&mut *store, &instance)?;
+                guest
+                    .call_get_prompt(store, &prompt.name, &arguments, &call_context)
+                    .await
+            })
             .await;
         let result = match outcome {
             Ok(Ok(result)) => result,

@@ -51,11 +51,6 @@ impl Gate {
         }
     }
 
-    /// Calls running now.
-    pub fn running(&self, max_concurrency: u32) -> u32 {
-        max_concurrency.saturating_sub(self.slots.available_permits() as u32)
-    }
-
     pub fn waiting(&self) -> u32 {
         self.waiting.load(Ordering::Acquire)
     }

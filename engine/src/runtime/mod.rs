@@ -4,13 +4,16 @@
 
 pub mod bindings;
 pub mod cache;
+pub mod call;
 pub mod compile_thread;
 pub mod gate;
 pub mod language;
+pub mod observer;
 pub mod output;
 pub mod plugin;
 pub mod pool;
 pub mod state;
+pub mod stats;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,14 +24,17 @@ use wasmtime::component::Linker;
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::config::{Config, CpuLimit};
-use crate::host::HostServices;
+use crate::host::{Capabilities, HostServices};
 pub use cache::CacheOutcome;
+pub use call::{CallResult, CallSpec, CallerRef};
+pub use observer::{CallObserver, Observers};
 pub use plugin::{CallError, LoadError, Plugin, PluginSource};
 use state::CallState;
 
 pub struct Runtime {
     engine: Engine,
-    pub(crate) services: HostServices,
+    /// Every host capability: what plugins may reach is decided here.
+    pub(crate) capabilities: Capabilities,
     linker: Linker<CallState>,
     cache: cache::CompileCache,
     pub(crate) cpu_limit: CpuLimit,
@@ -40,10 +46,16 @@ pub struct Runtime {
     pub(crate) max_instances: u32,
     /// Crash details in answers (`kiln serve --dev`).
     pub(crate) verbose_errors: bool,
+    /// Who hears about every plugin call.
+    pub(crate) observers: Observers,
 }
 
 impl Runtime {
-    pub fn new(config: &Config, services: HostServices) -> anyhow::Result<Runtime> {
+    pub fn new(
+        config: &Config,
+        services: HostServices,
+        observers: Observers,
+    ) -> anyhow::Result<Runtime> {
         let rt = &config.runtime;
         let mut wasm = wasmtime::Config::new();
         wasm.epoch_interruption(true);
@@ -66,11 +78,10 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| anyhow::anyhow!("linking WASI: {e}"))?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .map_err(|e| anyhow::anyhow!("linking WASI HTTP: {e}"))?;
         crate::host::add_to_linker(&mut linker)
             .map_err(|e| anyhow::anyhow!("linking Kiln host interfaces: {e}"))?;
 
+        let capabilities = Capabilities::new(&services, config).map_err(anyhow::Error::msg)?;
         let cache_dir: Option<PathBuf> = rt.compile_cache.then(|| config.cache_dir());
         let cache = cache::CompileCache::new(&engine, cache_dir);
         let tick = Duration::from_millis(rt.epoch_tick_ms);
@@ -78,7 +89,7 @@ impl Runtime {
         start_ticker(engine.clone(), tick, ticker_stop.clone())?;
         Ok(Runtime {
             engine,
-            services,
+            capabilities,
             linker,
             cache,
             cpu_limit: rt.cpu_limit,
@@ -87,6 +98,7 @@ impl Runtime {
             warm_pools: Arc::default(),
             max_instances: rt.max_instances,
             verbose_errors: config.verbose_errors,
+            observers,
         })
     }
 

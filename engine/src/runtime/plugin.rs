@@ -12,18 +12,19 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::Runtime;
 use super::bindings::{
-    AuthProviderIndices, GraphqlIndices, HttpHandlerIndices, McpIndices, PluginIndices,
-    auth_provider, graphql, mcp, types,
+    AuthProviderIndices, GraphqlIndices, HttpHandlerIndices, McpIndices, PluginIndices, mcp, types,
 };
 use super::cache::CacheOutcome;
+use super::call::Exports;
 use super::gate::{Gate, Refusal};
+use super::observer::Observers;
 use super::pool::{InstancePool, Warm, WarmPools};
 use super::state::CallState;
 use crate::config::{CpuLimit, InstanceReuse, Limits, PluginSettings};
-use crate::graphql::schema::{FieldError, ResolveRequest, Resolver};
 use crate::graphql::sdl::Fragment;
 use crate::hash::sha256_hex;
 use crate::host::PluginContext;
+use crate::host::capability::{CallMeta, PluginFacts};
 use crate::host::mcp_client::ClientLink;
 use crate::host::outbound::OutboundPolicy;
 use crate::manifest::{Manifest, RawManifest};
@@ -56,8 +57,10 @@ pub enum LoadError {
          or target the kiln:plugin world"
     )]
     NoDescribe(String),
-    #[error("secret '{secret}' names environment variable {var}, which is not set")]
-    MissingSecret { secret: String, var: String },
+    /// A capability refused the plugin's settings (e.g. a secret whose
+    /// environment variable is not set).
+    #[error("{0}")]
+    Scope(String),
     #[error("describe() failed: {0}")]
     Describe(CallError),
     #[error("invalid manifest: {0}")]
@@ -148,26 +151,25 @@ pub struct Plugin {
     pub language: Option<String>,
     pre: InstancePre<CallState>,
     /// Warm instances, when calls reuse them.
-    pool: Option<Arc<InstancePool>>,
+    pub(super) pool: Option<Arc<InstancePool>>,
     /// Every plugin's pools: emptied when the engine runs out of slots.
     warm_pools: Arc<WarmPools>,
     /// `runtime.max_instances`, for the error when no slot is free.
     max_instances: u32,
     /// Crash details in GraphQL and MCP answers (`kiln serve --dev`).
     pub(crate) verbose_errors: bool,
-    http: Option<HttpHandlerIndices>,
-    graphql_export: Option<GraphqlIndices>,
-    mcp_export: Option<McpIndices>,
-    auth_export: Option<AuthProviderIndices>,
-    gate: Gate,
+    pub(super) exports: Exports,
+    /// Who hears about every call.
+    pub(super) observers: Observers,
+    pub(super) gate: Gate,
     cpu_limit: CpuLimit,
     tick: Duration,
 }
 
 /// One call's store and, when it came warm from the pool, its instance.
-struct Lease {
-    store: Store<CallState>,
-    instance: Option<Instance>,
+pub(super) struct Lease {
+    pub(super) store: Store<CallState>,
+    pub(super) instance: Option<Instance>,
     uses: u32,
     /// Whether the instance may serve later calls (describing a plugin at
     /// load happens on an instance of its own, so `max_uses` counts calls).
@@ -229,28 +231,31 @@ impl Runtime {
             .map_err(|e| LoadError::Imports(format!("{e:#}")))?;
         let describe =
             PluginIndices::new(&pre).map_err(|e| LoadError::NoDescribe(e.to_string()))?;
-        let http = HttpHandlerIndices::new(&pre).ok();
-        let graphql_export = GraphqlIndices::new(&pre).ok();
-        let mcp_export = McpIndices::new(&pre).ok();
-        let auth_export = AuthProviderIndices::new(&pre).ok();
+        let exports = Exports {
+            http: HttpHandlerIndices::new(&pre).ok(),
+            graphql: GraphqlIndices::new(&pre).ok(),
+            mcp: McpIndices::new(&pre).ok(),
+            auth: AuthProviderIndices::new(&pre).ok(),
+        };
 
-        let mut secrets = std::collections::BTreeMap::new();
-        for (secret, var) in &source.settings.secrets {
-            let value = std::env::var(var).map_err(|_| LoadError::MissingSecret {
-                secret: secret.clone(),
-                var: var.clone(),
-            })?;
-            secrets.insert(secret.clone(), value);
-        }
-        let mut context = PluginContext {
-            name: source.stem.clone(),
-            config: source.settings.config.clone(),
-            secrets,
-            kv: None,
-            cache: None,
-            sql: None,
-            pubsub: None,
-            outbound: Arc::new(source.outbound),
+        let outbound = Arc::new(source.outbound);
+        let settings = source.settings;
+        let file = source.stem.clone();
+        let scopes = |name: &str, version: &str, describing: bool| {
+            self.capabilities
+                .scopes(&PluginFacts {
+                    name,
+                    version,
+                    file: &file,
+                    describing,
+                    settings: &settings,
+                    outbound: &outbound,
+                })
+                .map_err(LoadError::Scope)
+        };
+        let describing = PluginContext {
+            name: Arc::from(file.as_str()),
+            scopes: scopes(&file, "", true)?,
         };
 
         let limits = source.limits;
@@ -285,7 +290,7 @@ impl Runtime {
             },
             limits,
             cache,
-            context: Arc::new(context.clone()),
+            context: Arc::new(describing),
             graphql: None,
             mcp: None,
             auth_providers: Vec::new(),
@@ -295,10 +300,8 @@ impl Runtime {
             warm_pools: self.warm_pools.clone(),
             max_instances: self.max_instances,
             verbose_errors: self.verbose_errors,
-            http,
-            graphql_export,
-            mcp_export,
-            auth_export,
+            exports,
+            observers: self.observers.clone(),
             gate,
             cpu_limit: self.cpu_limit,
             tick: self.tick,
@@ -308,20 +311,20 @@ impl Runtime {
             .await
             .map_err(LoadError::Describe)?;
         let manifest = raw.validate().map_err(LoadError::Manifest)?;
-        if !manifest.routes.is_empty() && plugin.http.is_none() {
+        if !manifest.routes.is_empty() && plugin.exports.http.is_none() {
             return Err(LoadError::Manifest(format!(
                 "declares {} route(s) but does not export kiln:plugin/http-handler@0.1.0",
                 manifest.routes.len()
             )));
         }
-        if let Some(indices) = &plugin.graphql_export {
+        if let Some(indices) = &plugin.exports.graphql {
             let sdl = plugin.schema(indices).await.map_err(LoadError::Schema)?;
             let fragment = crate::graphql::sdl::parse(&sdl).map_err(LoadError::Sdl)?;
             if !fragment.types.is_empty() {
                 plugin.graphql = Some(fragment);
             }
         }
-        if let Some(indices) = &plugin.mcp_export {
+        if let Some(indices) = &plugin.exports.mcp {
             let (tools, prompts) = plugin
                 .mcp_declarations(indices)
                 .await
@@ -335,7 +338,7 @@ impl Runtime {
                 plugin.mcp = Some(Arc::new(declarations));
             }
         }
-        if let Some(indices) = &plugin.auth_export {
+        if let Some(indices) = &plugin.exports.auth {
             let names = plugin
                 .auth_provider_names(indices)
                 .await
@@ -344,23 +347,28 @@ impl Runtime {
         }
         // From now on log lines carry the plugin's own name, and its data
         // lives under that name.
-        context.name = manifest.name.clone();
-        self.services.scope_for(&manifest.name, &mut context);
-        plugin.context = Arc::new(context);
+        plugin.context = Arc::new(PluginContext {
+            name: Arc::from(manifest.name.as_str()),
+            scopes: scopes(&manifest.name, &manifest.version, false)?,
+        });
         plugin.manifest = manifest;
         Ok(plugin)
     }
 }
 
 impl Plugin {
-    fn new_store(&self, request_id: Arc<str>) -> Store<CallState> {
-        let deadline = Instant::now() + Duration::from_millis(self.limits.timeout_ms);
-        let state = CallState::new(
-            self.context.clone(),
+    /// What capabilities may read about a call starting now.
+    fn meta(&self, request_id: Arc<str>, caller: Option<String>) -> CallMeta {
+        CallMeta {
+            plugin: self.context.name.clone(),
             request_id,
-            self.limits.memory,
-            deadline,
-        );
+            caller,
+            deadline: Instant::now() + Duration::from_millis(self.limits.timeout_ms),
+        }
+    }
+
+    fn new_store(&self, meta: CallMeta, client: Option<ClientLink>) -> Store<CallState> {
+        let state = CallState::new(self.context.clone(), meta, client, self.limits.memory);
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
         if self.cpu_limit == CpuLimit::Fuel {
@@ -373,7 +381,7 @@ impl Plugin {
         // cannot starve the sockets of every other request.
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
-            if Instant::now() >= ctx.data().deadline {
+            if Instant::now() >= ctx.data().meta.deadline {
                 ctx.data_mut().timed_out = true;
                 return Ok(UpdateDeadline::Interrupt);
             }
@@ -428,7 +436,7 @@ impl Plugin {
         };
         tracing::error!(
             plugin = %self.manifest_name(),
-            request_id = %state.request_id,
+            request_id = %state.meta.request_id,
             error = %err,
             guest_stderr = %output,
             "plugin call failed"
@@ -450,7 +458,7 @@ impl Plugin {
                     // Most calls print nothing: check before decoding.
                     if !output.is_empty() {
                         let text = output.text();
-                        tracing::info!(target: "plugin", plugin = %self.manifest_name(), request_id = %state.request_id, stream, "{text}");
+                        tracing::info!(target: "plugin", plugin = %self.manifest_name(), request_id = %state.meta.request_id, stream, "{text}");
                     }
                 }
                 Ok(value)
@@ -470,14 +478,19 @@ impl Plugin {
 
     /// A store for one call: a warm one from the pool when the plugin reuses
     /// instances and one is idle, else a new store (instantiated in `run`).
-    fn lease(&self, request_id: Arc<str>) -> Lease {
+    pub(super) fn lease(
+        &self,
+        request_id: Arc<str>,
+        caller: Option<String>,
+        client: Option<ClientLink>,
+    ) -> Lease {
+        let meta = self.meta(request_id, caller);
         if let Some(pool) = &self.pool
             && let Some(mut warm) = pool.take()
         {
-            let deadline = Instant::now() + Duration::from_millis(self.limits.timeout_ms);
             warm.store
                 .data_mut()
-                .begin_call(self.context.clone(), request_id, deadline);
+                .begin_call(self.context.clone(), meta, client);
             if self.cpu_limit == CpuLimit::Fuel {
                 // Cannot fail: fuel is enabled on the engine whenever cpu_limit is Fuel.
                 let _ = warm.store.set_fuel(self.limits.fuel);
@@ -490,12 +503,13 @@ impl Plugin {
                 reusable: true,
             };
         }
-        Lease::fresh(self.new_store(request_id), true)
+        Lease::fresh(self.new_store(meta, client), true)
     }
 
     /// A fresh store for the calls that describe the plugin at load.
     fn describe_lease(&self) -> Lease {
-        Lease::fresh(self.new_store(Arc::from("describe")), false)
+        let meta = self.meta(Arc::from("describe"), None);
+        Lease::fresh(self.new_store(meta, None), false)
     }
 
     /// A new instance in `store`. When every slot of the pooling allocator
@@ -522,12 +536,12 @@ impl Plugin {
     /// Runs `call` on the lease's instance (instantiating it first when the
     /// lease is fresh) under the call's limits. A warm-mode instance that
     /// returned normally and hit no limit goes back to the pool; any other
-    /// is dropped with its store.
-    async fn run<R>(
+    /// is dropped with its store. Also returns the fuel left, when fuel is on.
+    pub(super) async fn run<R>(
         &self,
         mut lease: Lease,
         call: impl AsyncFnOnce(&mut Store<CallState>, Instance) -> wasmtime::Result<R>,
-    ) -> Result<R, CallError> {
+    ) -> (Result<R, CallError>, Option<u64>) {
         let outcome = tokio::time::timeout(self.hard_timeout(), async {
             let instance = match lease.instance {
                 Some(instance) => instance,
@@ -541,6 +555,10 @@ impl Plugin {
         })
         .await;
         let result = self.finish(&lease.store, outcome);
+        let fuel_left = match self.cpu_limit {
+            CpuLimit::Fuel => lease.store.get_fuel().ok(),
+            CpuLimit::Epoch => None,
+        };
         let clean = {
             let state = lease.store.data();
             result.is_ok() && !state.timed_out && state.limiter.refused.is_none()
@@ -556,7 +574,7 @@ impl Plugin {
                 uses: lease.uses + 1,
             });
         }
-        result
+        (result, fuel_left)
     }
 
     async fn describe(&self, indices: &PluginIndices) -> Result<RawManifest, CallError> {
@@ -566,7 +584,8 @@ impl Plugin {
                 let guest = indices.load(&mut *store, &instance)?;
                 guest.call_describe(store).await
             })
-            .await?;
+            .await
+            .0?;
         Ok(RawManifest {
             name: m.name,
             version: m.version,
@@ -586,6 +605,7 @@ impl Plugin {
             guest.call_schema(store).await
         })
         .await
+        .0
     }
 
     async fn mcp_declarations(
@@ -600,6 +620,7 @@ impl Plugin {
             Ok((tools, prompts))
         })
         .await
+        .0
     }
 
     async fn auth_provider_names(
@@ -612,115 +633,7 @@ impl Plugin {
             guest.call_providers(store).await
         })
         .await
-    }
-
-    /// Asks provider `provider` of this plugin who sent `head`.
-    pub async fn authenticate(
-        &self,
-        provider: &str,
-        head: &auth_provider::RequestHead,
-        request_id: Arc<str>,
-    ) -> Result<Result<Option<auth_provider::Verified>, types::Error>, CallError> {
-        let Some(indices) = &self.auth_export else {
-            return Err(CallError::NoExport("kiln:plugin/auth-provider"));
-        };
-        let _slot = self.gate.enter().await.map_err(CallError::Busy)?;
-        let lease = self.lease(request_id);
-        self.run(lease, async |store, instance| {
-            let guest = indices.load(&mut *store, &instance)?;
-            guest.call_authenticate(store, provider, head).await
-        })
-        .await
-    }
-
-    /// Calls the plugin's `call-tool`; progress and log messages the guest
-    /// sends go to `client`.
-    pub async fn call_tool(
-        &self,
-        name: &str,
-        arguments: &str,
-        context: &mcp::CallContext,
-        client: Option<ClientLink>,
-        request_id: Arc<str>,
-    ) -> Result<Result<mcp::ToolResult, types::Error>, CallError> {
-        let indices = self.mcp_indices()?;
-        let _slot = self.gate.enter().await.map_err(CallError::Busy)?;
-        let mut lease = self.lease(request_id);
-        lease.store.data_mut().client = client;
-        lease.store.data_mut().caller = context.principal.clone();
-        self.run(lease, async |store, instance| {
-            let guest = indices.load(&mut *store, &instance)?;
-            guest.call_call_tool(store, name, arguments, context).await
-        })
-        .await
-    }
-
-    /// Calls the plugin's `get-prompt`.
-    pub async fn get_prompt(
-        &self,
-        name: &str,
-        arguments: &[(String, String)],
-        context: &mcp::CallContext,
-        request_id: Arc<str>,
-    ) -> Result<Result<mcp::PromptResult, types::Error>, CallError> {
-        let indices = self.mcp_indices()?;
-        let _slot = self.gate.enter().await.map_err(CallError::Busy)?;
-        let mut lease = self.lease(request_id);
-        lease.store.data_mut().caller = context.principal.clone();
-        self.run(lease, async |store, instance| {
-            let guest = indices.load(&mut *store, &instance)?;
-            guest.call_get_prompt(store, name, arguments, context).await
-        })
-        .await
-    }
-
-    fn mcp_indices(&self) -> Result<&McpIndices, CallError> {
-        // Plugins with MCP declarations always have the export.
-        self.mcp_export
-            .as_ref()
-            .ok_or(CallError::NoExport("kiln:plugin/mcp"))
-    }
-
-    /// Calls the plugin's GraphQL resolver.
-    pub async fn resolve_field(
-        &self,
-        request: &graphql::ResolveRequest,
-        request_id: Arc<str>,
-    ) -> Result<Result<String, types::Error>, CallError> {
-        let Some(indices) = &self.graphql_export else {
-            return Err(CallError::NoExport("kiln:plugin/graphql"));
-        };
-        let _slot = self.gate.enter().await.map_err(CallError::Busy)?;
-        let mut lease = self.lease(request_id);
-        lease.store.data_mut().caller = request.context.principal.clone();
-        self.run(lease, async |store, instance| {
-            let guest = indices.load(&mut *store, &instance)?;
-            guest.call_resolve(store, request).await
-        })
-        .await
-    }
-
-    /// Calls the plugin's HTTP handler. The outer error is the host's
-    /// (limits, traps); the inner one is the plugin's answer.
-    pub async fn handle_http(
-        &self,
-        handler: &str,
-        request: &types::HttpRequest,
-        caller: Option<String>,
-        request_id: Arc<str>,
-    ) -> Result<Result<types::HttpResponse, types::Error>, CallError> {
-        let Some(http) = &self.http else {
-            // Manifests with routes are refused at load without this export.
-            return Err(CallError::NoExport("kiln:plugin/http-handler"));
-        };
-        let _slot = self.gate.enter().await.map_err(CallError::Busy)?;
-        let mut lease = self.lease(request_id);
-        lease.store.data_mut().caller = caller;
-        self.run(lease, async |store, instance| {
-            let guest = http.load(&mut *store, &instance)?;
-            guest.call_handle(store, handler, request).await
-        })
-        .await
+        .0
     }
 
     /// Whether calls reuse warm instances, and how many are idle now.
@@ -728,12 +641,10 @@ impl Plugin {
         self.pool.as_ref().map(|p| p.idle())
     }
 
-    /// Calls running and waiting now.
-    pub fn load_now(&self) -> (u32, u32) {
-        (
-            self.gate.running(self.limits.max_concurrency),
-            self.gate.waiting(),
-        )
+    /// Calls waiting at the gate now (running ones are counted by the
+    /// call observers: `runtime::stats`).
+    pub fn waiting_now(&self) -> u32 {
+        self.gate.waiting()
     }
 }
 
@@ -808,69 +719,6 @@ fn panic_message(stderr: &str) -> Option<String> {
         .collect::<Vec<_>>()
         .join(": ");
     Some(crate::text::cut(&line, 512).to_string())
-}
-
-impl Resolver for Plugin {
-    fn resolve(
-        &self,
-        request: ResolveRequest,
-    ) -> futures_util::future::BoxFuture<'_, Result<serde_json::Value, FieldError>> {
-        Box::pin(async move {
-            let wire = graphql::ResolveRequest {
-                parent_type: request.parent_type,
-                field: request.field,
-                arguments: request.arguments.to_string(),
-                parent: request.parent.map(|p| p.to_string()),
-                context: graphql::ResolveContext {
-                    request_id: request.request_id.to_string(),
-                    operation: request.operation.to_string(),
-                    principal: request.principal.map(|p| p.to_string()),
-                },
-            };
-            let at = format!("{}.{}", wire.parent_type, wire.field);
-            match self.resolve_field(&wire, request.request_id).await {
-                Ok(Ok(json)) => serde_json::from_str(&json).map_err(|e| FieldError {
-                    code: "BAD_PLUGIN_OUTPUT",
-                    message: format!(
-                        "plugin '{}' returned invalid JSON for {at}: {e}",
-                        self.manifest.name
-                    ),
-                }),
-                Ok(Err(e)) => Err(FieldError {
-                    code: graphql_code(e.code),
-                    message: e.message,
-                }),
-                Err(e) => Err(FieldError {
-                    code: match e {
-                        CallError::Busy(_) => "UNAVAILABLE",
-                        CallError::Timeout { .. } => "TIMEOUT",
-                        _ => "PLUGIN_FAILED",
-                    },
-                    message: format!(
-                        "plugin '{}' {}",
-                        self.manifest.name,
-                        e.for_client(self.verbose_errors)
-                    ),
-                }),
-            }
-        })
-    }
-}
-
-/// `extensions.code` for a plugin's error code.
-fn graphql_code(code: types::ErrorCode) -> &'static str {
-    use types::ErrorCode::*;
-    match code {
-        BadRequest => "BAD_REQUEST",
-        Unauthorized => "UNAUTHENTICATED",
-        Forbidden => "FORBIDDEN",
-        NotFound => "NOT_FOUND",
-        Conflict => "CONFLICT",
-        Unprocessable => "UNPROCESSABLE",
-        TooManyRequests => "TOO_MANY_REQUESTS",
-        Internal => "INTERNAL",
-        Unavailable => "UNAVAILABLE",
-    }
 }
 
 #[cfg(test)]

@@ -1,49 +1,41 @@
 //! What a store carries for one call: WASI context, the memory limiter, the
-//! plugin's identity and settings, and what the call observed (timed out,
-//! memory refused, log lines used) so errors can name the real cause.
+//! plugin's scopes, each capability's part of the call, and what the call
+//! observed (timed out, memory refused) so errors can name the real cause.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::output::GuestOutput;
-use crate::host::PluginContext;
-use crate::host::outbound::OutboundHooks;
+use crate::host::capability::{CallMeta, CallStart};
+use crate::host::mcp_client::ClientLink;
+use crate::host::{Calls, PluginContext, Scopes};
 
 pub struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
     http: WasiHttpCtx,
-    /// Outbound HTTP: the plugin's allow-list, checked before sending.
-    outbound: OutboundHooks,
     pub limiter: MemoryLimiter,
-    /// The plugin being called: name, settings, secrets.
+    /// The plugin being called: its name and every capability's scope.
     pub plugin: Arc<PluginContext>,
-    /// The request this call serves, for log lines.
-    pub request_id: Arc<str>,
-    /// When the epoch callback interrupts the guest.
-    pub deadline: Instant,
+    /// What every capability may read about this call.
+    pub meta: CallMeta,
+    /// Each capability's part of this call.
+    calls: Calls,
     /// Set by the epoch callback when it interrupted the guest.
     pub timed_out: bool,
-    /// Log lines the guest may still write in this call.
-    pub log_budget: u32,
     pub stdout: GuestOutput,
     pub stderr: GuestOutput,
-    /// The MCP client of a tool call, for progress and log messages.
-    pub client: Option<crate::host::mcp_client::ClientLink>,
-    /// The caller as JSON (`kiln:plugin/identity`), none when anonymous.
-    pub caller: Option<String>,
 }
 
 impl CallState {
     pub fn new(
         plugin: Arc<PluginContext>,
-        request_id: Arc<str>,
+        meta: CallMeta,
+        client: Option<ClientLink>,
         memory_limit: u64,
-        deadline: Instant,
     ) -> Self {
         let stdout = GuestOutput::default();
         let stderr = GuestOutput::default();
@@ -56,57 +48,57 @@ impl CallState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let outbound = OutboundHooks::for_call(plugin.clone(), request_id.clone());
+        let calls = plugin.scopes.begin(&mut CallStart {
+            meta: &meta,
+            client,
+        });
         CallState {
             wasi,
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            outbound,
             limiter: MemoryLimiter::new(memory_limit),
             plugin,
-            request_id,
-            deadline,
+            meta,
+            calls,
             timed_out: false,
-            log_budget: crate::host::log::MAX_LINES_PER_CALL,
             stdout,
             stderr,
-            client: None,
-            caller: None,
         }
     }
-}
 
-impl CallState {
     /// Readies a warm instance's state for its next call: everything that
     /// belongs to one call starts over, and the plugin context is the
     /// current one (the instance may have been created while describing).
     pub fn begin_call(
         &mut self,
         plugin: Arc<PluginContext>,
-        request_id: Arc<str>,
-        deadline: Instant,
+        meta: CallMeta,
+        client: Option<ClientLink>,
     ) {
-        self.outbound = OutboundHooks::for_call(plugin.clone(), request_id.clone());
+        self.calls = plugin.scopes.begin(&mut CallStart {
+            meta: &meta,
+            client,
+        });
         self.plugin = plugin;
-        self.request_id = request_id;
-        self.deadline = deadline;
+        self.meta = meta;
         self.timed_out = false;
         self.limiter.refused = None;
-        self.log_budget = crate::host::log::MAX_LINES_PER_CALL;
         self.stdout.clear();
         self.stderr.clear();
-        self.client = None;
-        self.caller = None;
     }
-}
 
-impl CallState {
     /// Lets go of what belongs to the finished call before the instance
     /// waits in the pool: above all the MCP client link, whose channel the
     /// host reads until every sender is gone.
     pub fn end_call(&mut self) {
-        self.client = None;
-        self.caller = None;
+        self.calls.end();
+        self.meta.caller = None;
+    }
+
+    /// The capabilities' view of the state: scopes, per-call parts, and
+    /// what they may read about the call (see `host::capability::Holds`).
+    pub(crate) fn parts(&mut self) -> (&Scopes, &mut Calls, &CallMeta) {
+        (&self.plugin.scopes, &mut self.calls, &self.meta)
     }
 }
 
@@ -115,7 +107,8 @@ impl WasiHttpView for CallState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: &mut self.outbound,
+            // The outbound capability's part of the call: the allow-list.
+            hooks: &mut self.calls.outbound,
         }
     }
 }
