@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod front_door;
 pub mod graphql;
 pub mod hash;
 pub mod host;

@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::config::Limits;
+use crate::front_door::FrontDoors;
 use crate::routes::RouteTable;
 use crate::runtime::{CacheOutcome, Plugin};
 
@@ -64,12 +65,10 @@ pub struct PluginStatus {
     pub hash: Option<String>,
     /// SHA-256 of the file on disk when it differs from the serving one.
     pub attempted_hash: Option<String>,
-    pub routes: Vec<String>,
-    /// GraphQL fields the plugin declares, as `Type.field`.
-    pub graphql_fields: Vec<String>,
-    /// MCP tools and prompts the plugin declares.
-    pub mcp_tools: Vec<String>,
-    pub mcp_prompts: Vec<String>,
+    /// What each front door shows of the serving version (`routes`,
+    /// `graphql_fields`, `mcp_tools`, `mcp_prompts`).
+    #[serde(flatten)]
+    pub parts: serde_json::Map<String, serde_json::Value>,
     pub limits: Option<Limits>,
     pub compile_cache: Option<CacheOutcome>,
     /// Unix seconds when the serving version was loaded.
@@ -84,36 +83,16 @@ pub struct PluginStatus {
 }
 
 impl PluginStatus {
-    pub fn serving(plugin: &Plugin) -> Self {
+    pub fn serving(plugin: &Plugin, doors: &FrontDoors) -> Self {
         PluginStatus {
-            file: plugin
-                .path
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            file: plugin.file_name(),
             state: PluginState::Active,
             name: Some(plugin.manifest.name.clone()),
             version: Some(plugin.manifest.version.clone()),
             description: plugin.manifest.description.clone(),
             hash: Some(plugin.hash.clone()),
             attempted_hash: None,
-            routes: plugin
-                .manifest
-                .routes
-                .iter()
-                .map(|r| format!("{} {}", r.method, r.path.as_str()))
-                .collect(),
-            graphql_fields: graphql_fields(plugin),
-            mcp_tools: plugin
-                .mcp
-                .iter()
-                .flat_map(|d| d.tools.iter().map(|t| t.name.clone()))
-                .collect(),
-            mcp_prompts: plugin
-                .mcp
-                .iter()
-                .flat_map(|d| d.prompts.iter().map(|p| p.name.clone()))
-                .collect(),
+            parts: doors.summary(Some(plugin)),
             limits: Some(plugin.limits.clone()),
             compile_cache: Some(plugin.cache),
             loaded_at: Some(now()),
@@ -150,7 +129,7 @@ impl PluginStatus {
         self
     }
 
-    pub fn never_loaded(file: String) -> Self {
+    pub fn never_loaded(file: String, doors: &FrontDoors) -> Self {
         PluginStatus {
             file,
             state: PluginState::Failed,
@@ -159,10 +138,7 @@ impl PluginStatus {
             description: None,
             hash: None,
             attempted_hash: None,
-            routes: Vec::new(),
-            graphql_fields: Vec::new(),
-            mcp_tools: Vec::new(),
-            mcp_prompts: Vec::new(),
+            parts: doors.summary(None),
             limits: None,
             compile_cache: None,
             loaded_at: None,
@@ -171,25 +147,6 @@ impl PluginStatus {
             loading: None,
         }
     }
-}
-
-fn graphql_fields(plugin: &Plugin) -> Vec<String> {
-    use crate::graphql::sdl::Kind;
-    let Some(fragment) = &plugin.graphql else {
-        return Vec::new();
-    };
-    fragment
-        .types
-        .iter()
-        .filter(|t| t.extend || crate::graphql::sdl::ROOT_TYPES.contains(&t.name.as_str()))
-        .flat_map(|t| match &t.kind {
-            Kind::Object { fields, .. } => fields
-                .iter()
-                .map(|f| format!("{}.{}", t.name, f.name))
-                .collect(),
-            _ => Vec::new(),
-        })
-        .collect()
 }
 
 fn now() -> u64 {

@@ -67,7 +67,7 @@ pub async fn serve(
         runtime,
         registry.clone(),
         config.clone(),
-        schema_inputs,
+        crate::front_door::FrontDoors::new(schema_inputs),
         names,
     );
     reloader.sync().await;

@@ -15,10 +15,9 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, PluginSettings};
-use crate::graphql::{SchemaInputs, assemble};
+use crate::front_door::FrontDoors;
 use crate::hash::sha256_hex;
 use crate::host::outbound::OutboundPolicy;
-use crate::mcp::Catalog;
 use crate::registry::{PluginStatus, Registry, Snapshot};
 use crate::routes::RouteTable;
 use crate::runtime::{Plugin, PluginSource, Runtime};
@@ -44,7 +43,8 @@ pub struct Reloader {
     runtime: Arc<Runtime>,
     registry: Arc<Registry>,
     config: Arc<Config>,
-    graphql: SchemaInputs,
+    /// What each front door asks, admits and catalogs.
+    doors: FrontDoors,
     /// Which file owns each plugin name (and with it the name's data).
     names: PluginNames,
     seen: BTreeMap<String, Fingerprint>,
@@ -55,14 +55,14 @@ impl Reloader {
         runtime: Arc<Runtime>,
         registry: Arc<Registry>,
         config: Arc<Config>,
-        graphql: SchemaInputs,
+        doors: FrontDoors,
         names: PluginNames,
     ) -> Self {
         Reloader {
             runtime,
             registry,
             config,
-            graphql,
+            doors,
             names,
             seen: BTreeMap::new(),
         }
@@ -103,7 +103,7 @@ impl Reloader {
             let (wasm, settings_text) = match read_files(files) {
                 Ok(v) => v,
                 Err(e) => {
-                    failed |= record_failure(&mut statuses, stem, files, e, None);
+                    failed |= record_failure(&self.doors, &mut statuses, stem, files, e, None);
                     continue;
                 }
             };
@@ -118,31 +118,50 @@ impl Reloader {
             let source = match self.source(stem, files, wasm, settings_text.as_deref()) {
                 Ok(source) => source,
                 Err(e) => {
-                    failed |= record_failure(&mut statuses, stem, files, e, Some(fingerprint.wasm));
+                    failed |= record_failure(
+                        &self.doors,
+                        &mut statuses,
+                        stem,
+                        files,
+                        e,
+                        Some(fingerprint.wasm),
+                    );
                     continue;
                 }
             };
             let status = statuses
                 .remove(stem)
-                .unwrap_or_else(|| PluginStatus::never_loaded(file_name(&files.wasm)))
+                .unwrap_or_else(|| PluginStatus::never_loaded(file_name(&files.wasm), &self.doors))
                 .start_loading(fingerprint.wasm.clone(), source.wasm.len() as u64);
             self.registry.set_status(stem, status.clone());
             statuses.insert(stem.clone(), status);
             // The loading status is out: this pass must publish its end.
             shown_loading = true;
-            match self.runtime.load(source).await {
+            let plugin = match self.runtime.load(source).await {
+                Ok(mut plugin) => self.doors.describe(&mut plugin).await.map(|()| plugin),
+                Err(e) => Err(e),
+            };
+            match plugin {
                 Ok(plugin) => match self.claim_name(&plugin).await {
                     Ok(()) => loaded.push(plugin),
                     Err(e) => {
                         let attempted = Some(fingerprint.wasm);
-                        failed |= record_failure(&mut statuses, stem, files, e, attempted);
+                        failed |=
+                            record_failure(&self.doors, &mut statuses, stem, files, e, attempted);
                         // Retried on the next pass: the name may be released.
                         self.seen.remove(stem);
                     }
                 },
                 Err(e) => {
                     let attempted = Some(fingerprint.wasm);
-                    failed |= record_failure(&mut statuses, stem, files, e.to_string(), attempted);
+                    failed |= record_failure(
+                        &self.doors,
+                        &mut statuses,
+                        stem,
+                        files,
+                        e.to_string(),
+                        attempted,
+                    );
                 }
             }
         }
@@ -176,7 +195,7 @@ impl Reloader {
             .into_iter()
             .chain(loaded.into_iter().map(Arc::new))
             .collect();
-        let refused = admit_all(&mut next, candidates, &self.graphql);
+        let refused = admit_all(&mut next, candidates, &self.doors);
         // A refused new version falls back to the serving one, if it fits.
         let (refused_unchanged, refused_new): (Vec<_>, Vec<_>) = refused
             .into_iter()
@@ -186,7 +205,7 @@ impl Reloader {
             .filter_map(|(p, _)| current.plugins.get(&p.stem).cloned())
             .chain(refused_unchanged.iter().map(|(p, _)| p.clone()))
             .collect();
-        let still_out = admit_all(&mut next, fallbacks, &self.graphql);
+        let still_out = admit_all(&mut next, fallbacks, &self.doors);
         for plugin in next.plugins.values() {
             if reloaded.contains(&plugin.stem)
                 && !refused_new.iter().any(|(p, _)| p.stem == plugin.stem)
@@ -196,12 +215,15 @@ impl Reloader {
                     version = %plugin.manifest.version,
                     file = %plugin.path.display(),
                     routes = plugin.manifest.routes.len(),
-                    graphql = plugin.graphql.is_some(),
-                    mcp_tools = plugin.mcp.as_ref().map_or(0, |d| d.tools.len()),
+                    graphql = crate::graphql::fragment(plugin).is_some(),
+                    mcp_tools = crate::mcp::door::declarations(plugin).map_or(0, |d| d.tools.len()),
                     cache = ?plugin.cache,
                     "plugin loaded"
                 );
-                statuses.insert(plugin.stem.clone(), PluginStatus::serving(plugin));
+                statuses.insert(
+                    plugin.stem.clone(),
+                    PluginStatus::serving(plugin, &self.doors),
+                );
             }
         }
         for (plugin, reason) in refused_new {
@@ -211,8 +233,8 @@ impl Reloader {
             // routes, load time), or a fresh one if none does.
             let status = match (next.plugins.get(&stem), statuses.remove(&stem)) {
                 (Some(_), Some(serving)) => serving,
-                (Some(previous), None) => PluginStatus::serving(previous),
-                (None, _) => PluginStatus::never_loaded(file_name(&plugin.path)),
+                (Some(previous), None) => PluginStatus::serving(previous, &self.doors),
+                (None, _) => PluginStatus::never_loaded(file_name(&plugin.path), &self.doors),
             };
             statuses.insert(
                 stem.clone(),
@@ -230,20 +252,12 @@ impl Reloader {
             tracing::error!(plugin = %plugin.stem, error = %reason, "unmounting a plugin that no longer fits");
             statuses.insert(
                 plugin.stem.clone(),
-                PluginStatus::never_loaded(file_name(&plugin.path))
+                PluginStatus::never_loaded(file_name(&plugin.path), &self.doors)
                     .failed(reason, Some(plugin.hash.clone())),
             );
             self.seen.remove(&plugin.stem);
         }
-        next.graphql = match assemble(next.plugins.values(), &self.graphql) {
-            Ok(schema) => Some(Arc::new(schema)),
-            Err(e) => {
-                // Cannot happen: every plugin was admitted against this set.
-                tracing::error!(error = %e, "the GraphQL schema does not build; keeping the previous one");
-                current.graphql.clone()
-            }
-        };
-        next.mcp = Arc::new(Catalog::build(next.plugins.values()));
+        self.doors.finish(&mut next, &current);
         self.registry.publish(next, statuses);
     }
 
@@ -325,14 +339,14 @@ impl Reloader {
 fn admit_all(
     next: &mut Snapshot,
     candidates: Vec<Arc<Plugin>>,
-    graphql: &SchemaInputs,
+    doors: &FrontDoors,
 ) -> Vec<(Arc<Plugin>, String)> {
     let mut pending = candidates;
     loop {
         let mut refused = Vec::new();
         let before = pending.len();
         for plugin in pending.drain(..) {
-            if let Err(reason) = admit(next, plugin.clone(), graphql) {
+            if let Err(reason) = admit(next, plugin.clone(), doors) {
                 refused.push((plugin, reason));
             }
         }
@@ -343,9 +357,9 @@ fn admit_all(
     }
 }
 
-/// Adds `plugin` to `next` if its name is free, its routes fit and its
-/// GraphQL fragment merges with everyone else's.
-fn admit(next: &mut Snapshot, plugin: Arc<Plugin>, graphql: &SchemaInputs) -> Result<(), String> {
+/// Adds `plugin` to `next` if its name is free and every front door
+/// admits it (its tools, its GraphQL fragment, its routes).
+fn admit(next: &mut Snapshot, plugin: Arc<Plugin>, doors: &FrontDoors) -> Result<(), String> {
     if let Some(other) = next
         .plugins
         .values()
@@ -358,45 +372,13 @@ fn admit(next: &mut Snapshot, plugin: Arc<Plugin>, graphql: &SchemaInputs) -> Re
             file_name(&other.path)
         ));
     }
-    if let Some(declarations) = &plugin.mcp {
-        crate::mcp::catalog::check_conflicts(
-            next.plugins
-                .values()
-                .filter_map(|p| Some((p.manifest.name.as_str(), p.mcp.as_deref()?))),
-            &plugin.manifest.name,
-            declarations,
-        )
-        .map_err(|e| {
-            format!(
-                "{} ({}): {e}",
-                plugin.manifest.name,
-                file_name(&plugin.path)
-            )
-        })?;
-    }
-    if plugin.graphql.is_some() {
-        assemble(next.plugins.values().chain([&plugin]), graphql).map_err(|e| {
-            format!(
-                "{} ({}): {e}",
-                plugin.manifest.name,
-                file_name(&plugin.path)
-            )
-        })?;
-    }
-    next.routes
-        .add(&plugin.manifest, plugin.clone())
-        .map_err(|c| {
-            format!(
-                "{} ({}): {c}",
-                plugin.manifest.name,
-                file_name(&plugin.path)
-            )
-        })?;
+    doors.admit(next, &plugin)?;
     next.plugins.insert(plugin.stem.clone(), plugin);
     Ok(())
 }
 
 fn record_failure(
+    doors: &FrontDoors,
     statuses: &mut BTreeMap<String, PluginStatus>,
     stem: &str,
     files: &Found,
@@ -406,7 +388,7 @@ fn record_failure(
     tracing::error!(file = %files.wasm.display(), error = %error, "plugin not loaded; the previous version (if any) keeps serving");
     let status = statuses
         .remove(stem)
-        .unwrap_or_else(|| PluginStatus::never_loaded(file_name(&files.wasm)));
+        .unwrap_or_else(|| PluginStatus::never_loaded(file_name(&files.wasm), doors));
     let changed = status.last_error.as_ref() != Some(&error);
     statuses.insert(stem.to_string(), status.failed(error, attempted));
     changed

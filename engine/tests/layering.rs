@@ -59,23 +59,12 @@ const RULES: &[(&str, &[&str])] = &[
         ],
     ),
     ("registry", &["http", "watcher", "server"]),
+    ("front_door", &["watcher", "server"]),
     ("watcher", &["http", "server"]),
 ];
 
 /// Forbidden edges that exist today, and what removes them.
 const KNOWN: &[(&str, &str, &str)] = &[
-    // The GraphQL and MCP adapters of `runtime/plugin.rs` move to their
-    // front doors (seams issue, item 3).
-    (
-        "runtime",
-        "graphql",
-        "one call path; adapters to their front doors",
-    ),
-    (
-        "runtime",
-        "mcp",
-        "one call path; adapters to their front doors",
-    ),
     // Transports take `AppState` and `ApiError` (item 7: per-front-door state).
     ("graphql", "http", "per-front-door state"),
     ("mcp", "http", "per-front-door state"),

@@ -299,6 +299,28 @@ declare module 'kiln' {
   /** The caller of the current call; null when anonymous (and while the plugin loads). */
   export function caller(): Caller | null;
 
+  // ================================================================ runtime-info
+
+  /** What the plugin runs as and on (`kiln:plugin/runtime-info`). */
+  export interface RuntimeInfo {
+    /** The plugin's manifest name (its file name while it loads). */
+    pluginName: string;
+    /** The plugin's manifest version ('' while it loads). */
+    pluginVersion: string;
+    /** `kiln`. */
+    engineName: string;
+    engineVersion: string;
+    /** The id of the request this call serves (the `x-request-id` the client sees). */
+    requestId: string;
+  }
+
+  export const runtime: {
+    /** Who and where the plugin is. */
+    info(): RuntimeInfo;
+    /** Milliseconds before the host stops this call (its `timeout_ms`); 0 once passed. */
+    timeLeftMs(): number;
+  };
+
   // ================================================================ host imports
 
   /** Extra fields of a log line; each value is converted with `String(value)`. */

@@ -19,7 +19,8 @@ fn js_host_functions(declarations: &str) -> Vec<(String, String)> {
                 .strip_suffix(": {")
                 .map(|n| n.trim().to_string())
                 .filter(|n| {
-                    ["log", "config", "kv", "cache", "sql", "pubsub"].contains(&n.as_str())
+                    ["log", "config", "kv", "cache", "sql", "pubsub", "runtime"]
+                        .contains(&n.as_str())
                 });
             continue;
         }

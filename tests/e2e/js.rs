@@ -392,3 +392,23 @@ async fn a_big_compile_is_visible_as_loading_and_other_plugins_keep_answering() 
     let end = engine.log_lines_with(&["compiled fixture-js.wasm in ", " ms"]);
     assert_eq!(end.len(), 1, "{end:?}");
 }
+
+#[tokio::test]
+async fn a_js_plugin_learns_who_it_is_and_how_long_its_call_has_left() {
+    let engine = fixture_js(Some("[limits]\ntimeout_ms = 4000\n")).await;
+    let res = engine
+        .client
+        .get(engine.url("/js/runtime"))
+        .header("x-request-id", "js-who-am-i")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let info: Value = res.json().await.unwrap();
+    assert_eq!(info["pluginName"], "fixture-js", "{info}");
+    assert_eq!(info["engineName"], "kiln", "{info}");
+    assert_eq!(info["engineVersion"], env!("CARGO_PKG_VERSION"), "{info}");
+    assert_eq!(info["requestId"], "js-who-am-i", "{info}");
+    let left = info["timeLeftMs"].as_u64().unwrap();
+    assert!((1000..=4000).contains(&left), "{info}");
+}

@@ -13,6 +13,7 @@
 
 pub mod budget;
 pub mod complete;
+pub mod door;
 pub mod graphiql;
 pub mod http;
 pub mod merge;
@@ -34,7 +35,13 @@ use crate::config::GraphqlConfig;
 use crate::registry::Registry;
 use crate::runtime::Plugin;
 use crate::streams::Broker;
+pub use door::GraphqlDoor;
 pub use schema::{GraphqlSchema, RequestInfo};
+
+/// The plugin's checked SDL fragment, when it contributes GraphQL fields.
+pub fn fragment(plugin: &Plugin) -> Option<&sdl::Fragment> {
+    plugin.parts.get::<sdl::Fragment>()
+}
 
 /// What the schema is built with, besides the plugins.
 #[derive(Clone)]
@@ -71,11 +78,11 @@ pub fn assemble<'a>(
     let plugins: Vec<&Arc<Plugin>> = plugins.into_iter().collect();
     let fragments = plugins
         .iter()
-        .filter_map(|p| p.graphql.as_ref().map(|f| (p.manifest.name.as_str(), f)));
+        .filter_map(|p| fragment(p).map(|f| (p.manifest.name.as_str(), f)));
     let merged = merge::merge(fragments)?;
     let resolvers: BTreeMap<String, Arc<dyn schema::Resolver>> = plugins
         .iter()
-        .filter(|p| p.graphql.is_some())
+        .filter(|p| fragment(p).is_some())
         .map(|p| {
             let r: Arc<dyn schema::Resolver> = (*p).clone();
             (p.manifest.name.clone(), r)

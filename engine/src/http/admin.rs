@@ -79,52 +79,19 @@ pub async fn plugins(State(app): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({ "plugins": plugins }))
 }
 
-/// The merged GraphQL schema: its SDL and, for every field, the plugin
-/// behind it and the `@auth` / `@price` / `@topic` the host keeps for it.
+/// The merged GraphQL schema (the GraphQL front door's view).
 pub async fn graphql(State(app): State<AppState>) -> Json<serde_json::Value> {
-    let snapshot = app.registry.snapshot();
-    Json(match &snapshot.graphql {
-        Some(g) => json!({ "sdl": g.schema.sdl(), "fields": g.fields }),
-        None => json!({ "sdl": null, "fields": [] }),
-    })
+    Json(crate::graphql::door::admin_view(&app.registry.snapshot()))
 }
 
-/// Every MCP tool and prompt: the plugin behind it, its schemas and
-/// annotations, and the access rule and price the host keeps for it.
+/// Every MCP tool and prompt and the sessions open (the MCP front door's
+/// view).
 pub async fn mcp(State(app): State<AppState>) -> Json<serde_json::Value> {
-    let snapshot = app.registry.snapshot();
-    let tools: Vec<_> = snapshot
-        .mcp
-        .tools()
-        .map(|(plugin, tool)| {
-            json!({
-                "name": tool.name,
-                "plugin": plugin.manifest.name,
-                "title": tool.title,
-                "description": tool.description,
-                "input_schema": tool.input_schema,
-                "output_schema": tool.output_schema,
-                "annotations": tool.annotations,
-                "access": tool.access,
-            })
-        })
-        .collect();
-    let prompts: Vec<_> = snapshot
-        .mcp
-        .prompts()
-        .map(|(plugin, prompt)| {
-            json!({
-                "name": prompt.name,
-                "plugin": plugin.manifest.name,
-                "title": prompt.title,
-                "description": prompt.description,
-                "arguments": prompt.arguments,
-                "access": prompt.access,
-            })
-        })
-        .collect();
     let sessions = app.mcp.as_ref().map(|m| m.sessions.live());
-    Json(json!({ "tools": tools, "prompts": prompts, "sessions": sessions }))
+    Json(crate::mcp::door::admin_view(
+        &app.registry.snapshot(),
+        sessions,
+    ))
 }
 
 /// `GET /_kiln/v1/admin/keys`: every API key (never a secret or hash).

@@ -13,11 +13,14 @@ use super::AppState;
 use super::auth::{self, Caller};
 use super::error::ApiError;
 use super::request_id::RequestId;
+use crate::front_door::{FrontDoor, refused};
 use crate::identity::access::Target;
+use crate::registry::Snapshot;
 use crate::routes::Lookup;
 use crate::runtime::bindings::types;
 use crate::runtime::call::HTTP_HANDLER;
-use crate::runtime::{CallResult, CallSpec, CallerRef, Plugin};
+use crate::runtime::{CallResult, CallSpec, CallerRef, LoadError, Plugin};
+use futures_util::future::BoxFuture;
 
 pub async fn plugin_route(State(app): State<AppState>, request: Request) -> Response {
     let request_id = request
@@ -146,6 +149,45 @@ async fn dispatch(
         parts.method == Method::HEAD,
         app.max_response_body,
     )
+}
+
+/// HTTP routes as a front door: the routes come with the plugin's manifest
+/// (checked by `manifest.rs`), a plugin with routes must export the
+/// handler, and each plugin's routes go into the snapshot's route table
+/// all at once or not at all.
+pub struct RoutesDoor;
+
+/// Why a plugin's routes were refused at load.
+#[derive(Debug, thiserror::Error)]
+pub enum RoutesLoadError {
+    #[error(
+        "invalid manifest: declares {0} route(s) but does not export kiln:plugin/http-handler@0.1.0"
+    )]
+    NoHandler(usize),
+}
+
+impl FrontDoor for RoutesDoor {
+    fn describe<'a>(&'a self, plugin: &'a mut Plugin) -> BoxFuture<'a, Result<(), LoadError>> {
+        let routes = plugin.manifest.routes.len();
+        let refusal = (routes > 0 && !plugin.exports(&HTTP_HANDLER))
+            .then(|| refused(RoutesLoadError::NoHandler(routes)));
+        Box::pin(async move { refusal.map_or(Ok(()), Err) })
+    }
+
+    fn admit(&self, next: &mut Snapshot, plugin: &Arc<Plugin>) -> Result<(), String> {
+        next.routes
+            .add(&plugin.manifest, plugin.clone())
+            .map_err(|c| format!("{} ({}): {c}", plugin.manifest.name, plugin.file_name()))
+    }
+
+    fn summary(&self, plugin: Option<&Plugin>) -> Vec<(&'static str, serde_json::Value)> {
+        let routes: Vec<String> = plugin
+            .iter()
+            .flat_map(|p| p.manifest.routes.iter())
+            .map(|r| format!("{} {}", r.method, r.path.as_str()))
+            .collect();
+        vec![("routes", serde_json::json!(routes))]
+    }
 }
 
 /// Calls handler `handler` of `plugin` with `request`. The outer error is

@@ -11,10 +11,13 @@ use axum::http::{HeaderMap, Method, Uri};
 use super::access::valid_role;
 use super::authenticator::AuthFailed;
 use super::principal::{AuthMethod, Principal};
+use crate::front_door::{FrontDoor, refused};
 use crate::registry::Registry;
+use crate::registry::Snapshot;
 use crate::runtime::bindings::{auth_provider, types};
 use crate::runtime::call::AUTH_PROVIDER;
-use crate::runtime::{CallError, CallResult, CallSpec, Plugin};
+use crate::runtime::{CallError, CallResult, CallSpec, LoadError, Plugin};
+use futures_util::future::BoxFuture;
 
 /// One configured provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +88,8 @@ impl PluginProviders {
         for wanted in &self.order {
             let name = wanted.name();
             let Some(plugin) = snapshot.plugins.values().find(|p| {
-                p.manifest.name == wanted.plugin && p.auth_providers.contains(&wanted.provider)
+                p.manifest.name == wanted.plugin
+                    && provider_names(p).is_some_and(|n| n.0.contains(&wanted.provider))
             }) else {
                 return Err(AuthFailed {
                     reason: format!(
@@ -123,6 +127,59 @@ impl PluginProviders {
             }
         }
         Ok(None)
+    }
+}
+
+/// Auth providers as a front door: at load a plugin names the providers
+/// it implements (`kiln:plugin/auth-provider.providers`); the operator
+/// decides in `[identity] providers` which are used, so there is nothing
+/// to admit and no catalog.
+pub struct AuthDoor;
+
+/// The auth providers a plugin implements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderNames(pub Vec<String>);
+
+/// Why a plugin's auth providers were refused at load.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthLoadError {
+    #[error("auth-provider.providers() failed: {0}")]
+    Describe(CallError),
+    #[error("invalid auth providers: {0}")]
+    Invalid(String),
+}
+
+/// The providers `plugin` implements, when it exports any.
+pub fn provider_names(plugin: &Plugin) -> Option<&ProviderNames> {
+    plugin.parts.get::<ProviderNames>()
+}
+
+impl FrontDoor for AuthDoor {
+    fn describe<'a>(&'a self, plugin: &'a mut Plugin) -> BoxFuture<'a, Result<(), LoadError>> {
+        Box::pin(async move {
+            let asked = plugin
+                .ask(&AUTH_PROVIDER, async |auth, store, instance| {
+                    let guest = auth.load(&mut *store, &instance)?;
+                    guest.call_providers(store).await
+                })
+                .await;
+            let Some(names) = asked else {
+                return Ok(());
+            };
+            let names = names.map_err(|e| refused(AuthLoadError::Describe(e)))?;
+            let names =
+                check_provider_names(names).map_err(|e| refused(AuthLoadError::Invalid(e)))?;
+            plugin.parts.insert(ProviderNames(names));
+            Ok(())
+        })
+    }
+
+    fn admit(&self, _: &mut Snapshot, _: &Arc<Plugin>) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn summary(&self, _: Option<&Plugin>) -> Vec<(&'static str, serde_json::Value)> {
+        Vec::new()
     }
 }
 
@@ -232,6 +289,47 @@ mod tests {
             },
         ] {
             assert!(principal("w/s", bad).is_err());
+        }
+    }
+}
+
+/// Provider names: `[a-z0-9][a-z0-9_-]*`, at most 64 bytes, unique.
+fn check_provider_names(names: Vec<String>) -> Result<Vec<String>, String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for name in &names {
+        let valid = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !valid {
+            return Err(format!(
+                "provider name {name:?} must match [a-z0-9][a-z0-9_-]* (at most 64 bytes)"
+            ));
+        }
+        if !seen.insert(name.as_str()) {
+            return Err(format!("provider '{name}' is declared twice"));
+        }
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod provider_name_tests {
+    #[test]
+    fn provider_names_are_checked() {
+        let ok = super::check_provider_names(vec!["demo".into(), "signed-header_2".into()]);
+        assert_eq!(ok.unwrap().len(), 2);
+        for bad in [
+            vec!["Demo".to_string()],
+            vec!["-x".into()],
+            vec!["a".into(), "a".into()],
+            vec!["".into()],
+        ] {
+            assert!(super::check_provider_names(bad).is_err());
         }
     }
 }

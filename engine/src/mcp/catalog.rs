@@ -30,7 +30,7 @@ impl Catalog {
         let mut tools = BTreeMap::new();
         let mut prompts = BTreeMap::new();
         for plugin in plugins {
-            let Some(declarations) = &plugin.mcp else {
+            let Some(declarations) = super::door::declarations(plugin) else {
                 continue;
             };
             for tool in &declarations.tools {
@@ -54,7 +54,7 @@ impl Catalog {
     /// The plugin serving tool `name` and its declaration.
     pub fn tool(&self, name: &str) -> Option<(&Arc<Plugin>, &Tool)> {
         let plugin = self.tools.get(name)?;
-        let tool = plugin.mcp.as_ref()?.tool(name)?;
+        let tool = super::door::declarations(plugin)?.tool(name)?;
         Some((plugin, tool))
     }
 
@@ -71,7 +71,7 @@ impl Catalog {
     /// The plugin serving prompt `name` and its declaration.
     pub fn prompt(&self, name: &str) -> Option<(&Arc<Plugin>, &Prompt)> {
         let plugin = self.prompts.get(name)?;
-        let prompt = plugin.mcp.as_ref()?.prompt(name)?;
+        let prompt = super::door::declarations(plugin)?.prompt(name)?;
         Some((plugin, prompt))
     }
 }

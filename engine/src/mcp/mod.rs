@@ -15,6 +15,7 @@
 
 pub mod catalog;
 pub mod decl;
+pub mod door;
 pub mod server;
 pub mod sessions;
 

@@ -32,6 +32,12 @@ pub struct Export<I: 'static> {
     pick: fn(&Exports) -> Option<&I>,
 }
 
+impl<I> Export<I> {
+    pub(super) fn of<'a>(&self, exports: &'a Exports) -> Option<&'a I> {
+        (self.pick)(exports)
+    }
+}
+
 pub const HTTP_HANDLER: Export<HttpHandlerIndices> = Export {
     name: "kiln:plugin/http-handler",
     pick: |e| e.http.as_ref(),
@@ -116,7 +122,7 @@ impl Plugin {
             caller: spec.caller.as_ref().map(|c| c.subject.as_str()),
             request_id: &spec.request_id,
         };
-        let Some(indices) = (export.pick)(&self.exports) else {
+        let Some(indices) = export.of(&self.exports) else {
             let error = CallError::NoExport(export.name);
             self.report::<T>(&info, &Err(error.clone()), started, None, false);
             return Err(error);

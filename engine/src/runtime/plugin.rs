@@ -12,23 +12,21 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::Runtime;
 use super::bindings::{
-    AuthProviderIndices, GraphqlIndices, HttpHandlerIndices, McpIndices, PluginIndices, mcp, types,
+    AuthProviderIndices, GraphqlIndices, HttpHandlerIndices, McpIndices, PluginIndices, types,
 };
 use super::cache::CacheOutcome;
-use super::call::Exports;
+use super::call::{Export, Exports};
 use super::gate::{Gate, Refusal};
 use super::observer::Observers;
 use super::pool::{InstancePool, Warm, WarmPools};
 use super::state::CallState;
 use crate::config::{CpuLimit, InstanceReuse, Limits, PluginSettings};
-use crate::graphql::sdl::Fragment;
 use crate::hash::sha256_hex;
 use crate::host::PluginContext;
 use crate::host::capability::{CallMeta, PluginFacts};
 use crate::host::mcp_client::ClientLink;
 use crate::host::outbound::OutboundPolicy;
 use crate::manifest::{Manifest, RawManifest};
-use crate::mcp::decl::Declarations;
 
 /// A plugin file as read from disk, with its resolved settings.
 pub struct PluginSource {
@@ -65,18 +63,10 @@ pub enum LoadError {
     Describe(CallError),
     #[error("invalid manifest: {0}")]
     Manifest(String),
-    #[error("graphql.schema() failed: {0}")]
-    Schema(CallError),
-    #[error("invalid GraphQL SDL: {0}")]
-    Sdl(String),
-    #[error("mcp.tools()/prompts() failed: {0}")]
-    McpDescribe(CallError),
-    #[error("invalid MCP declarations: {0}")]
-    Mcp(String),
-    #[error("auth-provider.providers() failed: {0}")]
-    AuthDescribe(CallError),
-    #[error("invalid auth providers: {0}")]
-    Auth(String),
+    /// A front door refused what the plugin declared for it (its SDL, its
+    /// MCP tools, its auth providers); each front door's own error.
+    #[error(transparent)]
+    Part(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Why a call into a plugin did not return normally.
@@ -140,13 +130,11 @@ pub struct Plugin {
     pub limits: Limits,
     pub cache: CacheOutcome,
     pub context: Arc<PluginContext>,
-    /// The plugin's checked SDL fragment, when it contributes GraphQL fields.
-    pub graphql: Option<Fragment>,
-    /// The plugin's checked MCP tools and prompts, when it declares any.
-    pub mcp: Option<Arc<Declarations>>,
-    /// The auth providers the plugin implements (named in
-    /// `[identity] providers` as "plugin/provider" to be used).
-    pub auth_providers: Vec<String>,
+    /// What the front doors learned from the plugin at load (its SDL
+    /// fragment, its MCP declarations, its auth providers), by type.
+    pub parts: Parts,
+    /// The scopes of the calls that describe the plugin (no data access).
+    describing: Arc<PluginContext>,
     /// The source language the component names (`JavaScript`, `Rust`…).
     pub language: Option<String>,
     pre: InstancePre<CallState>,
@@ -253,10 +241,10 @@ impl Runtime {
                 })
                 .map_err(LoadError::Scope)
         };
-        let describing = PluginContext {
+        let describing = Arc::new(PluginContext {
             name: Arc::from(file.as_str()),
             scopes: scopes(&file, "", true)?,
-        };
+        });
 
         let limits = source.limits;
         let warm = match limits.instances {
@@ -290,10 +278,9 @@ impl Runtime {
             },
             limits,
             cache,
-            context: Arc::new(describing),
-            graphql: None,
-            mcp: None,
-            auth_providers: Vec::new(),
+            context: describing.clone(),
+            describing,
+            parts: Parts::default(),
             language,
             pre,
             pool,
@@ -311,40 +298,6 @@ impl Runtime {
             .await
             .map_err(LoadError::Describe)?;
         let manifest = raw.validate().map_err(LoadError::Manifest)?;
-        if !manifest.routes.is_empty() && plugin.exports.http.is_none() {
-            return Err(LoadError::Manifest(format!(
-                "declares {} route(s) but does not export kiln:plugin/http-handler@0.1.0",
-                manifest.routes.len()
-            )));
-        }
-        if let Some(indices) = &plugin.exports.graphql {
-            let sdl = plugin.schema(indices).await.map_err(LoadError::Schema)?;
-            let fragment = crate::graphql::sdl::parse(&sdl).map_err(LoadError::Sdl)?;
-            if !fragment.types.is_empty() {
-                plugin.graphql = Some(fragment);
-            }
-        }
-        if let Some(indices) = &plugin.exports.mcp {
-            let (tools, prompts) = plugin
-                .mcp_declarations(indices)
-                .await
-                .map_err(LoadError::McpDescribe)?;
-            let declarations = crate::mcp::decl::check(
-                tools.into_iter().map(raw_tool).collect(),
-                prompts.into_iter().map(raw_prompt).collect(),
-            )
-            .map_err(LoadError::Mcp)?;
-            if !declarations.is_empty() {
-                plugin.mcp = Some(Arc::new(declarations));
-            }
-        }
-        if let Some(indices) = &plugin.exports.auth {
-            let names = plugin
-                .auth_provider_names(indices)
-                .await
-                .map_err(LoadError::AuthDescribe)?;
-            plugin.auth_providers = check_provider_names(names).map_err(LoadError::Auth)?;
-        }
         // From now on log lines carry the plugin's own name, and its data
         // lives under that name.
         plugin.context = Arc::new(PluginContext {
@@ -367,8 +320,13 @@ impl Plugin {
         }
     }
 
-    fn new_store(&self, meta: CallMeta, client: Option<ClientLink>) -> Store<CallState> {
-        let state = CallState::new(self.context.clone(), meta, client, self.limits.memory);
+    fn new_store(
+        &self,
+        context: Arc<PluginContext>,
+        meta: CallMeta,
+        client: Option<ClientLink>,
+    ) -> Store<CallState> {
+        let state = CallState::new(context, meta, client, self.limits.memory);
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
         if self.cpu_limit == CpuLimit::Fuel {
@@ -503,13 +461,14 @@ impl Plugin {
                 reusable: true,
             };
         }
-        Lease::fresh(self.new_store(meta, client), true)
+        Lease::fresh(self.new_store(self.context.clone(), meta, client), true)
     }
 
     /// A fresh store for the calls that describe the plugin at load.
     fn describe_lease(&self) -> Lease {
-        let meta = self.meta(Arc::from("describe"), None);
-        Lease::fresh(self.new_store(meta, None), false)
+        let mut meta = self.meta(Arc::from("describe"), None);
+        meta.plugin = self.describing.name.clone();
+        Lease::fresh(self.new_store(self.describing.clone(), meta, None), false)
     }
 
     /// A new instance in `store`. When every slot of the pooling allocator
@@ -598,42 +557,37 @@ impl Plugin {
         })
     }
 
-    async fn schema(&self, indices: &GraphqlIndices) -> Result<String, CallError> {
+    /// Asks the plugin something at load (its SDL, its tools, its
+    /// providers) through `export`, on an instance of its own with the
+    /// scopes of describing (no data access, no gate, no observers). None
+    /// when the plugin does not export it.
+    pub async fn ask<I, R>(
+        &self,
+        export: &Export<I>,
+        run: impl AsyncFnOnce(&I, &mut Store<CallState>, Instance) -> wasmtime::Result<R>,
+    ) -> Option<Result<R, CallError>> {
+        let indices = export.of(&self.exports)?;
         let lease = self.describe_lease();
-        self.run(lease, async |store, instance| {
-            let guest = indices.load(&mut *store, &instance)?;
-            guest.call_schema(store).await
-        })
-        .await
-        .0
+        Some(
+            self.run(lease, async |store, instance| {
+                run(indices, store, instance).await
+            })
+            .await
+            .0,
+        )
     }
 
-    async fn mcp_declarations(
-        &self,
-        indices: &McpIndices,
-    ) -> Result<(Vec<mcp::Tool>, Vec<mcp::Prompt>), CallError> {
-        let lease = self.describe_lease();
-        self.run(lease, async |store, instance| {
-            let guest = indices.load(&mut *store, &instance)?;
-            let tools = guest.call_tools(&mut *store).await?;
-            let prompts = guest.call_prompts(store).await?;
-            Ok((tools, prompts))
-        })
-        .await
-        .0
+    /// The plugin's file name, e.g. `hello.wasm`.
+    pub fn file_name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
 
-    async fn auth_provider_names(
-        &self,
-        indices: &AuthProviderIndices,
-    ) -> Result<Vec<String>, CallError> {
-        let lease = self.describe_lease();
-        self.run(lease, async |store, instance| {
-            let guest = indices.load(&mut *store, &instance)?;
-            guest.call_providers(store).await
-        })
-        .await
-        .0
+    /// Whether the plugin exports `export`.
+    pub fn exports<I>(&self, export: &Export<I>) -> bool {
+        export.of(&self.exports).is_some()
     }
 
     /// Whether calls reuse warm instances, and how many are idle now.
@@ -659,49 +613,6 @@ fn method_name(m: types::Method) -> String {
         Head => "HEAD".into(),
         Options => "OPTIONS".into(),
         Other(s) => s,
-    }
-}
-
-fn raw_tool(t: mcp::Tool) -> crate::mcp::decl::RawTool {
-    use crate::mcp::decl::{Access, Annotations, RawTool};
-    RawTool {
-        name: t.name,
-        title: t.title,
-        description: t.description,
-        input_schema: t.input_schema,
-        output_schema: t.output_schema,
-        annotations: Annotations {
-            read_only: t.annotations.read_only,
-            destructive: t.annotations.destructive,
-            idempotent: t.annotations.idempotent,
-            open_world: t.annotations.open_world,
-        },
-        access: Access {
-            roles: t.access.roles,
-            price_micros: t.access.price_micros,
-        },
-    }
-}
-
-fn raw_prompt(p: mcp::Prompt) -> crate::mcp::decl::RawPrompt {
-    use crate::mcp::decl::{Access, PromptArgument, RawPrompt};
-    RawPrompt {
-        name: p.name,
-        title: p.title,
-        description: p.description,
-        arguments: p
-            .arguments
-            .into_iter()
-            .map(|a| PromptArgument {
-                name: a.name,
-                description: a.description,
-                required: a.required,
-            })
-            .collect(),
-        access: Access {
-            roles: p.access.roles,
-            price_micros: p.access.price_micros,
-        },
     }
 }
 
@@ -760,43 +671,19 @@ mod tests {
     }
 }
 
-/// Provider names: `[a-z0-9][a-z0-9_-]*`, at most 64 bytes, unique.
-fn check_provider_names(names: Vec<String>) -> Result<Vec<String>, String> {
-    let mut seen = std::collections::BTreeSet::new();
-    for name in &names {
-        let valid = (1..=64).contains(&name.len())
-            && name
-                .bytes()
-                .next()
-                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-        if !valid {
-            return Err(format!(
-                "provider name {name:?} must match [a-z0-9][a-z0-9_-]* (at most 64 bytes)"
-            ));
-        }
-        if !seen.insert(name.as_str()) {
-            return Err(format!("provider '{name}' is declared twice"));
-        }
-    }
-    Ok(names)
-}
+/// What the front doors keep about a plugin, one value per type: each
+/// front door reads back only its own.
+#[derive(Default)]
+pub struct Parts(Vec<Box<dyn std::any::Any + Send + Sync>>);
 
-#[cfg(test)]
-mod provider_name_tests {
-    #[test]
-    fn provider_names_are_checked() {
-        let ok = super::check_provider_names(vec!["demo".into(), "signed-header_2".into()]);
-        assert_eq!(ok.unwrap().len(), 2);
-        for bad in [
-            vec!["Demo".to_string()],
-            vec!["-x".into()],
-            vec!["a".into(), "a".into()],
-            vec!["".into()],
-        ] {
-            assert!(super::check_provider_names(bad).is_err());
-        }
+impl Parts {
+    pub fn get<T: std::any::Any>(&self) -> Option<&T> {
+        self.0.iter().find_map(|part| part.downcast_ref::<T>())
+    }
+
+    /// Keeps `part`, replacing one of the same type.
+    pub fn insert<T: std::any::Any + Send + Sync>(&mut self, part: T) {
+        self.0.retain(|p| !p.is::<T>());
+        self.0.push(Box::new(part));
     }
 }

@@ -11,6 +11,7 @@ import * as wcache from 'kiln:plugin/cache@0.1.0';
 import * as wsql from 'kiln:plugin/sql@0.1.0';
 import * as wpubsub from 'kiln:plugin/pubsub@0.1.0';
 import * as widentity from 'kiln:plugin/identity@0.1.0';
+import * as wruntime from 'kiln:plugin/runtime-info@0.1.0';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -270,6 +271,21 @@ export const sql = {
 export const pubsub = {
   publish: (topic, message) =>
     host(() => wpubsub.publish(topic, typeof message === 'string' ? message : JSON.stringify(message))),
+};
+
+/** What the plugin runs as and on, and the time its call has left. */
+export const runtime = {
+  info: () => {
+    const d = wruntime.info();
+    return {
+      pluginName: d.pluginName,
+      pluginVersion: d.pluginVersion,
+      engineName: d.engineName,
+      engineVersion: d.engineVersion,
+      requestId: d.requestId,
+    };
+  },
+  timeLeftMs: () => Number(wruntime.timeLeftMs()),
 };
 
 /** The caller of the current call, or null when anonymous. */

@@ -1,5 +1,5 @@
 // Test fixture for the end-to-end tests of JavaScript plugins (tests/e2e/js.rs).
-import { Router, json, text, kv, caller, config, KilnError } from 'kiln';
+import { Router, json, text, kv, caller, config, runtime, KilnError } from 'kiln';
 
 // Module state: survives between calls only on a warm instance.
 let calls = 0;
@@ -45,4 +45,5 @@ export const routes = new Router()
     return json(value);
   })
   .get('/js/whoami', () => json({ caller: caller() }))
+  .get('/js/runtime', () => json({ ...runtime.info(), timeLeftMs: runtime.timeLeftMs() }))
   .get('/js/config', () => text(config.get('greeting') ?? 'unset'));
