@@ -67,8 +67,14 @@ impl FrontDoors {
     }
 
     /// Admits `plugin` through every front door, or none.
-    pub fn admit(&self, next: &mut Snapshot, plugin: &Arc<Plugin>) -> Result<(), String> {
-        self.0.iter().try_for_each(|door| door.admit(next, plugin))
+    pub fn admit(&self, next: &mut Snapshot, plugin: &Arc<Plugin>) -> Result<(), NotAdmitted> {
+        self.0.iter().try_for_each(|door| {
+            door.admit(next, plugin).map_err(|reason| NotAdmitted {
+                plugin: plugin.manifest.name.clone(),
+                file: plugin.file_name(),
+                reason,
+            })
+        })
     }
 
     pub fn finish(&self, next: &mut Snapshot, current: &Snapshot) {
@@ -84,6 +90,16 @@ impl FrontDoors {
             .map(|(key, value)| (key.to_string(), value))
             .collect()
     }
+}
+
+/// A front door's refusal at admission: what did not fit, and why (the
+/// reason names the other plugin).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{plugin} ({file}): {reason}")]
+pub struct NotAdmitted {
+    pub plugin: String,
+    pub file: String,
+    pub reason: String,
 }
 
 /// A front door's refusal at load, for [`LoadError::Part`].

@@ -98,8 +98,7 @@ pub async fn serve(
         cache,
         calls,
         stopping.clone(),
-    )
-    .map_err(anyhow::Error::msg)?;
+    )?;
     tracing::info!(plugins_dir = %config.plugins_dir.display(), "listening on http://{addr}");
     let open = Arc::new(Connections::default());
     // On `stopping`, the accept loop ends (the listener is closed, so new

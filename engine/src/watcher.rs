@@ -15,7 +15,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, PluginSettings};
-use crate::front_door::FrontDoors;
+use crate::front_door::{FrontDoors, NotAdmitted};
 use crate::hash::sha256_hex;
 use crate::host::outbound::OutboundPolicy;
 use crate::registry::{PluginStatus, Registry, Snapshot};
@@ -146,8 +146,14 @@ impl Reloader {
                     Ok(()) => loaded.push(plugin),
                     Err(e) => {
                         let attempted = Some(fingerprint.wasm);
-                        failed |=
-                            record_failure(&self.doors, &mut statuses, stem, files, e, attempted);
+                        failed |= record_failure(
+                            &self.doors,
+                            &mut statuses,
+                            stem,
+                            files,
+                            e.to_string(),
+                            attempted,
+                        );
                         // Retried on the next pass: the name may be released.
                         self.seen.remove(stem);
                     }
@@ -264,23 +270,18 @@ impl Reloader {
     /// Binds the plugin's name to its file, or refuses it when another file
     /// owns the name: the name decides which data the plugin reaches, and
     /// what a guest says about itself must never get it another's data.
-    async fn claim_name(&self, plugin: &Plugin) -> Result<(), String> {
-        let name = &plugin.manifest.name;
-        let file = file_name(&plugin.path);
-        match self.names.claim(name, &file).await {
+    async fn claim_name(&self, plugin: &Plugin) -> Result<(), ClaimError> {
+        let name = plugin.manifest.name.clone();
+        let file = plugin.file_name();
+        match self.names.claim(&name, &file).await {
             Ok(Claimed::Owned) => Ok(()),
-            Ok(Claimed::Taken(owner)) => Err(format!(
-                "plugin name '{name}' of {file} is already used by {owner} (its owner since {since}); \
-                 the name's kv, cache and SQL data belong to {owner}. Rename the plugin, or, to \
-                 hand the name and its data to {file}, remove {owner} and run \
-                 `kiln plugins release {name}` (or DELETE /_kiln/v1/admin/plugin-names/{name}), \
-                 then touch {file}",
-                owner = owner.file,
-                since = crate::store::rfc3339(owner.claimed_at),
-            )),
-            Err(e) => Err(format!(
-                "cannot check who owns plugin name '{name}' in the engine's database: {e}"
-            )),
+            Ok(Claimed::Taken(owner)) => Err(ClaimError::Taken {
+                name,
+                file,
+                since: crate::store::rfc3339(owner.claimed_at),
+                owner: owner.file,
+            }),
+            Err(source) => Err(ClaimError::Store { name, source }),
         }
     }
 
@@ -347,7 +348,7 @@ fn admit_all(
         let before = pending.len();
         for plugin in pending.drain(..) {
             if let Err(reason) = admit(next, plugin.clone(), doors) {
-                refused.push((plugin, reason));
+                refused.push((plugin, reason.to_string()));
             }
         }
         if refused.is_empty() || refused.len() == before {
@@ -357,20 +358,55 @@ fn admit_all(
     }
 }
 
+/// Why a plugin's name could not be bound to its file.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error(
+        "plugin name '{name}' of {file} is already used by {owner} (its owner since {since}); \
+         the name's kv, cache and SQL data belong to {owner}. Rename the plugin, or, to \
+         hand the name and its data to {file}, remove {owner} and run \
+         `kiln plugins release {name}` (or DELETE /_kiln/v1/admin/plugin-names/{name}), \
+         then touch {file}"
+    )]
+    Taken {
+        name: String,
+        file: String,
+        owner: String,
+        since: String,
+    },
+    #[error("cannot check who owns plugin name '{name}' in the engine's database: {source}")]
+    Store {
+        name: String,
+        source: crate::store::DataError,
+    },
+}
+
+/// Why a plugin was not admitted into the snapshot being built.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("plugin name '{name}' of {file} is already used by {other}; rename one of them")]
+    NameInUse {
+        name: String,
+        file: String,
+        other: String,
+    },
+    #[error(transparent)]
+    FrontDoor(#[from] NotAdmitted),
+}
+
 /// Adds `plugin` to `next` if its name is free and every front door
 /// admits it (its tools, its GraphQL fragment, its routes).
-fn admit(next: &mut Snapshot, plugin: Arc<Plugin>, doors: &FrontDoors) -> Result<(), String> {
+fn admit(next: &mut Snapshot, plugin: Arc<Plugin>, doors: &FrontDoors) -> Result<(), Refusal> {
     if let Some(other) = next
         .plugins
         .values()
         .find(|p| p.manifest.name == plugin.manifest.name)
     {
-        return Err(format!(
-            "plugin name '{}' of {} is already used by {}; rename one of them",
-            plugin.manifest.name,
-            file_name(&plugin.path),
-            file_name(&other.path)
-        ));
+        return Err(Refusal::NameInUse {
+            name: plugin.manifest.name.clone(),
+            file: plugin.file_name(),
+            other: other.file_name(),
+        });
     }
     doors.admit(next, &plugin)?;
     next.plugins.insert(plugin.stem.clone(), plugin);

@@ -340,3 +340,33 @@ async fn a_plugin_learns_who_it_is_and_how_long_its_call_has_left() {
     let left = info["time_left_ms"].as_u64().unwrap();
     assert!((1000..=3000).contains(&left), "{info}");
 }
+
+/// With `KILN_LOG=debug` every line of a request sits in its `request`
+/// span and, inside a plugin call, in a `plugin_call` span naming the
+/// plugin, the export and the handler: no id is passed by hand.
+#[tokio::test]
+async fn debug_logs_carry_the_request_and_plugin_call_spans() {
+    let e = Engine::builder()
+        .env("KILN_LOG", "info,kiln=debug")
+        .plugin("basic", "fixture-basic", None)
+        .start()
+        .await;
+    let r = e
+        .client
+        .get(e.url("/basic/log"))
+        .header("x-request-id", "span-me-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let found = kiln_e2e::wait_for(std::time::Duration::from_secs(5), || async {
+        let lines = e.log_lines_with(&[
+            "basic fixture says hi",
+            "request{request_id=span-me-9 method=GET path=/basic/log}",
+            "plugin_call{plugin=fixture-basic export=\"kiln:plugin/http-handler\" operation=GET /basic/log",
+        ]);
+        (!lines.is_empty()).then_some(lines)
+    })
+    .await;
+    assert!(found.is_some(), "log:\n{}", e.log_text());
+}

@@ -54,7 +54,7 @@ impl FrontDoor for GraphqlDoor {
         }
         assemble(next.plugins.values().chain([plugin]), &self.0)
             .map(|_| ())
-            .map_err(|e| format!("{} ({}): {e}", plugin.manifest.name, plugin.file_name()))
+            .map_err(|e| e.to_string())
     }
 
     fn finish(&self, next: &mut Snapshot, current: &Snapshot) {

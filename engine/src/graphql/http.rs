@@ -4,8 +4,6 @@
 //! requests that cannot be executed, no mutations over GET. Browsers asking
 //! for HTML get GraphiQL.
 
-use std::sync::Arc;
-
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql::{Executor, Request, Response, Variables};
 use axum::body::Bytes;
@@ -268,10 +266,7 @@ pub fn bad_request(media: Media, status: StatusCode, message: &str) -> HttpRespo
 /// The request id and caller the HTTP layers put in `extensions`.
 pub fn request_info(extensions: &axum::http::Extensions, state: &AppState) -> RequestInfo {
     RequestInfo {
-        request_id: extensions
-            .get::<RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_else(|| Arc::from("-")),
+        request_id: RequestId::of(extensions),
         caller: extensions.get::<Caller>().cloned().unwrap_or_default(),
         access: state.access.clone(),
     }

@@ -69,17 +69,28 @@ impl SchemaInputs {
     }
 }
 
+/// Why the plugins' fragments do not make one schema.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AssembleError {
+    /// Two fragments disagree; the message names both plugins.
+    #[error("{0}")]
+    Conflict(String),
+    /// They merge, but the result is not a valid schema.
+    #[error("the merged GraphQL schema is invalid: {0}")]
+    Invalid(String),
+}
+
 /// Builds the schema served by `plugins` (in load order). The error names
 /// the plugins involved; the caller refuses the newest one.
 pub fn assemble<'a>(
     plugins: impl IntoIterator<Item = &'a Arc<Plugin>>,
     inputs: &SchemaInputs,
-) -> Result<GraphqlSchema, String> {
+) -> Result<GraphqlSchema, AssembleError> {
     let plugins: Vec<&Arc<Plugin>> = plugins.into_iter().collect();
     let fragments = plugins
         .iter()
         .filter_map(|p| fragment(p).map(|f| (p.manifest.name.as_str(), f)));
-    let merged = merge::merge(fragments)?;
+    let merged = merge::merge(fragments).map_err(AssembleError::Conflict)?;
     let resolvers: BTreeMap<String, Arc<dyn schema::Resolver>> = plugins
         .iter()
         .filter(|p| fragment(p).is_some())
@@ -95,7 +106,7 @@ pub fn assemble<'a>(
         &inputs.config,
         &inputs.limits,
     )
-    .map_err(|e| format!("the merged GraphQL schema is invalid: {e}"))
+    .map_err(|e| AssembleError::Invalid(e.to_string()))
 }
 
 /// `results` of an operation of type `operation`, ended when `shutdown` is

@@ -280,11 +280,7 @@ fn data_error(e: crate::store::DataError) -> ApiError {
 /// admin bucket (`[admin.auth_failures]`, `[admin.rate_limit]`): both 429
 /// with `Retry-After`. A failed authentication is counted and audited.
 pub async fn require_admin(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.to_string())
-        .unwrap_or_default();
+    let request_id = RequestId::of(request.extensions()).to_string();
     let ip = app.rate_limiter.client_ip(&request);
     if let Some(wait) = app.admin_guard.blocked(&ip).await {
         let wait = seconds(wait).max(1);

@@ -21,11 +21,7 @@ use crate::identity::access::Denied;
 use crate::identity::authenticator::AuthFailed;
 
 pub async fn layer(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_else(|| Arc::from("-"));
+    let request_id = RequestId::of(request.extensions());
     let outcome = app
         .auth
         .authenticate(

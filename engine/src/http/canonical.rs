@@ -61,9 +61,6 @@ fn rewrite(uri: &Uri, path: &str) -> Option<Uri> {
 
 fn refuse(request: &Request, code: &'static str, reason: &str) -> Response {
     let mut e = ApiError::new(StatusCode::BAD_REQUEST, code, reason);
-    e.request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.to_string());
+    e.request_id = Some(RequestId::of(request.extensions()).to_string());
     e.into_response()
 }

@@ -22,12 +22,11 @@ use crate::runtime::call::HTTP_HANDLER;
 use crate::runtime::{CallResult, CallSpec, CallerRef, LoadError, Plugin};
 use futures_util::future::BoxFuture;
 
-pub async fn plugin_route(State(app): State<AppState>, request: Request) -> Response {
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_else(|| Arc::from("-"));
+pub async fn plugin_route(
+    State(app): State<AppState>,
+    RequestId(request_id): RequestId,
+    request: Request,
+) -> Response {
     match dispatch(&app, request, request_id.clone()).await {
         Ok(response) => response,
         Err(e) => e.with_request_id(&request_id).into_response(),
@@ -177,7 +176,7 @@ impl FrontDoor for RoutesDoor {
     fn admit(&self, next: &mut Snapshot, plugin: &Arc<Plugin>) -> Result<(), String> {
         next.routes
             .add(&plugin.manifest, plugin.clone())
-            .map_err(|c| format!("{} ({}): {c}", plugin.manifest.name, plugin.file_name()))
+            .map_err(|c| c.to_string())
     }
 
     fn summary(&self, plugin: Option<&Plugin>) -> Vec<(&'static str, serde_json::Value)> {

@@ -138,11 +138,7 @@ static REFERRER_POLICY: HeaderName = HeaderName::from_static("referrer-policy");
 
 /// The header size limit, the time limit and the security headers.
 pub async fn layer(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.to_string())
-        .unwrap_or_default();
+    let request_id = RequestId::of(request.extensions()).to_string();
     let header_bytes: usize = request
         .headers()
         .iter()

@@ -32,6 +32,18 @@ use error::ApiError;
 #[derive(Clone)]
 pub struct AppState(Arc<AppInner>);
 
+/// Why the engine's shared state could not be built from its config; the
+/// message says which setting to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{0}")]
+    RateLimits(String),
+    #[error("{0}")]
+    Revocations(String),
+    #[error("{0}")]
+    Identity(String),
+}
+
 pub struct AppInner {
     pub registry: Arc<Registry>,
     pub db: Database,
@@ -89,7 +101,7 @@ impl AppState {
         cache: Cache,
         calls: Arc<crate::runtime::stats::CallStats>,
         shutdown: tokio_util::sync::CancellationToken,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, StateError> {
         let rate_limiter = rate_limit::RateLimiter::new(
             config.rate_limits.clone(),
             config
@@ -98,7 +110,8 @@ impl AppState {
                 .as_ref()
                 .map(|url| (&config.redis, url.expose())),
             config.http.client_ip_header.as_deref(),
-        )?;
+        )
+        .map_err(StateError::RateLimits)?;
         let access = Arc::new(config.access.clone());
         let mcp = config.mcp.enabled.then(|| {
             crate::mcp::service(
@@ -117,13 +130,15 @@ impl AppState {
             .url
             .as_ref()
             .map(|url| (&config.redis, url.expose()));
-        let revocations = crate::identity::revocations::Revocations::start(keys.clone(), redis)?;
+        let revocations = crate::identity::revocations::Revocations::start(keys.clone(), redis)
+            .map_err(StateError::Revocations)?;
         let audit = crate::store::audit::AuditLog::new(db.clone());
         let auth = crate::identity::authenticator::Authenticator::new(
             &config.identity,
             keys,
             registry.clone(),
-        )?;
+        )
+        .map_err(StateError::Identity)?;
         Ok(AppState(Arc::new(AppInner {
             registry,
             db,

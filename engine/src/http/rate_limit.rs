@@ -471,11 +471,7 @@ pub async fn layer(State(app): State<AppState>, request: Request, next: Next) ->
             Spent::Decided(d) => d,
             Spent::Unlimited => continue,
             Spent::Unavailable => {
-                let request_id = request
-                    .extensions()
-                    .get::<RequestId>()
-                    .map(|r| r.0.to_string())
-                    .unwrap_or_default();
+                let request_id = RequestId::of(request.extensions()).to_string();
                 // 503, not 429: the client did not exceed anything; the
                 // engine cannot check, and says so as a server-side fault
                 // a client retries later.
@@ -523,11 +519,7 @@ pub async fn layer(State(app): State<AppState>, request: Request, next: Next) ->
     let mut response = if decision.allowed {
         next.run(request).await
     } else {
-        let request_id = request
-            .extensions()
-            .get::<RequestId>()
-            .map(|r| r.0.to_string())
-            .unwrap_or_default();
+        let request_id = RequestId::of(request.extensions()).to_string();
         tracing::info!(group = %group.name, request_id, "rate limited");
         ApiError::rate_limited(
             format!(

@@ -8,11 +8,35 @@ use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
+use tracing::Instrument;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 #[derive(Clone)]
 pub struct RequestId(pub Arc<str>);
+
+impl RequestId {
+    /// The id the request-id layer gave the request whose extensions these
+    /// are; `-` outside that layer (never on the engine's router).
+    pub fn of(extensions: &axum::http::Extensions) -> Arc<str> {
+        extensions
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_else(|| Arc::from("-"))
+    }
+}
+
+/// `RequestId` as a handler argument: the request's id, never a rejection.
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(RequestId(RequestId::of(&parts.extensions)))
+    }
+}
 
 pub async fn layer(mut request: Request, next: Next) -> Response {
     let id: Arc<str> = request
@@ -23,7 +47,17 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
         .map(Arc::from)
         .unwrap_or_else(|| Arc::from(uuid::Uuid::new_v4().simple().to_string()));
     request.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.run(request).await;
+    // Every log line of the request carries its id (and each plugin call
+    // adds its own span inside). Debug level, as tower-http's TraceLayer
+    // does by default: at the default `info` the spans cost nothing, and
+    // `KILN_LOG=debug` shows them.
+    let span = tracing::debug_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    let mut response = next.run(request).instrument(span).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }

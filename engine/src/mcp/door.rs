@@ -71,7 +71,6 @@ impl FrontDoor for McpDoor {
             &plugin.manifest.name,
             ours,
         )
-        .map_err(|e| format!("{} ({}): {e}", plugin.manifest.name, plugin.file_name()))
     }
 
     fn finish(&self, next: &mut Snapshot, _current: &Snapshot) {

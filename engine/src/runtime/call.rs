@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use tracing::Instrument;
 use wasmtime::Store;
 use wasmtime::component::Instance;
 
@@ -104,6 +105,26 @@ impl Plugin {
     /// from the instance and makes the one call. Every call of every front
     /// door goes through here.
     pub async fn call<I, T>(
+        &self,
+        export: &Export<I>,
+        spec: CallSpec,
+        run: impl AsyncFnOnce(
+            &I,
+            &mut Store<CallState>,
+            Instance,
+        ) -> wasmtime::Result<Result<T, types::Error>>,
+    ) -> CallResult<T> {
+        let span = tracing::debug_span!(
+            "plugin_call",
+            plugin = %self.manifest.name,
+            export = export.name,
+            operation = %spec.operation,
+            request_id = %spec.request_id,
+        );
+        self.call_in_span(export, spec, run).instrument(span).await
+    }
+
+    async fn call_in_span<I, T>(
         &self,
         export: &Export<I>,
         spec: CallSpec,
