@@ -421,15 +421,9 @@ fn fail<'a>(
 }
 
 /// Moves the path of failed non-null fields from the extension [`fail`] put
-/// it in to where GraphQL clients look for it. Every transport calls this.
-pub fn finish_response(mut response: Response) -> Response {
-    take_non_null_failures(&mut response);
-    response
-}
-
-/// [`finish_response`]'s work, returning the paths of the failed non-null
-/// fields it found: the executor left them out of `data`, and
-/// `complete::propagate_nulls` nulls their nearest nullable parents.
+/// it in to where GraphQL clients look for it, returning those paths: the
+/// executor left them out of `data`, and `complete::propagate_nulls` nulls
+/// their nearest nullable parents.
 pub fn take_non_null_failures(response: &mut Response) -> Vec<Vec<PathSegment>> {
     let mut failed = Vec::new();
     for error in &mut response.errors {
@@ -1061,7 +1055,9 @@ mod tests {
     }
 
     async fn run(schema: &Schema, query: &str) -> serde_json::Value {
-        serde_json::to_value(finish_response(schema.execute(open_request(query)).await)).unwrap()
+        let mut response = schema.execute(open_request(query)).await;
+        take_non_null_failures(&mut response);
+        serde_json::to_value(response).unwrap()
     }
 
     #[tokio::test]

@@ -58,10 +58,6 @@ impl PluginProviders {
         PluginProviders { registry, order }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
-    }
-
     /// Asks each provider in turn; the first that knows the caller wins.
     pub async fn authenticate(
         &self,

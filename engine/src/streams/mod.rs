@@ -5,4 +5,4 @@ pub mod broker;
 pub mod limits;
 pub mod redis_bridge;
 
-pub use broker::{Broker, Delivery, Subscription};
+pub use broker::{Broker, Delivery};
