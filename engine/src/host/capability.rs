@@ -119,12 +119,17 @@ where
     <CallState as Holds<C>>::view(state)
 }
 
-/// Declares the engine's capabilities: one `field: Type` line each.
-/// Generates the set of capabilities (built once), the per-plugin scopes,
-/// the per-call parts, and where each capability finds them in the
-/// call state.
+/// Declares the engine's capabilities: one `module::Type` line each, the
+/// module being the capability's file in `host/`. Declares the modules and
+/// generates the set of capabilities (built once), the per-plugin scopes,
+/// the per-call parts, and where each capability finds them in the call
+/// state.
 macro_rules! capabilities {
-    ($($field:ident: $ty:ty),* $(,)?) => {
+    ($($field:ident :: $name:ident),* $(,)?) => {
+        $(pub mod $field;)*
+        $crate::host::capability::capabilities!(@generate $($field: $field::$name),*);
+    };
+    (@generate $($field:ident: $ty:ty),*) => {
         /// Every capability, built once at start.
         pub struct Capabilities {
             $(pub $field: $ty,)*

@@ -22,30 +22,21 @@ macro_rules! scope_or_return {
     };
 }
 
-pub mod cache;
 pub mod capability;
-pub mod config;
-pub mod identity;
-pub mod kv;
-pub mod log;
-pub mod mcp_client;
-pub mod outbound;
-pub mod pubsub;
-pub mod runtime_info;
-pub mod sql;
 
-// Every capability, one line each: `field: Type` (see `capability.rs`).
+// Every capability, one line each: its file in `host/` and its type (see
+// `capability.rs`).
 capability::capabilities! {
-    log: log::Log,
-    config: config::PluginConfig,
-    kv: kv::KeyValue,
-    cache: cache::CacheCapability,
-    sql: sql::Sql,
-    pubsub: pubsub::PubSub,
-    identity: identity::Identity,
-    mcp_client: mcp_client::McpClient,
-    outbound: outbound::Outbound,
-    runtime_info: runtime_info::RuntimeInfo,
+    log::Log,
+    config::PluginConfig,
+    kv::KeyValue,
+    cache::CacheCapability,
+    sql::Sql,
+    pubsub::PubSub,
+    identity::Identity,
+    mcp_client::McpClient,
+    outbound::Outbound,
+    runtime_info::RuntimeInfo,
 }
 
 /// What a plugin may reach, decided once per load (by each capability's
