@@ -1,9 +1,10 @@
 # Shared by the bench scripts, sourced from the repository root:
 #   . bench/lib.sh
-# Gives $bin (the release engine) and the helpers below, and stops the
+# Gives $bin (the release engine; KILN_BIN=path runs another build, to
+# compare two side by side) and the helpers below, and stops the
 # script early when a tool or the release build is missing.
 
-bin=target/release/kiln
+bin=${KILN_BIN:-target/release/kiln}
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
 [ -x "$bin" ] || { echo "$bin missing: cargo build --release -p kiln" >&2; exit 1; }
 

@@ -137,37 +137,26 @@ impl Reloader {
             statuses.insert(stem.clone(), status);
             // The loading status is out: this pass must publish its end.
             shown_loading = true;
-            let plugin = match self.runtime.load(source).await {
-                Ok(mut plugin) => self.doors.describe(&mut plugin).await.map(|()| plugin),
-                Err(e) => Err(e),
-            };
-            match plugin {
-                Ok(plugin) => match self.claim_name(&plugin).await {
-                    Ok(()) => loaded.push(plugin),
-                    Err(e) => {
-                        let attempted = Some(fingerprint.wasm);
-                        failed |= record_failure(
-                            &self.doors,
-                            &mut statuses,
-                            stem,
-                            files,
-                            e.to_string(),
-                            attempted,
-                        );
-                        // Retried on the next pass: the name may be released.
-                        self.seen.remove(stem);
-                    }
+            // Load, let every front door describe it, bind its name.
+            let outcome = match self.runtime.load(source).await {
+                Ok(mut plugin) => match self.doors.describe(&mut plugin).await {
+                    Ok(()) => match self.claim_name(&plugin).await {
+                        Ok(()) => Ok(plugin),
+                        Err(e) => {
+                            // Retried on the next pass: the name may be released.
+                            self.seen.remove(stem);
+                            Err(e.to_string())
+                        }
+                    },
+                    Err(e) => Err(e.to_string()),
                 },
+                Err(e) => Err(e.to_string()),
+            };
+            match outcome {
+                Ok(plugin) => loaded.push(plugin),
                 Err(e) => {
                     let attempted = Some(fingerprint.wasm);
-                    failed |= record_failure(
-                        &self.doors,
-                        &mut statuses,
-                        stem,
-                        files,
-                        e.to_string(),
-                        attempted,
-                    );
+                    failed |= record_failure(&self.doors, &mut statuses, stem, files, e, attempted);
                 }
             }
         }

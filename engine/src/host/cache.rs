@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
+use super::capability::scope_in_call;
 use super::capability::{CallStart, Capability, Narrow, PluginFacts, View, view};
 use super::{Answer, HostServices};
 use crate::config::Config;
 use crate::runtime::bindings::kiln::plugin::cache::{Host, add_to_linker};
-use crate::runtime::bindings::types::{Error, ErrorCode};
+use crate::runtime::bindings::types::Error;
 use crate::runtime::state::CallState;
 use crate::store::cache::Cache;
 
@@ -37,10 +38,7 @@ impl Capability for CacheCapability {
     }
 
     fn scope(&self, plugin: &PluginFacts<'_>) -> Result<Self::Scope, String> {
-        Ok(self
-            .cache
-            .clone()
-            .filter(|_| !plugin.describing)
+        Ok(plugin.unless_describing(&self.cache)
             .map(|cache| CacheScope {
                 cache,
                 namespace: Arc::from(plugin.name),
@@ -52,10 +50,7 @@ impl Capability for CacheCapability {
 
 impl View<'_, CacheCapability> {
     fn cache_scope(&self) -> Result<CacheScope, Error> {
-        self.scope.clone().ok_or_else(|| Error {
-            code: ErrorCode::Unavailable,
-            message: "the cache is not available here (not during describe())".into(),
-        })
+        scope_in_call(self.scope, "the cache")
     }
 }
 

@@ -71,6 +71,29 @@ pub struct PluginFacts<'a> {
     pub outbound: &'a Arc<OutboundPolicy>,
 }
 
+impl PluginFacts<'_> {
+    /// A data capability's service for a plugin being served; none while
+    /// it is described, so its imports answer "not during describe()".
+    pub fn unless_describing<T: Clone>(&self, service: &Option<T>) -> Option<T> {
+        service.clone().filter(|_| !self.describing)
+    }
+}
+
+/// A data capability's scope in this call, or the plugin-facing error
+/// when there is none (while the plugin is described): `what` names the
+/// service, e.g. "the key-value store".
+pub fn scope_in_call<T: Clone>(
+    scope: &Option<T>,
+    what: &str,
+) -> Result<T, crate::runtime::bindings::types::Error> {
+    scope
+        .clone()
+        .ok_or_else(|| crate::runtime::bindings::types::Error {
+            code: crate::runtime::bindings::types::ErrorCode::Unavailable,
+            message: format!("{what} is not available here (not during describe())"),
+        })
+}
+
 /// What every capability may read about the call it serves.
 #[derive(Debug, Clone)]
 pub struct CallMeta {

@@ -2,11 +2,12 @@
 //! the plugin's manifest name, fixed at load in its scope; a plugin has no
 //! way to name another namespace.
 
+use super::capability::scope_in_call;
 use super::capability::{CallStart, Capability, Narrow, PluginFacts, View, view};
 use super::{Answer, HostServices};
 use crate::config::Config;
 use crate::runtime::bindings::kiln::plugin::kv::{Host, add_to_linker};
-use crate::runtime::bindings::types::{Error, ErrorCode};
+use crate::runtime::bindings::types::Error;
 use crate::runtime::state::CallState;
 use crate::store::kv::Kv;
 
@@ -38,10 +39,7 @@ impl Capability for KeyValue {
     }
 
     fn scope(&self, plugin: &PluginFacts<'_>) -> Result<Self::Scope, String> {
-        Ok(self
-            .kv
-            .clone()
-            .filter(|_| !plugin.describing)
+        Ok(plugin.unless_describing(&self.kv)
             .map(|kv| KvScope {
                 kv,
                 namespace: plugin.name.to_string(),
@@ -53,10 +51,7 @@ impl Capability for KeyValue {
 
 impl View<'_, KeyValue> {
     fn kv_scope(&self) -> Result<KvScope, Error> {
-        self.scope.clone().ok_or_else(|| Error {
-            code: ErrorCode::Unavailable,
-            message: "the key-value store is not available here (not during describe())".into(),
-        })
+        scope_in_call(self.scope, "the key-value store")
     }
 
     fn kv_answer<T>(&self, result: Result<T, crate::store::DataError>) -> Answer<T> {

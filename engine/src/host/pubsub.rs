@@ -33,7 +33,7 @@ impl Capability for PubSub {
     }
 
     fn scope(&self, plugin: &PluginFacts<'_>) -> Result<Self::Scope, String> {
-        Ok(self.broker.clone().filter(|_| !plugin.describing))
+        Ok(plugin.unless_describing(&self.broker))
     }
 
     fn begin(_: &Self::Scope, _: &mut CallStart<'_>) {}

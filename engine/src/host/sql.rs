@@ -3,13 +3,14 @@
 
 use std::sync::Arc;
 
+use super::capability::scope_in_call;
 use super::capability::{CallStart, Capability, Narrow, PluginFacts, View, view};
 use super::{Answer, HostServices};
 use crate::config::Config;
 use crate::runtime::bindings::kiln::plugin::sql::{
     Host, QueryResult, Statement, Value, add_to_linker,
 };
-use crate::runtime::bindings::types::{Error, ErrorCode};
+use crate::runtime::bindings::types::Error;
 use crate::runtime::state::CallState;
 use crate::store::sql::{self as store, SqlService};
 
@@ -40,10 +41,7 @@ impl Capability for Sql {
     }
 
     fn scope(&self, plugin: &PluginFacts<'_>) -> Result<Self::Scope, String> {
-        Ok(self
-            .service
-            .clone()
-            .filter(|_| !plugin.describing)
+        Ok(plugin.unless_describing(&self.service)
             .map(|service| SqlScope {
                 service,
                 plugin: plugin.name.to_string(),
@@ -55,10 +53,7 @@ impl Capability for Sql {
 
 impl View<'_, Sql> {
     fn sql_scope(&self) -> Result<SqlScope, Error> {
-        self.scope.clone().ok_or_else(|| Error {
-            code: ErrorCode::Unavailable,
-            message: "SQL is not available here (not during describe())".into(),
-        })
+        scope_in_call(self.scope, "SQL")
     }
 }
 

@@ -121,56 +121,47 @@ impl Plugin {
             operation = %spec.operation,
             request_id = %spec.request_id,
         );
-        self.call_in_span(export, spec, run).instrument(span).await
-    }
-
-    async fn call_in_span<I, T>(
-        &self,
-        export: &Export<I>,
-        spec: CallSpec,
-        run: impl AsyncFnOnce(
-            &I,
-            &mut Store<CallState>,
-            Instance,
-        ) -> wasmtime::Result<Result<T, types::Error>>,
-    ) -> CallResult<T> {
-        let started = Instant::now();
-        let info = CallInfo {
-            plugin: &self.manifest.name,
-            file: &self.stem,
-            export: export.name,
-            operation: &spec.operation,
-            caller: spec.caller.as_ref().map(|c| c.subject.as_str()),
-            request_id: &spec.request_id,
-        };
-        let Some(indices) = export.of(&self.exports) else {
-            let error = CallError::NoExport(export.name);
-            self.report::<T>(&info, &Err(error.clone()), started, None, false);
-            return Err(error);
-        };
-        let _slot = match self.gate.enter().await {
-            Ok(slot) => slot,
-            Err(refusal) => {
-                let error = CallError::Busy(refusal);
+        async move {
+            let started = Instant::now();
+            let info = CallInfo {
+                plugin: &self.manifest.name,
+                file: &self.stem,
+                export: export.name,
+                operation: &spec.operation,
+                caller: spec.caller.as_ref().map(|c| c.subject.as_str()),
+                request_id: &spec.request_id,
+            };
+            let Some(indices) = export.of(&self.exports) else {
+                let error = CallError::NoExport(export.name);
                 self.report::<T>(&info, &Err(error.clone()), started, None, false);
                 return Err(error);
-            }
-        };
-        self.observers.started(&info);
-        let caller = spec.caller.as_ref().map(|c| c.json.clone());
-        let lease = self.lease(spec.request_id.clone(), caller, spec.client);
-        let mode = match (lease.instance.is_some(), self.reuses_instances()) {
-            (true, _) => InstanceMode::Warm,
-            (false, true) => InstanceMode::WarmNew,
-            (false, false) => InstanceMode::Fresh,
-        };
-        let (result, fuel_left) = self
-            .run(lease, async |store, instance| {
-                run(indices, store, instance).await
-            })
-            .await;
-        self.report(&info, &result, started, Some((fuel_left, mode)), true);
-        result
+            };
+            let _slot = match self.gate.enter().await {
+                Ok(slot) => slot,
+                Err(refusal) => {
+                    let error = CallError::Busy(refusal);
+                    self.report::<T>(&info, &Err(error.clone()), started, None, false);
+                    return Err(error);
+                }
+            };
+            self.observers.started(&info);
+            let caller = spec.caller.as_ref().map(|c| c.json.clone());
+            let lease = self.lease(spec.request_id.clone(), caller, spec.client);
+            let mode = match (lease.instance.is_some(), self.reuses_instances()) {
+                (true, _) => InstanceMode::Warm,
+                (false, true) => InstanceMode::WarmNew,
+                (false, false) => InstanceMode::Fresh,
+            };
+            let (result, fuel_left) = self
+                .run(lease, async |store, instance| {
+                    run(indices, store, instance).await
+                })
+                .await;
+            self.report(&info, &result, started, Some((fuel_left, mode)), true);
+            result
+        }
+        .instrument(span)
+        .await
     }
 
     /// Tells the observers how a call ended.
