@@ -514,3 +514,31 @@ async fn every_plugin_call_is_counted_by_outcome_on_every_front_door() {
     assert_eq!(tools["total"], 1, "{tools}");
     assert_eq!(tools["ok"], 1, "{tools}");
 }
+
+/// A call whose client goes away is dropped with its request, and the
+/// observers still hear its end: it is counted as cancelled, not left
+/// running forever.
+#[tokio::test]
+async fn a_call_dropped_with_its_client_is_counted_as_cancelled() {
+    let e = Engine::builder()
+        .plugin("limits", "fixture-limits", None)
+        .start()
+        .await;
+    let gone = e
+        .client
+        .get(e.url("/limits/sleep/5000"))
+        .timeout(Duration::from_millis(700))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the request should have timed out: {gone:?}");
+    let calls = wait_for(Duration::from_secs(4), || async {
+        let calls = e.admin_plugin("limits").await?["calls"].clone();
+        (calls["running"] == 0 && calls["total"] == 1).then_some(calls)
+    })
+    .await;
+    let Some(calls) = calls else {
+        panic!("the call never ended: {}", e.admin_plugins().await);
+    };
+    assert_eq!(calls["failed"]["cancelled"], 1, "{calls}");
+    assert_eq!(calls["ok"], 0, "{calls}");
+}

@@ -145,6 +145,14 @@ impl Plugin {
                 }
             };
             self.observers.started(&info);
+            // Reports the call as cancelled if its future is dropped before
+            // it ends (the client went away): observers always hear the end.
+            let mut unfinished = Unfinished {
+                plugin: self,
+                info: &info,
+                started,
+                armed: true,
+            };
             let caller = spec.caller.as_ref().map(|c| c.json.clone());
             let lease = self.lease(spec.request_id.clone(), caller, spec.client);
             let mode = match (lease.instance.is_some(), self.reuses_instances()) {
@@ -157,6 +165,7 @@ impl Plugin {
                     run(indices, store, instance).await
                 })
                 .await;
+            unfinished.armed = false;
             self.report(&info, &result, started, Some((fuel_left, mode)), true);
             result
         }
@@ -195,5 +204,28 @@ impl Plugin {
     /// Whether calls of this plugin reuse warm instances.
     pub fn reuses_instances(&self) -> bool {
         self.pool.is_some()
+    }
+}
+
+/// A started call whose end the observers have not heard yet.
+struct Unfinished<'a> {
+    plugin: &'a Plugin,
+    info: &'a CallInfo<'a>,
+    started: Instant,
+    armed: bool,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if self.armed && !self.plugin.observers.is_empty() {
+            let report = CallReport {
+                outcome: Outcome::Cancelled,
+                admitted: true,
+                wall: self.started.elapsed(),
+                fuel: None,
+                instance: InstanceMode::None,
+            };
+            self.plugin.observers.finished(self.info, &report);
+        }
     }
 }

@@ -36,6 +36,9 @@ pub enum Outcome<'a> {
     PluginError(ErrorCode),
     /// The host stopped or refused the call: busy, a limit, a trap.
     Failed(&'a CallError),
+    /// The caller went away (its connection closed) before the answer, and
+    /// the call was dropped with it.
+    Cancelled,
 }
 
 /// Which instance served the call.

@@ -28,6 +28,7 @@ struct Counters {
     out_of_memory: AtomicU64,
     trap: AtomicU64,
     no_export: AtomicU64,
+    cancelled: AtomicU64,
     wall_us: AtomicU64,
     fuel: AtomicU64,
 }
@@ -58,6 +59,8 @@ pub struct Failed {
     pub out_of_memory: u64,
     pub trap: u64,
     pub no_export: u64,
+    /// The caller went away before the answer.
+    pub cancelled: u64,
 }
 
 impl CallStats {
@@ -79,6 +82,7 @@ impl CallStats {
                 out_of_memory: c.out_of_memory.load(Relaxed),
                 trap: c.trap.load(Relaxed),
                 no_export: c.no_export.load(Relaxed),
+                cancelled: c.cancelled.load(Relaxed),
             },
             wall_ms: c.wall_us.load(Relaxed) / 1000,
             fuel: c.fuel.load(Relaxed),
@@ -125,6 +129,7 @@ impl CallObserver for CallStats {
                 "no_export" => &c.no_export,
                 _ => &c.trap,
             },
+            Outcome::Cancelled => &c.cancelled,
         };
         counter.fetch_add(1, Relaxed);
         let us = u64::try_from(report.wall.as_micros()).unwrap_or(u64::MAX);
