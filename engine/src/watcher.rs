@@ -205,20 +205,18 @@ impl Reloader {
             if reloaded.contains(&plugin.stem)
                 && !refused_new.iter().any(|(p, _)| p.stem == plugin.stem)
             {
+                let status = PluginStatus::serving(plugin, &self.doors);
+                // What each front door serves of it, as the admin API shows it.
+                let serves = serde_json::Value::Object(status.parts.clone());
                 tracing::info!(
                     plugin = %plugin.manifest.name,
                     version = %plugin.manifest.version,
                     file = %plugin.path.display(),
-                    routes = plugin.manifest.routes.len(),
-                    graphql = crate::graphql::fragment(plugin).is_some(),
-                    mcp_tools = crate::mcp::door::declarations(plugin).map_or(0, |d| d.tools.len()),
+                    %serves,
                     cache = ?plugin.cache,
                     "plugin loaded"
                 );
-                statuses.insert(
-                    plugin.stem.clone(),
-                    PluginStatus::serving(plugin, &self.doors),
-                );
+                statuses.insert(plugin.stem.clone(), status);
             }
         }
         for (plugin, reason) in refused_new {

@@ -397,12 +397,8 @@ async fn a_big_compile_is_visible_as_loading_and_other_plugins_keep_answering() 
 async fn a_js_plugin_learns_who_it_is_and_how_long_its_call_has_left() {
     let engine = fixture_js(Some("[limits]\ntimeout_ms = 4000\n")).await;
     let res = engine
-        .client
-        .get(engine.url("/js/runtime"))
-        .header("x-request-id", "js-who-am-i")
-        .send()
-        .await
-        .unwrap();
+        .get_with_request_id("/js/runtime", "js-who-am-i")
+        .await;
     assert_eq!(res.status(), 200);
     let info: Value = res.json().await.unwrap();
     assert_eq!(info["pluginName"], "fixture-js", "{info}");

@@ -252,13 +252,7 @@ async fn plugin_errors_and_bad_responses_are_clear() {
 #[tokio::test]
 async fn plugin_log_lines_carry_plugin_and_request_id() {
     let e = basic().await;
-    let r = e
-        .client
-        .get(e.url("/basic/log"))
-        .header("x-request-id", "trace-me-42")
-        .send()
-        .await
-        .unwrap();
+    let r = e.get_with_request_id("/basic/log", "trace-me-42").await;
     assert_eq!(r.headers()["x-request-id"], "trace-me-42");
     let found = kiln_e2e::wait_for(std::time::Duration::from_secs(5), || async {
         let lines = e.log_lines_with(&["basic fixture says hi", "fixture-basic", "trace-me-42"]);
@@ -321,13 +315,7 @@ async fn a_plugin_learns_who_it_is_and_how_long_its_call_has_left() {
         )
         .start()
         .await;
-    let r = e
-        .client
-        .get(e.url("/basic/runtime"))
-        .header("x-request-id", "who-am-i-7")
-        .send()
-        .await
-        .unwrap();
+    let r = e.get_with_request_id("/basic/runtime", "who-am-i-7").await;
     assert_eq!(r.status(), 200);
     let info: Value = r.json().await.unwrap();
     assert_eq!(info["plugin_name"], "fixture-basic", "{info}");
@@ -351,13 +339,7 @@ async fn debug_logs_carry_the_request_and_plugin_call_spans() {
         .plugin("basic", "fixture-basic", None)
         .start()
         .await;
-    let r = e
-        .client
-        .get(e.url("/basic/log"))
-        .header("x-request-id", "span-me-9")
-        .send()
-        .await
-        .unwrap();
+    let r = e.get_with_request_id("/basic/log", "span-me-9").await;
     assert_eq!(r.status(), 200);
     let found = kiln_e2e::wait_for(std::time::Duration::from_secs(5), || async {
         let lines = e.log_lines_with(&[

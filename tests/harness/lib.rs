@@ -447,6 +447,17 @@ impl Engine {
         self.client.get(self.url(path)).send().await.expect("GET")
     }
 
+    /// `GET path` with `x-request-id: request_id`, for tests that follow
+    /// one request into the plugin or the log.
+    pub async fn get_with_request_id(&self, path: &str, request_id: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header("x-request-id", request_id)
+            .send()
+            .await
+            .expect("GET")
+    }
+
     /// Starts `GET path` in its own task, for calls that must overlap.
     pub fn spawn_get(&self, path: &str) -> tokio::task::JoinHandle<reqwest::Response> {
         let request = self.client.get(self.url(path));

@@ -91,7 +91,7 @@ impl CallSpec {
     }
 
     pub fn client(mut self, client: Option<ClientLink>) -> Self {
-        self.client = Some(client).flatten();
+        self.client = client;
         self
     }
 }

@@ -54,17 +54,6 @@ pub enum InstanceMode {
     None,
 }
 
-impl InstanceMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InstanceMode::Fresh => "fresh",
-            InstanceMode::WarmNew => "warm_new",
-            InstanceMode::Warm => "warm",
-            InstanceMode::None => "none",
-        }
-    }
-}
-
 /// What the host measured about one finished call.
 #[derive(Debug, Clone, Copy)]
 pub struct CallReport<'a> {

@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use serde::Serialize;
 
 use super::observer::{CallInfo, CallObserver, CallReport, Outcome};
+use super::plugin::CallError;
 
 #[derive(Default)]
 pub struct CallStats {
@@ -121,13 +122,13 @@ impl CallObserver for CallStats {
         let counter = match report.outcome {
             Outcome::Ok => &c.ok,
             Outcome::PluginError(_) => &c.plugin_errors,
-            Outcome::Failed(e) => match e.kind() {
-                "busy" => &c.busy,
-                "timeout" => &c.timeout,
-                "out_of_fuel" => &c.out_of_fuel,
-                "out_of_memory" => &c.out_of_memory,
-                "no_export" => &c.no_export,
-                _ => &c.trap,
+            Outcome::Failed(e) => match e {
+                CallError::Busy(_) => &c.busy,
+                CallError::Timeout { .. } => &c.timeout,
+                CallError::OutOfFuel { .. } => &c.out_of_fuel,
+                CallError::OutOfMemory { .. } => &c.out_of_memory,
+                CallError::Trap { .. } => &c.trap,
+                CallError::NoExport(_) => &c.no_export,
             },
             Outcome::Cancelled => &c.cancelled,
         };
@@ -143,7 +144,6 @@ impl CallObserver for CallStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::CallError;
     use crate::runtime::bindings::types::ErrorCode;
     use crate::runtime::observer::InstanceMode;
     use std::time::Duration;
