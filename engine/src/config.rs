@@ -1,12 +1,24 @@
-//! One typed configuration: built-in defaults, then the TOML file, then
-//! `KILN_*` environment variables, then command-line flags. Every value is
-//! checked once, here, with an error that names the key.
+//! The engine's own configuration and the loader of `kiln.toml`: built-in
+//! defaults, then the TOML file, then `KILN_*` environment variables, then
+//! command-line flags.
+//!
+//! This module owns the keys that are the engine's own (where it listens,
+//! its directories, the admin API, the runtime and plugin limits, the
+//! per-plugin settings, Redis). Every other table belongs to the unit that
+//! reads it (`[http]` to `http`, `[mcp]` to `mcp`, …): the unit declares
+//! its type, defaults, checks and environment variables as a [`Section`],
+//! and this module only finds its table in the file and names the key in
+//! errors. `crate::sections` lists the sections and claims them at start.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use serde::de::{DeserializeOwned, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,9 +40,41 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
-/// The engine configuration (`kiln.toml`).
+/// The error of a value that fails its section's checks; `key` is its
+/// full dotted name (`mcp.max_sessions`).
+pub fn invalid(key: &str, message: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// Reads one `KILN_*` variable (the process environment, or a test's).
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// One table of `kiln.toml`, owned by the unit that reads it: its type
+/// (with `#[serde(deny_unknown_fields, default)]`), its defaults, the
+/// `KILN_*` variables that set its values, and the checks its type alone
+/// cannot make.
+pub trait Section: DeserializeOwned + Default + Clone + fmt::Debug + Send + Sync + 'static {
+    /// The table's name at the top level of `kiln.toml`.
+    const KEY: &'static str;
+
+    /// Applies this section's `KILN_*` variables over the file's values.
+    fn apply_env(&mut self, _env: Env<'_>) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
+    /// Checks the values; an error names the full key ([`invalid`]).
+    fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+/// The engine's own keys (`kiln.toml`), and the units' sections once they
+/// are claimed ([`Config::claim`], [`Config::section`]).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct Config {
     /// Address the HTTP server binds (`KILN_LISTEN`).
     pub listen: SocketAddr,
@@ -40,29 +84,11 @@ pub struct Config {
     /// SQLite database (`KILN_DATA_DIR`).
     pub data_dir: PathBuf,
     pub admin: AdminConfig,
-    /// Credentials the engine accepts (API keys, a JWT issuer).
-    pub identity: crate::identity::config::IdentityConfig,
-    /// Who may call what: `default` and `[[access.rules]]`.
-    pub access: crate::identity::access::AccessConfig,
-    /// Token buckets per principal or client IP, per group of paths.
-    pub rate_limits: Vec<crate::http::rate_limit::RateLimitGroup>,
-    pub database: DatabaseConfig,
-    pub cache: CacheConfig,
     pub redis: RedisConfig,
-    pub http: HttpConfig,
-    pub graphql: GraphqlConfig,
-    pub mcp: McpConfig,
-    pub pubsub: PubsubConfig,
-    /// WebSockets, event streams and subscriptions, bounded.
-    pub streams: crate::streams::limits::StreamLimits,
     pub runtime: RuntimeConfig,
     /// Limits for every plugin unless its own file or `[plugins.<name>]`
     /// says otherwise, and the ceilings a plugin's own file may not raise.
     pub limits: PartialLimits,
-    /// `allowed_hosts` here is the ceiling of the hosts a plugin's own file
-    /// may ask for (unset: no ceiling). It lets no plugin reach anything by
-    /// itself.
-    pub outbound: OutboundSettings,
     /// Per-plugin overrides, keyed by the plugin file's stem (`orders` for
     /// `orders.wasm`). These win over the plugin's own `<name>.toml` and are
     /// not held to the ceilings: the operator decides.
@@ -71,7 +97,75 @@ pub struct Config {
     /// only in the log: set by `kiln serve --dev`, never by a file.
     #[serde(skip)]
     pub verbose_errors: bool,
+    /// The units' sections as claimed, and the file they come from.
+    #[serde(skip)]
+    pub sections: Sections,
 }
+
+/// The units' part of the config; read it with [`Config::section`].
+#[derive(Debug, Clone, Default)]
+pub struct Sections {
+    /// The file the config was read from, for the units' sections.
+    file: Option<Arc<File>>,
+    /// In the order they were claimed (the order they are checked in).
+    claimed: Vec<Box<dyn Claimed>>,
+}
+
+/// A claimed section, its type erased: kept, cloned and checked with the
+/// engine's config.
+trait Claimed: Any + fmt::Debug + Send + Sync {
+    fn key(&self) -> &'static str;
+    fn validate(&self) -> Result<(), ConfigError>;
+    fn clone_box(&self) -> Box<dyn Claimed>;
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<S: Section> Claimed for S {
+    fn key(&self) -> &'static str {
+        S::KEY
+    }
+    fn validate(&self) -> Result<(), ConfigError> {
+        Section::validate(self)
+    }
+    fn clone_box(&self) -> Box<dyn Claimed> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+impl Clone for Box<dyn Claimed> {
+    fn clone(&self) -> Self {
+        self.clone_box()
+    }
+}
+
+/// A config file as read: its path (for errors), its text (the units'
+/// sections are read from it, so their errors point at the line) and its
+/// top-level keys.
+#[derive(Debug)]
+struct File {
+    path: PathBuf,
+    text: String,
+    keys: Vec<String>,
+}
+
+/// The engine's own top-level keys.
+const OWN_KEYS: &[&str] = &[
+    "listen",
+    "plugins_dir",
+    "data_dir",
+    "admin",
+    "redis",
+    "runtime",
+    "limits",
+    "plugins",
+];
 
 impl Default for Config {
     fn default() -> Self {
@@ -80,23 +174,41 @@ impl Default for Config {
             plugins_dir: PathBuf::from("plugins"),
             data_dir: PathBuf::from(".kiln"),
             admin: AdminConfig::default(),
-            identity: Default::default(),
-            access: Default::default(),
-            rate_limits: Vec::new(),
-            database: DatabaseConfig::default(),
-            cache: CacheConfig::default(),
             redis: RedisConfig::default(),
-            http: HttpConfig::default(),
-            graphql: GraphqlConfig::default(),
-            mcp: McpConfig::default(),
-            pubsub: PubsubConfig::default(),
-            streams: Default::default(),
             runtime: RuntimeConfig::default(),
             limits: PartialLimits::default(),
-            outbound: OutboundSettings::default(),
             plugins: BTreeMap::new(),
             verbose_errors: false,
+            sections: Sections::default(),
         }
+    }
+}
+
+/// Deserializes only the table `S::KEY` of a whole file, so an error in it
+/// keeps the file's line and column.
+struct Pick<S>(Option<S>);
+
+impl<'de, S: Section> Deserialize<'de> for Pick<S> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Tables<S>(PhantomData<S>);
+        impl<'de, S: Section> Visitor<'de> for Tables<S> {
+            type Value = Pick<S>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a TOML document")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pick<S>, A::Error> {
+                let mut found = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == S::KEY {
+                        found = Some(map.next_value::<S>()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Pick(found))
+            }
+        }
+        d.deserialize_map(Tables(PhantomData))
     }
 }
 
@@ -168,181 +280,6 @@ impl Default for AdminAuthFailures {
     }
 }
 
-/// The engine's database and its connection pool.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DatabaseConfig {
-    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB` (`KILN_DATABASE_URL`).
-    /// Default: the SQLite file `kiln.db` in the data directory.
-    pub url: Option<Secret>,
-    pub max_connections: u32,
-    pub min_connections: u32,
-    /// How long a caller waits for a free connection.
-    pub acquire_timeout_ms: u64,
-    /// Idle connections above `min_connections` close after this (0 = never).
-    pub idle_timeout_ms: u64,
-    /// Connections are replaced after this age (0 = never).
-    pub max_lifetime_ms: u64,
-    /// Check a connection is alive before handing it out.
-    pub test_before_acquire: bool,
-}
-
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        DatabaseConfig {
-            url: None,
-            max_connections: 10,
-            min_connections: 0,
-            acquire_timeout_ms: 5_000,
-            idle_timeout_ms: 600_000,
-            max_lifetime_ms: 1_800_000,
-            test_before_acquire: true,
-        }
-    }
-}
-
-impl DatabaseConfig {
-    /// The URL to connect to.
-    pub fn url(&self, data_dir: &Path) -> String {
-        match &self.url {
-            Some(url) => url.expose().to_string(),
-            None => format!("sqlite://{}", data_dir.join("kiln.db").display()),
-        }
-    }
-}
-
-/// The MCP endpoint (`/mcp`, Streamable HTTP).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct McpConfig {
-    /// Serve MCP at `/mcp`. When off, `/mcp` answers 404.
-    pub enabled: bool,
-    /// `Host` header values accepted at `/mcp`, as host names or
-    /// `host:port`: the DNS-rebinding guard. The default admits loopback
-    /// names only; a public deployment lists its own names here. `["*"]`
-    /// admits any host (behind a proxy that checks it).
-    pub allowed_hosts: Vec<String>,
-    /// Browser origins (`scheme://host[:port]`, `:*` for any port) allowed
-    /// at `/mcp`. A request carrying any other `Origin` gets 403; requests
-    /// without one (non-browser clients) pass. The default admits pages
-    /// served from loopback (a local MCP inspector), nothing else.
-    pub allowed_origins: Vec<String>,
-    /// A client of the session-based protocol versions (2025-06-18,
-    /// 2025-11-25) that stays silent this long loses its session.
-    pub session_idle_timeout_ms: u64,
-    /// Interval of keep-alive comments on open event streams (0 = none).
-    pub sse_keep_alive_ms: u64,
-    /// Sessions open at once, all clients together; past it `initialize`
-    /// gets 503.
-    pub max_sessions: usize,
-    /// Sessions one client (its principal, or its IP when anonymous) holds
-    /// at once; past it `initialize` gets 429.
-    pub max_sessions_per_client: usize,
-    /// New sessions one client may open per minute; past it 429.
-    pub sessions_per_minute: u32,
-}
-
-impl Default for McpConfig {
-    fn default() -> Self {
-        McpConfig {
-            enabled: true,
-            allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
-            allowed_origins: ["localhost", "127.0.0.1", "[::1]"]
-                .iter()
-                .flat_map(|h| [format!("http://{h}:*"), format!("https://{h}:*")])
-                .collect(),
-            session_idle_timeout_ms: 300_000,
-            sse_keep_alive_ms: 15_000,
-            max_sessions: 2_000,
-            max_sessions_per_client: 50,
-            sessions_per_minute: 60,
-        }
-    }
-}
-
-/// The GraphQL endpoint (`/graphql`, `/graphql/ws`, `/graphql/stream`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GraphqlConfig {
-    /// Deepest selection set a query may have.
-    pub max_depth: usize,
-    /// Most fields (counting nested ones) a query may select.
-    pub max_complexity: usize,
-    /// Serve GraphiQL to browsers at `GET /graphql`.
-    pub graphiql: bool,
-    /// Answer introspection queries (`__schema`, `__type`).
-    pub introspection: bool,
-    /// A WebSocket client must send `connection_init` within this time.
-    pub connection_init_timeout_ms: u64,
-    /// Operations (mostly subscriptions) one WebSocket may run at once.
-    pub max_operations_per_connection: usize,
-    /// Most fields an operation may select once its fragments are
-    /// expanded, checked before validation (see `graphql::budget`).
-    pub max_fields: usize,
-    /// Most plugin calls one query or mutation may make.
-    pub max_plugin_calls: usize,
-    /// Most errors one answer carries; the last one says how many were left out.
-    pub max_errors: usize,
-    /// Most directives on one field or fragment.
-    pub max_directives: usize,
-}
-
-impl Default for GraphqlConfig {
-    fn default() -> Self {
-        GraphqlConfig {
-            max_depth: 32,
-            max_complexity: 1_000,
-            graphiql: true,
-            introspection: true,
-            connection_init_timeout_ms: 10_000,
-            max_operations_per_connection: 100,
-            max_fields: 2_000,
-            max_plugin_calls: 200,
-            max_errors: 100,
-            max_directives: 16,
-        }
-    }
-}
-
-/// The pub/sub broker behind GraphQL subscriptions.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PubsubConfig {
-    /// Messages a subscriber may fall behind before it is dropped (with an
-    /// error) so that it never slows the publisher or grows memory.
-    pub subscriber_buffer: usize,
-    /// Largest message a plugin may publish.
-    pub max_message: ByteSize,
-}
-
-impl Default for PubsubConfig {
-    fn default() -> Self {
-        PubsubConfig {
-            subscriber_buffer: 256,
-            max_message: ByteSize(64 << 10),
-        }
-    }
-}
-
-/// The plugin cache.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CacheConfig {
-    /// Capacity of the in-process cache (keys + values).
-    pub max_bytes: ByteSize,
-    /// Largest single value.
-    pub max_value: ByteSize,
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        CacheConfig {
-            max_bytes: ByteSize(64 << 20),
-            max_value: ByteSize(1 << 20),
-        }
-    }
-}
-
 /// Redis, for scale-out: when `url` is set the plugin cache lives there.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -360,63 +297,6 @@ impl Default for RedisConfig {
             url: None,
             connect_timeout_ms: 1_000,
             response_timeout_ms: 1_000,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    /// Largest request body accepted; larger → 413.
-    pub max_request_body: ByteSize,
-    /// Largest response body a plugin may return; larger → 500 naming the plugin.
-    pub max_response_body: ByteSize,
-    /// Largest total size of a request's headers; larger → 431.
-    pub max_header_bytes: ByteSize,
-    /// A request whose response has not started by then gets 504.
-    pub request_timeout_ms: u64,
-    /// On SIGTERM or Ctrl-C: how long requests in flight get to finish
-    /// (subscriptions and event streams are ended at once) before the
-    /// connections still open are cut.
-    pub shutdown_grace_ms: u64,
-    /// Send `Strict-Transport-Security` (set when clients reach the engine
-    /// over HTTPS, through a TLS-terminating proxy).
-    pub hsts: bool,
-    /// Cross-origin calls from browsers; none unless origins are listed.
-    pub cors: crate::http::hardening::CorsConfig,
-    /// The header that holds the client IP (`x-forwarded-for`) when a
-    /// proxy in front sets it; otherwise the socket's peer address.
-    pub client_ip_header: Option<String>,
-    /// A client must send a request's headers within this time, counted
-    /// from the connection's start or, on HTTP/1.1 keep-alive, from the end
-    /// of the previous response (so it is also HTTP/1.1's idle limit).
-    pub header_read_timeout_ms: u64,
-    /// A connection without a request in flight for this long is closed
-    /// (HTTP/2 connections; HTTP/1.1 ones meet the header timeout first).
-    pub idle_timeout_ms: u64,
-    /// Connections open at once. At the limit, the connection idle the
-    /// longest is closed to make room; when none is idle the new one gets
-    /// 503. Unset: three quarters of the open-file limit, at most 10,000.
-    pub max_connections: Option<usize>,
-    /// Requests one HTTP/2 connection may run at once.
-    pub max_streams_per_connection: u32,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            max_request_body: ByteSize(1024 * 1024),
-            max_response_body: ByteSize(8 * 1024 * 1024),
-            max_header_bytes: ByteSize(32 * 1024),
-            request_timeout_ms: 30_000,
-            shutdown_grace_ms: 10_000,
-            hsts: false,
-            cors: Default::default(),
-            client_ip_header: None,
-            header_read_timeout_ms: 10_000,
-            idle_timeout_ms: 60_000,
-            max_connections: None,
-            max_streams_per_connection: 100,
         }
     }
 }
@@ -829,7 +709,7 @@ impl PluginSettings {
 
 /// `name` as a TOML key: bare when it can be, quoted otherwise, so that a
 /// message's `[plugins.<name>...]` can be pasted into the config.
-fn toml_key(name: &str) -> String {
+pub fn toml_key(name: &str) -> String {
     let bare = !name.is_empty()
         && name
             .chars()
@@ -928,7 +808,7 @@ impl<'de> Deserialize<'de> for ByteSize {
 
 impl Config {
     /// Reads `path` (when given) over the defaults, then applies `KILN_*`
-    /// variables from `env`.
+    /// variables from `env` to the engine's own keys.
     pub fn load(
         path: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
@@ -948,10 +828,89 @@ impl Config {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let parse_error = |e: toml::de::Error| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string(),
-        })
+        };
+        let table: toml::Table = toml::from_str(text).map_err(parse_error)?;
+        let mut config: Config = toml::from_str(text).map_err(parse_error)?;
+        config.sections.file = Some(Arc::new(File {
+            path: path.to_path_buf(),
+            text: text.to_string(),
+            keys: table.keys().cloned().collect(),
+        }));
+        Ok(config)
+    }
+
+    /// Reads the section `S` as the file says it (its defaults when the
+    /// file has no such table, or there is no file), applies its `KILN_*`
+    /// variables and keeps it for [`Config::section`]. Its checks run with
+    /// the engine's own, in [`Config::validate`].
+    pub fn claim<S: Section>(&mut self, env: Env<'_>) -> Result<(), ConfigError> {
+        let mut section = match &self.sections.file {
+            Some(file) => toml::from_str::<Pick<S>>(&file.text)
+                .map_err(|e| ConfigError::Parse {
+                    path: file.path.clone(),
+                    message: e.to_string(),
+                })?
+                .0
+                .unwrap_or_default(),
+            None => S::default(),
+        };
+        section.apply_env(env)?;
+        *self.section_mut::<S>() = section;
+        Ok(())
+    }
+
+    /// The section `S` as claimed; its defaults when it was not (a table
+    /// in the file that nobody claims is refused by
+    /// [`Config::refuse_unknown`], never ignored).
+    pub fn section<S: Section>(&self) -> S {
+        self.sections
+            .claimed
+            .iter()
+            .find_map(|s| s.as_any().downcast_ref::<S>())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The section `S`, to change (`kiln serve --dev`, tests).
+    pub fn section_mut<S: Section>(&mut self) -> &mut S {
+        let claimed = &mut self.sections.claimed;
+        let at = match claimed.iter().position(|s| s.as_any().is::<S>()) {
+            Some(at) => at,
+            None => {
+                claimed.push(Box::new(S::default()));
+                claimed.len() - 1
+            }
+        };
+        claimed[at]
+            .as_any_mut()
+            .downcast_mut::<S>()
+            .expect("the slot was found or made for this type")
+    }
+
+    /// Refuses a top-level key of the file that neither the engine nor a
+    /// claimed section owns (a typo must not be ignored).
+    pub fn refuse_unknown(&self) -> Result<(), ConfigError> {
+        let Some(file) = &self.sections.file else {
+            return Ok(());
+        };
+        let claimed: Vec<&str> = self.sections.claimed.iter().map(|s| s.key()).collect();
+        let known = || OWN_KEYS.iter().chain(&claimed);
+        if let Some(unknown) = file.keys.iter().find(|k| !known().any(|known| known == k)) {
+            let mut all: Vec<&str> = known().copied().collect();
+            all.sort_unstable();
+            return Err(ConfigError::Parse {
+                path: file.path.clone(),
+                message: format!(
+                    "unknown key `{}` at the top level; expected one of {}",
+                    crate::text::cut(unknown, 128),
+                    all.join(", ")
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
@@ -971,128 +930,23 @@ impl Config {
         if let Some(v) = env("KILN_ADMIN_TOKEN") {
             self.admin.token = Some(Secret(v));
         }
-        if let Some(v) = env("KILN_JWT_SECRET") {
-            self.identity
-                .jwt
-                .get_or_insert_with(Default::default)
-                .secret = Some(Secret(v));
-        }
-        if let Some(v) = env("KILN_DATABASE_URL") {
-            self.database.url = Some(Secret(v));
-        }
         if let Some(v) = env("KILN_REDIS_URL") {
             self.redis.url = Some(Secret(v));
         }
         Ok(())
     }
 
-    /// Checks everything that can be checked before start.
+    /// Checks the engine's own keys and every claimed section.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, message: &str| ConfigError::Invalid {
-            key: key.to_string(),
-            message: message.to_string(),
-        };
+        for section in &self.sections.claimed {
+            section.validate()?;
+        }
         if let Some(token) = &self.admin.token
             && token.0.len() < 16
         {
             return Err(invalid(
                 "admin.token",
                 "must be at least 16 characters; generate one with `openssl rand -hex 32`",
-            ));
-        }
-        if let Some(jwt) = &self.identity.jwt {
-            jwt.validate().map_err(|m| invalid("identity.jwt", &m))?;
-        }
-        self.access.validate().map_err(|m| invalid("access", &m))?;
-        self.streams
-            .validate()
-            .map_err(|m| invalid("streams", &m))?;
-        if self.pubsub.subscriber_buffer == 0 || self.pubsub.subscriber_buffer > 65_536 {
-            return Err(invalid(
-                "pubsub.subscriber_buffer",
-                "must be between 1 and 65536",
-            ));
-        }
-        if self.pubsub.max_message.0 == 0 || self.pubsub.max_message.0 > 16 << 20 {
-            return Err(invalid(
-                "pubsub.max_message",
-                "must be between 1 byte and 16MiB",
-            ));
-        }
-        if self.mcp.allowed_hosts.is_empty() {
-            return Err(invalid(
-                "mcp.allowed_hosts",
-                "must name at least one host (or be [\"*\"] to admit any)",
-            ));
-        }
-        if let Some(bad) = self
-            .mcp
-            .allowed_origins
-            .iter()
-            .find(|o| *o != "null" && !o.starts_with("http://") && !o.starts_with("https://"))
-        {
-            return Err(invalid(
-                "mcp.allowed_origins",
-                &format!("{bad:?} must start with http:// or https:// (or be \"null\")"),
-            ));
-        }
-        for (key, value) in [
-            ("mcp.max_sessions", self.mcp.max_sessions),
-            (
-                "mcp.max_sessions_per_client",
-                self.mcp.max_sessions_per_client,
-            ),
-            (
-                "mcp.sessions_per_minute",
-                self.mcp.sessions_per_minute as usize,
-            ),
-        ] {
-            if value == 0 {
-                return Err(invalid(key, "must be at least 1"));
-            }
-        }
-        if self.mcp.session_idle_timeout_ms == 0 {
-            return Err(invalid(
-                "mcp.session_idle_timeout_ms",
-                "must be greater than 0",
-            ));
-        }
-        if self.graphql.max_depth == 0 || self.graphql.max_complexity == 0 {
-            return Err(invalid(
-                "graphql.max_depth",
-                "graphql.max_depth and graphql.max_complexity must be at least 1",
-            ));
-        }
-        for (key, value) in [
-            ("graphql.max_fields", self.graphql.max_fields),
-            ("graphql.max_plugin_calls", self.graphql.max_plugin_calls),
-            ("graphql.max_errors", self.graphql.max_errors),
-            ("graphql.max_directives", self.graphql.max_directives),
-        ] {
-            if value == 0 {
-                return Err(invalid(key, "must be at least 1"));
-            }
-        }
-        let db = &self.database;
-        if db.max_connections == 0 {
-            return Err(invalid("database.max_connections", "must be at least 1"));
-        }
-        if db.min_connections > db.max_connections {
-            return Err(invalid(
-                "database.min_connections",
-                "must not exceed max_connections",
-            ));
-        }
-        if db.acquire_timeout_ms == 0 {
-            return Err(invalid(
-                "database.acquire_timeout_ms",
-                "must be greater than 0",
-            ));
-        }
-        if self.cache.max_value.0 == 0 || self.cache.max_value > self.cache.max_bytes {
-            return Err(invalid(
-                "cache.max_value",
-                "must be between 1 byte and cache.max_bytes",
             ));
         }
         if self.redis.connect_timeout_ms == 0 || self.redis.response_timeout_ms == 0 {
@@ -1116,39 +970,6 @@ impl Config {
                 "must be between 64KiB and 4GiB",
             ));
         }
-        if self.http.max_header_bytes.0 < 1024 || self.http.max_header_bytes.0 > 1 << 20 {
-            return Err(invalid(
-                "http.max_header_bytes",
-                "must be between 1KiB and 1MiB",
-            ));
-        }
-        for (key, value) in [
-            (
-                "http.header_read_timeout_ms",
-                self.http.header_read_timeout_ms,
-            ),
-            ("http.idle_timeout_ms", self.http.idle_timeout_ms),
-        ] {
-            if value < 100 {
-                return Err(invalid(key, "must be at least 100"));
-            }
-        }
-        if self.http.max_connections == Some(0) {
-            return Err(invalid("http.max_connections", "must be at least 1"));
-        }
-        if self.http.max_streams_per_connection == 0 {
-            return Err(invalid(
-                "http.max_streams_per_connection",
-                "must be at least 1",
-            ));
-        }
-        if self.http.request_timeout_ms < 100 {
-            return Err(invalid("http.request_timeout_ms", "must be at least 100"));
-        }
-        self.http
-            .cors
-            .validate()
-            .map_err(|m| invalid("http.cors", &m))?;
         let admin_limit = &self.admin.rate_limit;
         if admin_limit.requests == 0 || admin_limit.window_s == 0 || admin_limit.burst == 0 {
             return Err(invalid(
@@ -1163,23 +984,6 @@ impl Config {
                 "max must be 1-1000 and window_s 1-86400",
             ));
         }
-        let mut names = std::collections::BTreeSet::new();
-        for group in &self.rate_limits {
-            group.validate().map_err(|m| invalid("rate_limits", &m))?;
-            if !names.insert(group.name.as_str()) {
-                return Err(invalid(
-                    "rate_limits",
-                    &format!("two groups are named '{}'", group.name),
-                ));
-            }
-        }
-        if self.http.max_request_body.0 > usize::MAX as u64 {
-            return Err(invalid("http.max_request_body", "is too large"));
-        }
-        if let Some(hosts) = &self.outbound.allowed_hosts {
-            crate::host::outbound::OutboundPolicy::parse(hosts)
-                .map_err(|m| invalid("outbound", &m))?;
-        }
         self.default_limits().validate(&self.runtime, "[limits]")?;
         for (name, settings) in &self.plugins {
             let mut limits = self.default_limits();
@@ -1191,9 +995,9 @@ impl Config {
 
     /// Checks a plugin's own settings file (`file`, beside `<stem>.wasm`),
     /// which the plugin's author wrote, against what only the operator may
-    /// decide: it may not raise the engine's `[limits]`, ask for hosts
-    /// outside `[outbound] allowed_hosts` (when set) or map secrets to
-    /// environment variables. Keys the operator's `[plugins.<stem>]` sets
+    /// decide: it may not raise the engine's `[limits]` or map secrets to
+    /// environment variables (the hosts it asks for are checked by
+    /// `host::outbound`). Keys the operator's `[plugins.<stem>]` sets
     /// replace the file's, so those are not checked.
     pub fn check_plugin_file(
         &self,
@@ -1232,28 +1036,6 @@ impl Config {
                  [plugins.{key}.limits] in the engine config",
                 each.join(", ")
             ));
-        }
-        let operator_sets_hosts = operator.is_some_and(|o| o.outbound.allowed_hosts.is_some());
-        if let (Some(ceiling), Some(asked), false) = (
-            &self.outbound.allowed_hosts,
-            &own.outbound.allowed_hosts,
-            operator_sets_hosts,
-        ) {
-            let policy = crate::host::outbound::OutboundPolicy::parse(ceiling)
-                .map_err(|e| format!("[outbound] in the engine config: {e}"))?;
-            let outside = policy
-                .uncovered(asked)
-                .map_err(|e| format!("{file}: outbound.{e}"))?;
-            if !outside.is_empty() {
-                return Err(format!(
-                    "{file}: outbound.allowed_hosts {outside:?} {} outside the engine's ceiling \
-                     {ceiling:?} ([outbound] allowed_hosts); ask only for hosts it covers, or \
-                     grant {} for this plugin with [plugins.{key}.outbound] allowed_hosts in the \
-                     engine config",
-                    if outside.len() == 1 { "is" } else { "are" },
-                    if outside.len() == 1 { "it" } else { "them" },
-                ));
-            }
         }
         Ok(())
     }
@@ -1317,7 +1099,8 @@ mod tests {
 
     #[test]
     fn file_values_override_defaults_and_unknown_keys_are_refused() {
-        let c = Config::parse(
+        use crate::http::config::HttpConfig;
+        let c = crate::sections::parse(
             Path::new("k.toml"),
             r#"
                 listen = "0.0.0.0:9000"
@@ -1334,17 +1117,82 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.listen.port(), 9000);
-        assert_eq!(c.http.max_request_body, ByteSize(2 << 20));
-        assert_eq!(c.http.shutdown_grace_ms, 2500);
-        assert_eq!(Config::default().http.shutdown_grace_ms, 10_000);
+        let http = c.section::<HttpConfig>();
+        assert_eq!(http.max_request_body, ByteSize(2 << 20));
+        assert_eq!(http.shutdown_grace_ms, 2500);
+        assert_eq!(
+            Config::default().section::<HttpConfig>().shutdown_grace_ms,
+            10_000
+        );
         assert_eq!(c.default_limits().timeout_ms, 500);
         assert_eq!(c.plugins["orders"].limits.memory, Some(ByteSize(16 << 20)));
         c.validate().unwrap();
 
-        let err = Config::parse(Path::new("k.toml"), "lisen = \"x\"")
+        let err = crate::sections::parse(Path::new("k.toml"), "lisen = \"x\"")
             .unwrap_err()
             .to_string();
         assert!(err.contains("k.toml") && err.contains("lisen"), "{err}");
+        // A misspelt table is refused too, naming the tables there are.
+        let err = crate::sections::parse(Path::new("k.toml"), "[htpp]\nhsts = true")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("k.toml")
+                && err.contains("unknown key `htpp`")
+                && err.contains("http, identity"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_units_section_is_read_by_its_type_and_its_errors_keep_the_line() {
+        use crate::mcp::McpConfig;
+        let text = "listen = \"127.0.0.1:9000\"\n\n[mcp]\nmax_sessions = \"many\"\n";
+        let err = crate::sections::parse(Path::new("k.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("k.toml") && err.contains("line 4") && err.contains("max_sessions"),
+            "{err}"
+        );
+        let err = crate::sections::parse(Path::new("k.toml"), "[mcp]\nmax_sesions = 1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("max_sesions") && err.contains("line 2"),
+            "{err}"
+        );
+        // Checked with the engine's own keys, naming the full key.
+        let c = crate::sections::parse(Path::new("k.toml"), "[mcp]\nmax_sessions = 0").unwrap();
+        assert_eq!(c.section::<McpConfig>().max_sessions, 0);
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("mcp.max_sessions"), "{err}");
+        // Unclaimed, a section is its defaults; changed in place, it stays.
+        let mut c = Config::default();
+        assert_eq!(c.section::<McpConfig>().max_sessions, 2_000);
+        c.section_mut::<McpConfig>().max_sessions = 7;
+        assert_eq!(c.clone().section::<McpConfig>().max_sessions, 7);
+    }
+
+    #[test]
+    fn a_units_environment_variables_apply_over_its_file_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kiln.toml");
+        std::fs::write(&path, "[database]\nurl = \"sqlite://file.db\"\n").unwrap();
+        let env = |k: &str| match k {
+            "KILN_DATABASE_URL" => Some("postgres://x@127.0.0.1/test".to_string()),
+            "KILN_JWT_SECRET" => Some("s".repeat(40)),
+            _ => None,
+        };
+        let c = crate::sections::load(Some(&path), env).unwrap();
+        let db = c.section::<crate::store::DatabaseConfig>();
+        assert_eq!(db.url(&c.data_dir), "postgres://x@127.0.0.1/test");
+        let identity = c.section::<crate::identity::config::IdentityConfig>();
+        let secret = identity.jwt.and_then(|j| j.secret);
+        assert_eq!(
+            secret.as_ref().map(Secret::expose),
+            Some("s".repeat(40).as_str())
+        );
     }
 
     #[test]
@@ -1548,7 +1396,7 @@ mod tests {
     }
 
     fn engine(toml: &str) -> Config {
-        let c = Config::parse(Path::new("kiln.toml"), toml).unwrap();
+        let c = crate::sections::parse(Path::new("kiln.toml"), toml).unwrap();
         c.validate().unwrap();
         c
     }
@@ -1596,50 +1444,13 @@ mod tests {
 
     #[test]
     fn the_operator_may_grant_beyond_the_ceiling_and_its_keys_replace_the_files() {
-        let c = engine(
-            "[plugins.x.limits]\nfuel = 9000000000\n[plugins.x.outbound]\nallowed_hosts = [\"evil.test\"]\n[outbound]\nallowed_hosts = [\"*.example.com\"]",
-        );
+        let c = engine("[plugins.x.limits]\nfuel = 9000000000");
         // The operator's own [plugins.x] passes validation beyond [limits].
         assert_eq!(c.plugins["x"].limits.fuel, Some(9_000_000_000));
         // The file's fuel is replaced by the operator's, so it is not held
         // to the ceiling; its other keys are.
         assert!(check(&c, "[limits]\nfuel = 99999999999").is_ok());
         assert!(check(&c, "[limits]\nfuel = 1\ntimeout_ms = 20000").is_err());
-        // Same for outbound: the operator's list replaces the file's.
-        assert!(check(&c, "[outbound]\nallowed_hosts = [\"other.test\"]").is_ok());
-    }
-
-    #[test]
-    fn a_plugin_file_asks_hosts_only_within_the_outbound_ceiling() {
-        let hosts = "[outbound]\nallowed_hosts = [\"api.example.com\", \"evil.test\"]";
-        // No ceiling: as before, the file decides.
-        assert!(check(&engine(""), hosts).is_ok());
-        let c = engine("[outbound]\nallowed_hosts = [\"*.example.com\"]");
-        let err = check(&c, hosts).unwrap_err();
-        assert!(
-            err.starts_with("plugins/x.toml: outbound.allowed_hosts [\"evil.test\"] is outside")
-                && err.contains("ceiling [\"*.example.com\"] ([outbound] allowed_hosts)")
-                && err.contains("[plugins.x.outbound] allowed_hosts"),
-            "{err}"
-        );
-        assert!(!err.contains("api.example.com"), "{err}");
-        assert!(check(&c, "[outbound]\nallowed_hosts = [\"api.example.com\"]").is_ok());
-        assert!(check(&c, "").is_ok());
-        let err = check(&c, "[outbound]\nallowed_hosts = [\"ftp://x\"]").unwrap_err();
-        assert!(
-            err.contains("plugins/x.toml: outbound.allowed_hosts entry"),
-            "{err}"
-        );
-        // An empty ceiling: plugins may ask for nothing.
-        let c = engine("[outbound]\nallowed_hosts = []");
-        assert!(check(&c, "[outbound]\nallowed_hosts = [\"a.example.com\"]").is_err());
-        // A bad ceiling stops start-up, naming the key.
-        let c = Config::parse(Path::new("k.toml"), "[outbound]\nallowed_hosts = [\"*\"]").unwrap();
-        let err = c.validate().unwrap_err().to_string();
-        assert!(
-            err.contains("outbound") && err.contains("every host"),
-            "{err}"
-        );
     }
 
     #[test]

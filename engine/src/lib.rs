@@ -17,6 +17,7 @@ pub(crate) mod path;
 pub(crate) mod registry;
 pub(crate) mod routes;
 pub mod runtime;
+pub mod sections;
 pub mod server;
 pub mod store;
 pub(crate) mod streams;

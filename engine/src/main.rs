@@ -137,7 +137,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             dev,
         } => {
-            let mut cfg = Config::load(config.as_deref(), |k| std::env::var(k).ok())?;
+            let mut cfg = kiln::sections::load(config.as_deref(), |k| std::env::var(k).ok())?;
             if let Some(dir) = plugins {
                 cfg.plugins_dir = dir;
             }
@@ -227,7 +227,7 @@ fn on_database<F>(config: Option<PathBuf>, work: impl FnOnce(Config) -> F) -> an
 where
     F: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let cfg = Config::load(config.as_deref(), |k| std::env::var(k).ok())?;
+    let cfg = kiln::sections::load(config.as_deref(), |k| std::env::var(k).ok())?;
     cfg.validate()?;
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

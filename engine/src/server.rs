@@ -11,17 +11,20 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::graphql::SchemaInputs;
+use crate::graphql::{GraphqlConfig, SchemaInputs};
 use crate::host::HostServices;
+use crate::http::config::HttpConfig;
 use crate::http::connections::{self, ConnectionLimits, Connections, raise_open_file_limit};
 use crate::http::{AppState, router};
 use crate::registry::Registry;
 use crate::runtime::Runtime;
-use crate::store::cache::Cache;
+use crate::store::DatabaseConfig;
+use crate::store::cache::{Cache, CacheConfig};
 use crate::store::kv::Kv;
 use crate::store::sql::SqlService;
 use crate::store::{Database, redact};
 use crate::streams::Broker;
+use crate::streams::broker::PubsubConfig;
 use crate::streams::redis_bridge::RedisBridge;
 use crate::watcher::{Reloader, watch};
 
@@ -59,7 +62,13 @@ pub async fn serve(
     let observers = crate::runtime::Observers::new(vec![calls.clone()]);
     let runtime = Arc::new(Runtime::new(&config, services, observers)?);
     let registry = Arc::new(Registry::new());
-    let schema_inputs = SchemaInputs::new(broker, &config);
+    let http = config.section::<HttpConfig>();
+    let schema_inputs = SchemaInputs::new(
+        broker,
+        config.section::<GraphqlConfig>(),
+        http.max_response_body(),
+        Duration::from_millis(http.request_timeout_ms),
+    );
     let idle_release = tokio::spawn(release_idle_instances(runtime.clone()));
     let _trim = tokio::spawn(crate::memory::trim_after_releases());
     let names = crate::store::plugin_names::PluginNames::new(db.clone());
@@ -84,7 +93,7 @@ pub async fn serve(
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let open_files = raise_open_file_limit();
-    let limits = ConnectionLimits::from_config(&config.http, open_files);
+    let limits = ConnectionLimits::from_config(&http, open_files);
     tracing::info!(
         open_files = open_files.map_or_else(|| "unknown".to_string(), |n| n.to_string()),
         max_connections = limits.max_connections,
@@ -113,10 +122,10 @@ pub async fn serve(
         stopping.clone(),
     ));
     shutdown.await;
-    let grace = Duration::from_millis(config.http.shutdown_grace_ms);
+    let grace = Duration::from_millis(http.shutdown_grace_ms);
     tracing::info!(
         connections = open.count(),
-        grace_ms = config.http.shutdown_grace_ms,
+        grace_ms = http.shutdown_grace_ms,
         "shutting down: no new connections; finishing requests in flight, ending streams"
     );
     stopping.cancel();
@@ -130,7 +139,7 @@ pub async fn serve(
         tracing::warn!(
             connections = open.count(),
             "shutdown grace period (http.shutdown_grace_ms = {} ms) is over: cutting {} connection(s) still open",
-            config.http.shutdown_grace_ms,
+            http.shutdown_grace_ms,
             open.count(),
         );
     }
@@ -151,10 +160,11 @@ pub async fn serve(
 /// Connects to the configured database and brings its schema up to date;
 /// start-up stops here if either fails.
 pub async fn open_database(config: &Config) -> anyhow::Result<Database> {
-    let db = Database::connect(&config.database, &config.data_dir).await?;
+    let database = config.section::<DatabaseConfig>();
+    let db = Database::connect(&database, &config.data_dir).await?;
     let applied = db.migrate().await?;
     tracing::info!(
-        database = %redact(&config.database.url(&config.data_dir)),
+        database = %redact(&database.url(&config.data_dir)),
         migrations = applied.len(),
         "database ready"
     );
@@ -165,11 +175,11 @@ pub async fn open_database(config: &Config) -> anyhow::Result<Database> {
 /// unreachable Redis does not stop start-up: cache calls answer
 /// `unavailable` until it is back, and the engine reconnects by itself.
 async fn open_cache(config: &Config) -> anyhow::Result<Cache> {
+    let limits = config.section::<CacheConfig>();
     let Some(url) = &config.redis.url else {
-        return Ok(Cache::local(&config.cache));
+        return Ok(Cache::local(&limits));
     };
-    let cache =
-        Cache::redis(&config.cache, &config.redis, url.expose()).map_err(anyhow::Error::msg)?;
+    let cache = Cache::redis(&limits, &config.redis, url.expose()).map_err(anyhow::Error::msg)?;
     match cache.ping().await {
         Ok(()) => tracing::info!(redis = %redact(url.expose()), "plugin cache in Redis"),
         Err(e) => {
@@ -182,9 +192,10 @@ async fn open_cache(config: &Config) -> anyhow::Result<Cache> {
 /// The pub/sub broker, bridged through Redis when it is configured so that
 /// subscribers on every engine get what a plugin on any engine publishes.
 fn open_broker(config: &Config) -> anyhow::Result<Broker> {
+    let pubsub = config.section::<PubsubConfig>();
     let broker = Broker::new(
-        config.pubsub.subscriber_buffer,
-        usize::try_from(config.pubsub.max_message.0).unwrap_or(usize::MAX),
+        pubsub.subscriber_buffer,
+        usize::try_from(pubsub.max_message.0).unwrap_or(usize::MAX),
     );
     if let Some(url) = &config.redis.url {
         let bridge =

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::config::{Config, PluginSettings};
 use crate::front_door::{FrontDoors, NotAdmitted};
 use crate::hash::sha256_hex;
-use crate::host::outbound::OutboundPolicy;
+use crate::host::outbound::{OutboundCeiling, OutboundPolicy};
 use crate::registry::{PluginStatus, Registry, Snapshot};
 use crate::routes::RouteTable;
 use crate::runtime::{Plugin, PluginSource, Runtime};
@@ -43,6 +43,8 @@ pub struct Reloader {
     runtime: Arc<Runtime>,
     registry: Arc<Registry>,
     config: Arc<Config>,
+    /// `[outbound] allowed_hosts`: what a plugin's own file may ask for.
+    outbound_ceiling: OutboundCeiling,
     /// What each front door asks, admits and catalogs.
     doors: FrontDoors,
     /// Which file owns each plugin name (and with it the name's data).
@@ -61,6 +63,7 @@ impl Reloader {
         Reloader {
             runtime,
             registry,
+            outbound_ceiling: config.section::<OutboundCeiling>(),
             config,
             doors,
             names,
@@ -285,6 +288,12 @@ impl Reloader {
                 // The plugin's author wrote this file (`kiln build` copies
                 // it): it may ask for less than the engine allows, never more.
                 self.config.check_plugin_file(stem, path, &own)?;
+                self.outbound_ceiling.check_plugin_file(
+                    stem,
+                    path,
+                    &own,
+                    self.config.plugins.get(stem),
+                )?;
                 own
             }
             _ => PluginSettings::default(),

@@ -19,48 +19,69 @@ const RULES: &[(&str, &[&str])] = &[
     ("memory", &["*"]),
     (
         "manifest",
-        &["runtime", "host", "http", "registry", "watcher", "server"],
+        &[
+            "runtime", "host", "http", "registry", "watcher", "server", "sections",
+        ],
     ),
     (
         "routes",
-        &["runtime", "host", "http", "registry", "watcher", "server"],
+        &[
+            "runtime", "host", "http", "registry", "watcher", "server", "sections",
+        ],
     ),
     (
         "store",
         &[
-            "runtime", "host", "http", "registry", "watcher", "server", "graphql", "mcp",
-            "identity",
+            "runtime", "host", "http", "registry", "watcher", "server", "sections", "graphql",
+            "mcp", "identity",
         ],
     ),
     (
         "streams",
         &[
-            "runtime", "host", "http", "registry", "watcher", "server", "graphql", "mcp",
-            "identity", "store",
+            "runtime", "host", "http", "registry", "watcher", "server", "sections", "graphql",
+            "mcp", "identity", "store",
         ],
     ),
     (
         "runtime",
         &[
-            "http", "registry", "watcher", "server", "identity", "graphql", "mcp",
+            "http", "registry", "watcher", "server", "sections", "identity", "graphql", "mcp",
         ],
     ),
     (
         "host",
-        &["http", "registry", "watcher", "server", "graphql", "mcp"],
+        &[
+            "http", "registry", "watcher", "server", "sections", "graphql", "mcp",
+        ],
     ),
-    ("identity", &["http", "watcher", "server", "graphql", "mcp"]),
-    ("graphql", &["http", "watcher", "server", "mcp"]),
-    ("mcp", &["http", "watcher", "server", "graphql"]),
+    (
+        "identity",
+        &["http", "watcher", "server", "sections", "graphql", "mcp"],
+    ),
+    ("graphql", &["http", "watcher", "server", "sections", "mcp"]),
+    ("mcp", &["http", "watcher", "server", "sections", "graphql"]),
     (
         "config",
         &[
-            "http", "identity", "host", "streams", "runtime", "registry", "watcher", "server",
+            "http",
+            "identity",
+            "host",
+            "streams",
+            "runtime",
+            "registry",
+            "watcher",
+            "server",
+            "sections",
+            "graphql",
+            "mcp",
+            "store",
+            "front_door",
         ],
     ),
-    ("registry", &["http", "watcher", "server"]),
-    ("front_door", &["watcher", "server"]),
-    ("watcher", &["http", "server"]),
+    ("registry", &["http", "watcher", "server", "sections"]),
+    ("front_door", &["watcher", "server", "sections"]),
+    ("watcher", &["http", "server", "sections"]),
 ];
 
 /// Forbidden edges that exist today, and what removes them.
@@ -68,11 +89,6 @@ const KNOWN: &[(&str, &str, &str)] = &[
     // Transports take `AppState` and `ApiError` (item 7: per-front-door state).
     ("graphql", "http", "per-front-door state"),
     ("mcp", "http", "per-front-door state"),
-    // Config sections owned by their units (item 1).
-    ("config", "http", "config sections owned by their units"),
-    ("config", "identity", "config sections owned by their units"),
-    ("config", "host", "config sections owned by their units"),
-    ("config", "streams", "config sections owned by their units"),
 ];
 
 fn module_of(file: &Path, src: &Path) -> String {

@@ -13,7 +13,7 @@ use std::path::Path;
 use rand::RngCore;
 
 use crate::config::{Config, Secret};
-use crate::identity::access::Rule;
+use crate::identity::access::{AccessConfig, Rule};
 
 /// What `--dev` did, for the banner.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub fn apply(config: &mut Config, path: Option<&Path>) -> Result<DevMode, String
     }
     let mut done = DevMode::default();
     if !declares_access(path)? {
-        config.access.default = Rule::Public;
+        config.section_mut::<AccessConfig>().default = Rule::Public;
         done.public = true;
     }
     if config.admin.token.is_none() {
@@ -91,7 +91,7 @@ mod tests {
         let mut c = Config::default();
         let done = apply(&mut c, None).unwrap();
         assert!(done.public);
-        assert_eq!(c.access.default, Rule::Public);
+        assert_eq!(c.section::<AccessConfig>().default, Rule::Public);
         let token = done.admin_token.unwrap();
         assert!(token.starts_with("dev-") && token.len() == 52);
         assert_eq!(c.admin.token.as_ref().unwrap().expose(), token);
@@ -119,7 +119,7 @@ mod tests {
             "[access]\ndefault = \"authenticated\"\n[admin]\ntoken = \"0123456789abcdef\"\n",
         )
         .unwrap();
-        let mut c = Config::load(Some(&path), |_| None).unwrap();
+        let mut c = crate::sections::load(Some(&path), |_| None).unwrap();
         let done = apply(&mut c, Some(&path)).unwrap();
         assert_eq!(
             done,
@@ -128,7 +128,7 @@ mod tests {
                 public: false
             }
         );
-        assert_eq!(c.access.default, Rule::Authenticated);
+        assert_eq!(c.section::<AccessConfig>().default, Rule::Authenticated);
         assert_eq!(c.admin.token.as_ref().unwrap().expose(), "0123456789abcdef");
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod budget;
 pub mod complete;
+pub mod config;
 pub mod door;
 pub mod graphiql;
 pub mod http;
@@ -31,10 +32,10 @@ use async_graphql::{Data, Executor, Request, Response, ServerError};
 use futures_util::stream::{self, BoxStream, StreamExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::GraphqlConfig;
 use crate::registry::Registry;
 use crate::runtime::Plugin;
 use crate::streams::Broker;
+pub use config::GraphqlConfig;
 pub use door::GraphqlDoor;
 pub use schema::{GraphqlSchema, RequestInfo};
 
@@ -52,19 +53,26 @@ pub struct SchemaInputs {
 }
 
 impl SchemaInputs {
-    pub fn new(broker: Broker, config: &crate::config::Config) -> Self {
+    /// `max_response_bytes` and `timeout` are the HTTP server's: an
+    /// answer is held to them whatever the transport.
+    pub fn new(
+        broker: Broker,
+        config: GraphqlConfig,
+        max_response_bytes: usize,
+        timeout: std::time::Duration,
+    ) -> Self {
+        let limits = budget::Limits {
+            max_fields: config.max_fields,
+            max_plugin_calls: config.max_plugin_calls,
+            max_response_bytes,
+            max_errors: config.max_errors,
+            timeout,
+            ..budget::Limits::default()
+        };
         SchemaInputs {
             broker,
-            config: config.graphql.clone(),
-            limits: budget::Limits {
-                max_fields: config.graphql.max_fields,
-                max_plugin_calls: config.graphql.max_plugin_calls,
-                max_response_bytes: usize::try_from(config.http.max_response_body.0)
-                    .unwrap_or(usize::MAX),
-                max_errors: config.graphql.max_errors,
-                timeout: std::time::Duration::from_millis(config.http.request_timeout_ms),
-                ..budget::Limits::default()
-            },
+            config,
+            limits,
         }
     }
 }

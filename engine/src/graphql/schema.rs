@@ -21,9 +21,9 @@ use async_graphql::{Error, ErrorExtensions, PathSegment, Response, ServerError, 
 use futures_util::future::BoxFuture;
 
 use super::budget::{CallBudget, Limits, json_len};
+use super::config::GraphqlConfig;
 use super::merge::{Merged, Source};
 use super::sdl::{FieldDecl, FieldDirectives, InputDecl, Kind};
-use crate::config::GraphqlConfig;
 use crate::identity::Caller;
 use crate::identity::access::{AccessConfig, Denied, Target};
 use crate::streams::{Broker, Delivery};

@@ -21,8 +21,68 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 
 use super::HostServices;
 use super::capability::{CallStart, Capability, PluginFacts};
-use crate::config::Config;
+use crate::config::{Config, ConfigError, PluginSettings, Section, invalid, toml_key};
 use crate::runtime::state::CallState;
+
+/// `[outbound]` of the engine config: `allowed_hosts` is the ceiling of the
+/// hosts a plugin's own file may ask for (unset: no ceiling). It lets no
+/// plugin reach anything by itself.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundCeiling {
+    pub allowed_hosts: Option<Vec<String>>,
+}
+
+impl Section for OutboundCeiling {
+    const KEY: &'static str = "outbound";
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(hosts) = &self.allowed_hosts {
+            OutboundPolicy::parse(hosts).map_err(|m| invalid("outbound", &m))?;
+        }
+        Ok(())
+    }
+}
+
+impl OutboundCeiling {
+    /// Checks the hosts a plugin's own settings file (`file`) asks for
+    /// against the ceiling, unless the operator's `[plugins.<stem>]`
+    /// (`operator`) sets them: the operator's list replaces the file's.
+    pub fn check_plugin_file(
+        &self,
+        stem: &str,
+        file: &std::path::Path,
+        own: &PluginSettings,
+        operator: Option<&PluginSettings>,
+    ) -> Result<(), String> {
+        let operator_sets_hosts = operator.is_some_and(|o| o.outbound.allowed_hosts.is_some());
+        let (Some(ceiling), Some(asked), false) = (
+            &self.allowed_hosts,
+            &own.outbound.allowed_hosts,
+            operator_sets_hosts,
+        ) else {
+            return Ok(());
+        };
+        let file = file.display();
+        let key = toml_key(stem);
+        let policy = OutboundPolicy::parse(ceiling)
+            .map_err(|e| format!("[outbound] in the engine config: {e}"))?;
+        let outside = policy
+            .uncovered(asked)
+            .map_err(|e| format!("{file}: outbound.{e}"))?;
+        if !outside.is_empty() {
+            return Err(format!(
+                "{file}: outbound.allowed_hosts {outside:?} {} outside the engine's ceiling \
+                 {ceiling:?} ([outbound] allowed_hosts); ask only for hosts it covers, or \
+                 grant {} for this plugin with [plugins.{key}.outbound] allowed_hosts in the \
+                 engine config",
+                if outside.len() == 1 { "is" } else { "are" },
+                if outside.len() == 1 { "it" } else { "them" },
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// Outbound HTTP as a capability: `wasi:http` linked once, the plugin's
 /// checked allow-list as its scope, and per call the hooks that apply it.
@@ -347,6 +407,65 @@ impl WasiHttpHooks for OutboundHooks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    fn engine(toml: &str) -> Config {
+        let c = crate::sections::parse(Path::new("kiln.toml"), toml).unwrap();
+        c.validate().unwrap();
+        c
+    }
+
+    /// What the watcher checks of the hosts a plugin's own file asks for.
+    fn check(config: &Config, settings: &str) -> Result<(), String> {
+        let own = PluginSettings::parse(Path::new("plugins/x.toml"), settings).unwrap();
+        config.section::<OutboundCeiling>().check_plugin_file(
+            "x",
+            Path::new("plugins/x.toml"),
+            &own,
+            config.plugins.get("x"),
+        )
+    }
+
+    #[test]
+    fn a_plugin_file_asks_hosts_only_within_the_outbound_ceiling() {
+        let hosts = "[outbound]\nallowed_hosts = [\"api.example.com\", \"evil.test\"]";
+        // No ceiling: as before, the file decides.
+        assert!(check(&engine(""), hosts).is_ok());
+        let c = engine("[outbound]\nallowed_hosts = [\"*.example.com\"]");
+        let err = check(&c, hosts).unwrap_err();
+        assert!(
+            err.starts_with("plugins/x.toml: outbound.allowed_hosts [\"evil.test\"] is outside")
+                && err.contains("ceiling [\"*.example.com\"] ([outbound] allowed_hosts)")
+                && err.contains("[plugins.x.outbound] allowed_hosts"),
+            "{err}"
+        );
+        assert!(!err.contains("api.example.com"), "{err}");
+        assert!(check(&c, "[outbound]\nallowed_hosts = [\"api.example.com\"]").is_ok());
+        assert!(check(&c, "").is_ok());
+        let err = check(&c, "[outbound]\nallowed_hosts = [\"ftp://x\"]").unwrap_err();
+        assert!(
+            err.contains("plugins/x.toml: outbound.allowed_hosts entry"),
+            "{err}"
+        );
+        // An empty ceiling: plugins may ask for nothing.
+        let c = engine("[outbound]\nallowed_hosts = []");
+        assert!(check(&c, "[outbound]\nallowed_hosts = [\"a.example.com\"]").is_err());
+        // A bad ceiling stops start-up, naming the key.
+        let c = crate::sections::parse(Path::new("k.toml"), "[outbound]\nallowed_hosts = [\"*\"]").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("outbound") && err.contains("every host"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_operators_hosts_replace_the_files_and_are_not_held_to_the_ceiling() {
+        let c = engine(
+            "[plugins.x.outbound]\nallowed_hosts = [\"evil.test\"]\n[outbound]\nallowed_hosts = [\"*.example.com\"]",
+        );
+        assert!(check(&c, "[outbound]\nallowed_hosts = [\"other.test\"]").is_ok());
+    }
 
     fn policy(entries: &[&str]) -> OutboundPolicy {
         OutboundPolicy::parse(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()

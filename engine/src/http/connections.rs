@@ -52,7 +52,7 @@ pub struct ConnectionLimits {
 }
 
 impl ConnectionLimits {
-    pub fn from_config(http: &crate::config::HttpConfig, open_files: Option<u64>) -> Self {
+    pub fn from_config(http: &super::config::HttpConfig, open_files: Option<u64>) -> Self {
         ConnectionLimits {
             max_connections: http
                 .max_connections

@@ -7,6 +7,7 @@ pub mod admin_guard;
 pub mod auth;
 pub mod body;
 pub mod canonical;
+pub mod config;
 pub mod connections;
 pub mod dispatch;
 pub mod error;
@@ -22,8 +23,9 @@ use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::{any, get};
 
-use crate::config::{Config, GraphqlConfig, Secret};
+use crate::config::{Config, Secret};
 use crate::graphql;
+use crate::graphql::GraphqlConfig;
 use crate::registry::Registry;
 use crate::store::Database;
 use crate::store::cache::Cache;
@@ -102,39 +104,39 @@ impl AppState {
         calls: Arc<crate::runtime::stats::CallStats>,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> Result<Self, StateError> {
-        let rate_limiter = rate_limit::RateLimiter::new(
-            config.rate_limits.clone(),
+        let http = config.section::<config::HttpConfig>();
+        let mcp_config = config.section::<crate::mcp::McpConfig>();
+        let redis = || {
             config
                 .redis
                 .url
                 .as_ref()
-                .map(|url| (&config.redis, url.expose())),
-            config.http.client_ip_header.as_deref(),
+                .map(|url| (&config.redis, url.expose()))
+        };
+        let rate_limiter = rate_limit::RateLimiter::new(
+            config.section::<rate_limit::RateLimits>().0,
+            redis(),
+            http.client_ip_header.as_deref(),
         )
         .map_err(StateError::RateLimits)?;
-        let access = Arc::new(config.access.clone());
-        let mcp = config.mcp.enabled.then(|| {
+        let access = Arc::new(config.section::<crate::identity::access::AccessConfig>());
+        let mcp = mcp_config.enabled.then(|| {
             crate::mcp::service(
                 registry.clone(),
                 access.clone(),
-                &config.mcp,
-                usize::try_from(config.http.max_request_body.0).unwrap_or(usize::MAX),
+                &mcp_config,
+                http.max_request_body(),
             )
         });
         let keys = crate::identity::api_keys::ApiKeys::new(
             crate::store::api_keys::KeyStore::new(db.clone()),
             std::time::Duration::from_millis(config.admin.key_cache_ttl_ms),
         );
-        let redis = config
-            .redis
-            .url
-            .as_ref()
-            .map(|url| (&config.redis, url.expose()));
-        let revocations = crate::identity::revocations::Revocations::start(keys.clone(), redis)
+        let revocations = crate::identity::revocations::Revocations::start(keys.clone(), redis())
             .map_err(StateError::Revocations)?;
         let audit = crate::store::audit::AuditLog::new(db.clone());
         let auth = crate::identity::authenticator::Authenticator::new(
-            &config.identity,
+            &config.section::<crate::identity::config::IdentityConfig>(),
             keys,
             registry.clone(),
         )
@@ -146,15 +148,14 @@ impl AppState {
             admin_token: config.admin.token.clone(),
             auth,
             access,
-            max_request_body: usize::try_from(config.http.max_request_body.0).unwrap_or(usize::MAX),
-            max_response_body: usize::try_from(config.http.max_response_body.0)
-                .unwrap_or(usize::MAX),
-            max_header_bytes: usize::try_from(config.http.max_header_bytes.0).unwrap_or(usize::MAX),
-            request_timeout: std::time::Duration::from_millis(config.http.request_timeout_ms),
-            hsts: config.http.hsts.then(|| {
+            max_request_body: http.max_request_body(),
+            max_response_body: http.max_response_body(),
+            max_header_bytes: usize::try_from(http.max_header_bytes.0).unwrap_or(usize::MAX),
+            request_timeout: std::time::Duration::from_millis(http.request_timeout_ms),
+            hsts: http.hsts.then(|| {
                 axum::http::HeaderValue::from_static("max-age=31536000; includeSubDomains")
             }),
-            cors: config.http.cors.clone(),
+            cors: http.cors.clone(),
             rate_limiter,
             audit,
             revocations,
@@ -163,8 +164,10 @@ impl AppState {
                 &config.admin.rate_limit,
                 &config.admin.auth_failures,
             ),
-            graphql: config.graphql.clone(),
-            streams: crate::streams::limits::StreamSlots::new(config.streams.clone()),
+            graphql: config.section::<GraphqlConfig>(),
+            streams: crate::streams::limits::StreamSlots::new(
+                config.section::<crate::streams::limits::StreamLimits>(),
+            ),
             verbose_errors: config.verbose_errors,
             mcp,
             calls,

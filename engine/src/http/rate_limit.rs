@@ -60,6 +60,28 @@ pub enum OnRedisError {
     Allow,
 }
 
+/// `[[rate_limits]]`: token buckets per principal or client IP, per group
+/// of paths.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct RateLimits(pub Vec<RateLimitGroup>);
+
+impl crate::config::Section for RateLimits {
+    const KEY: &'static str = "rate_limits";
+
+    fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        let invalid = |m: &str| crate::config::invalid("rate_limits", m);
+        let mut names = std::collections::BTreeSet::new();
+        for group in &self.0 {
+            group.validate().map_err(|m| invalid(&m))?;
+            if !names.insert(group.name.as_str()) {
+                return Err(invalid(&format!("two groups are named '{}'", group.name)));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One `[[rate_limits]]` group.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -126,6 +126,14 @@ impl Default for AccessConfig {
     }
 }
 
+impl crate::config::Section for AccessConfig {
+    const KEY: &'static str = "access";
+
+    fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        AccessConfig::validate(self).map_err(|m| crate::config::invalid("access", &m))
+    }
+}
+
 impl AccessConfig {
     pub fn validate(&self) -> Result<(), String> {
         for (i, entry) in self.rules.iter().enumerate() {

@@ -188,8 +188,8 @@ fn check_roles(roles: &[String]) -> Result<(), DataError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DatabaseConfig;
     use crate::store::Database;
+    use crate::store::DatabaseConfig;
 
     async fn keys() -> (tempfile::TempDir, ApiKeys) {
         let tmp = tempfile::tempdir().unwrap();

@@ -29,6 +29,25 @@ impl Default for IdentityConfig {
     }
 }
 
+impl crate::config::Section for IdentityConfig {
+    const KEY: &'static str = "identity";
+
+    fn apply_env(&mut self, env: crate::config::Env<'_>) -> Result<(), crate::config::ConfigError> {
+        if let Some(v) = env("KILN_JWT_SECRET") {
+            self.jwt.get_or_insert_with(Default::default).secret = Some(Secret::new(v));
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        if let Some(jwt) = &self.jwt {
+            jwt.validate()
+                .map_err(|m| crate::config::invalid("identity.jwt", &m))?;
+        }
+        Ok(())
+    }
+}
+
 /// `[identity.jwt]`: exactly one of `secret`, `public_key_file`, `jwks_url`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

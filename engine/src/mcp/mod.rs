@@ -14,6 +14,7 @@
 //! `[mcp]` in the config.
 
 pub mod catalog;
+pub mod config;
 pub mod decl;
 pub mod door;
 pub mod server;
@@ -30,8 +31,8 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 pub use catalog::Catalog;
 pub use sessions::{Refused, SessionLimits, Sessions};
 
-use crate::config::McpConfig;
 use crate::registry::Registry;
+pub use config::McpConfig;
 
 /// The tower service mounted at `/mcp`.
 pub type McpService = StreamableHttpService<server::KilnMcp, Sessions>;

@@ -10,7 +10,40 @@ use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::DataError;
-use crate::config::{CacheConfig, RedisConfig};
+use crate::config::{ByteSize, RedisConfig};
+
+/// `[cache]`: the plugin cache.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Capacity of the in-process cache (keys + values).
+    pub max_bytes: ByteSize,
+    /// Largest single value.
+    pub max_value: ByteSize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_bytes: ByteSize(64 << 20),
+            max_value: ByteSize(1 << 20),
+        }
+    }
+}
+
+impl crate::config::Section for CacheConfig {
+    const KEY: &'static str = "cache";
+
+    fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        if self.max_value.0 == 0 || self.max_value > self.max_bytes {
+            return Err(crate::config::invalid(
+                "cache.max_value",
+                "must be between 1 byte and cache.max_bytes",
+            ));
+        }
+        Ok(())
+    }
+}
 
 pub const MAX_KEY_BYTES: usize = 512;
 /// A month: longer-lived data belongs in the key-value store.

@@ -350,7 +350,7 @@ impl Kv {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DatabaseConfig;
+    use crate::store::DatabaseConfig;
 
     async fn sqlite() -> (tempfile::TempDir, Kv) {
         let tmp = tempfile::tempdir().unwrap();

@@ -12,7 +12,81 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-use crate::config::DatabaseConfig;
+use crate::config::Secret;
+
+/// `[database]`: the engine's database and its connection pool.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB` (`KILN_DATABASE_URL`).
+    /// Default: the SQLite file `kiln.db` in the data directory.
+    pub url: Option<Secret>,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    /// How long a caller waits for a free connection.
+    pub acquire_timeout_ms: u64,
+    /// Idle connections above `min_connections` close after this (0 = never).
+    pub idle_timeout_ms: u64,
+    /// Connections are replaced after this age (0 = never).
+    pub max_lifetime_ms: u64,
+    /// Check a connection is alive before handing it out.
+    pub test_before_acquire: bool,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            max_connections: 10,
+            min_connections: 0,
+            acquire_timeout_ms: 5_000,
+            idle_timeout_ms: 600_000,
+            max_lifetime_ms: 1_800_000,
+            test_before_acquire: true,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// The URL to connect to.
+    pub fn url(&self, data_dir: &Path) -> String {
+        match &self.url {
+            Some(url) => url.expose().to_string(),
+            None => format!("sqlite://{}", data_dir.join("kiln.db").display()),
+        }
+    }
+}
+
+impl crate::config::Section for DatabaseConfig {
+    const KEY: &'static str = "database";
+
+    fn apply_env(&mut self, env: crate::config::Env<'_>) -> Result<(), crate::config::ConfigError> {
+        if let Some(v) = env("KILN_DATABASE_URL") {
+            self.url = Some(Secret::new(v));
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        use crate::config::invalid;
+        if self.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+        if self.min_connections > self.max_connections {
+            return Err(invalid(
+                "database.min_connections",
+                "must not exceed max_connections",
+            ));
+        }
+        if self.acquire_timeout_ms == 0 {
+            return Err(invalid(
+                "database.acquire_timeout_ms",
+                "must be greater than 0",
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// Runs the same sqlx code on whichever pool the database is: the SQL text
 /// of the engine's tables is written to suit both dialects.

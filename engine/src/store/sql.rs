@@ -507,7 +507,7 @@ async fn open_postgres(admin: &PgPool, plugin: &str) -> Result<PgPool, DataError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DatabaseConfig;
+    use crate::store::DatabaseConfig;
 
     async fn service() -> (tempfile::TempDir, Arc<SqlService>) {
         let tmp = tempfile::tempdir().unwrap();

@@ -14,6 +14,47 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
+/// The pub/sub broker behind GraphQL subscriptions.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PubsubConfig {
+    /// Messages a subscriber may fall behind before it is dropped (with an
+    /// error) so that it never slows the publisher or grows memory.
+    pub subscriber_buffer: usize,
+    /// Largest message a plugin may publish.
+    pub max_message: crate::config::ByteSize,
+}
+
+impl Default for PubsubConfig {
+    fn default() -> Self {
+        PubsubConfig {
+            subscriber_buffer: 256,
+            max_message: crate::config::ByteSize(64 << 10),
+        }
+    }
+}
+
+impl crate::config::Section for PubsubConfig {
+    const KEY: &'static str = "pubsub";
+
+    fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        use crate::config::invalid;
+        if self.subscriber_buffer == 0 || self.subscriber_buffer > 65_536 {
+            return Err(invalid(
+                "pubsub.subscriber_buffer",
+                "must be between 1 and 65536",
+            ));
+        }
+        if self.max_message.0 == 0 || self.max_message.0 > 16 << 20 {
+            return Err(invalid(
+                "pubsub.max_message",
+                "must be between 1 byte and 16MiB",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Longest topic name.
 pub const MAX_TOPIC: usize = 128;
 

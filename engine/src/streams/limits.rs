@@ -36,6 +36,14 @@ impl Default for StreamLimits {
     }
 }
 
+impl crate::config::Section for StreamLimits {
+    const KEY: &'static str = "streams";
+
+    fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        StreamLimits::validate(self).map_err(|m| crate::config::invalid("streams", &m))
+    }
+}
+
 impl StreamLimits {
     pub fn validate(&self) -> Result<(), String> {
         for (key, value) in [
