@@ -15,6 +15,7 @@ pub(crate) mod mcp;
 pub(crate) mod memory;
 pub(crate) mod path;
 pub(crate) mod registry;
+pub(crate) mod request;
 pub(crate) mod routes;
 pub mod runtime;
 pub mod sections;

@@ -11,10 +11,10 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
 
+use super::state::GraphqlState;
 use super::{LiveSchema, RequestInfo};
-use crate::http::AppState;
-use crate::http::request_id::RequestId;
 use crate::identity::Caller;
+use crate::request::id::RequestId;
 
 pub const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
@@ -264,7 +264,7 @@ pub fn bad_request(media: Media, status: StatusCode, message: &str) -> HttpRespo
 }
 
 /// The request id and caller the HTTP layers put in `extensions`.
-pub fn request_info(extensions: &axum::http::Extensions, state: &AppState) -> RequestInfo {
+pub fn request_info(extensions: &axum::http::Extensions, state: &GraphqlState) -> RequestInfo {
     RequestInfo {
         request_id: RequestId::of(extensions),
         caller: extensions.get::<Caller>().cloned().unwrap_or_default(),
@@ -274,14 +274,14 @@ pub fn request_info(extensions: &axum::http::Extensions, state: &AppState) -> Re
 
 /// `GET /graphql`: a query in the query string, or GraphiQL for browsers.
 pub async fn get(
-    State(state): State<AppState>,
+    State(state): State<GraphqlState>,
     RawQuery(raw): RawQuery,
     request: axum::extract::Request,
 ) -> HttpResponse {
     let accept = header_str(request.headers(), header::ACCEPT);
     let media = match negotiate(accept) {
         Accepts::Html if raw.as_deref().is_none_or(|q| !q.contains("query=")) => {
-            return if state.graphql.graphiql {
+            return if state.config.graphiql {
                 super::graphiql::page()
             } else {
                 bad_request(
@@ -327,7 +327,10 @@ pub async fn get(
 }
 
 /// `POST /graphql`: a JSON body `{query, operationName?, variables?, extensions?}`.
-pub async fn post(State(state): State<AppState>, request: axum::extract::Request) -> HttpResponse {
+pub async fn post(
+    State(state): State<GraphqlState>,
+    request: axum::extract::Request,
+) -> HttpResponse {
     let (parts, body) = request.into_parts();
     let media = match negotiate(header_str(&parts.headers, header::ACCEPT)) {
         Accepts::Graphql(media) => media,
@@ -337,28 +340,32 @@ pub async fn post(State(state): State<AppState>, request: axum::extract::Request
     if let Err((status, message)) = check_json_content_type(&parts.headers) {
         return bad_request(media, status, &message);
     }
-    let body: Bytes = match crate::http::body::read(&parts, body, state.max_request_body).await {
-        Ok(b) => b,
-        Err(crate::http::body::BodyError::TooLarge) => {
-            let mut r = bad_request(
-                media,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("the request body exceeds {} bytes", state.max_request_body),
-            );
-            if crate::http::body::may_close(parts.version) {
-                r.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    let body: Bytes =
+        match crate::request::body::read(&parts, body, state.transport.max_request_body).await {
+            Ok(b) => b,
+            Err(crate::request::body::BodyError::TooLarge) => {
+                let mut r = bad_request(
+                    media,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!(
+                        "the request body exceeds {} bytes",
+                        state.transport.max_request_body
+                    ),
+                );
+                if crate::request::body::may_close(parts.version) {
+                    r.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                return r;
             }
-            return r;
-        }
-        Err(crate::http::body::BodyError::Unreadable(e)) => {
-            return bad_request(
-                media,
-                StatusCode::BAD_REQUEST,
-                &format!("could not read the request body: {e}"),
-            );
-        }
-    };
+            Err(crate::request::body::BodyError::Unreadable(e)) => {
+                return bad_request(
+                    media,
+                    StatusCode::BAD_REQUEST,
+                    &format!("could not read the request body: {e}"),
+                );
+            }
+        };
     let params = match Params::from_json(&body) {
         Ok(p) => p,
         Err(e) => return bad_request(media, StatusCode::BAD_REQUEST, &e),

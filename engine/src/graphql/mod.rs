@@ -22,6 +22,7 @@ pub mod resolver;
 pub mod schema;
 pub mod sdl;
 pub mod sse;
+pub mod state;
 pub mod ws;
 
 use std::collections::BTreeMap;

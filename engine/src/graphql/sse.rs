@@ -15,17 +15,20 @@ use futures_util::stream::{self, StreamExt};
 
 use super::LiveSchema;
 use super::http::{Media, Params, bad_request, check_json_content_type, header_str, request_info};
-use crate::http::AppState;
+use super::state::GraphqlState;
 
 pub async fn stream(
-    State(state): State<AppState>,
+    State(state): State<GraphqlState>,
     RawQuery(raw): RawQuery,
     request: axum::extract::Request,
 ) -> Response {
-    let client = state.client_key(&request);
-    let held = match state.take_stream(&request) {
+    let client = state.transport.client_key(&request);
+    let held = match state
+        .transport
+        .take(&client, crate::streams::limits::Kind::Stream)
+    {
         Ok(held) => held,
-        Err(refused) => return crate::http::stream_refused(&refused),
+        Err(refused) => return refused.into_response(),
     };
     let (parts, body) = request.into_parts();
     let accepts_events = header_str(&parts.headers, header::ACCEPT).is_some_and(|a| {
@@ -45,20 +48,23 @@ pub async fn stream(
         if let Err((status, message)) = check_json_content_type(&parts.headers) {
             return bad_request(Media::Json, status, &message);
         }
-        match crate::http::body::read(&parts, body, state.max_request_body).await {
+        match crate::request::body::read(&parts, body, state.transport.max_request_body).await {
             Ok(bytes) => Params::from_json(&bytes),
-            Err(crate::http::body::BodyError::Unreadable(e)) => {
+            Err(crate::request::body::BodyError::Unreadable(e)) => {
                 return bad_request(
                     Media::Json,
                     StatusCode::BAD_REQUEST,
                     &format!("could not read the request body: {e}"),
                 );
             }
-            Err(crate::http::body::BodyError::TooLarge) => {
+            Err(crate::request::body::BodyError::TooLarge) => {
                 return bad_request(
                     Media::Json,
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    &format!("the request body exceeds {} bytes", state.max_request_body),
+                    &format!(
+                        "the request body exceeds {} bytes",
+                        state.transport.max_request_body
+                    ),
                 );
             }
         }
@@ -83,11 +89,11 @@ pub async fn stream(
     let subscription = match operation {
         Some(async_graphql::parser::types::OperationType::Subscription) => {
             match state
-                .streams
+                .transport
                 .take(&client, crate::streams::limits::Kind::Subscription)
             {
                 Ok(held) => Some(held),
-                Err(refused) => return crate::http::stream_refused(&refused),
+                Err(refused) => return refused.into_response(),
             }
         }
         _ => None,
@@ -97,7 +103,7 @@ pub async fn stream(
     // At shutdown a subscription's stream ends here, and the `complete`
     // event below still goes out: the client sees a finished stream, not a
     // dropped connection.
-    let results = super::ends_at_shutdown(operation, results, &state.shutdown)
+    let results = super::ends_at_shutdown(operation, results, &state.transport.shutdown)
         .map(move |response| {
             // The stream's places are given back when it ends or is dropped.
             let _held = (&held, &subscription);

@@ -22,8 +22,8 @@ use futures_util::stream::{self, BoxStream, Stream, StreamExt};
 use futures_util::{Sink, SinkExt, future};
 use tokio_util::sync::CancellationToken;
 
+use super::state::GraphqlState;
 use super::{LiveSchema, RequestInfo};
-use crate::http::AppState;
 use crate::identity::Caller;
 
 /// The bearer token in a `connection_init` payload: `{"authorization":
@@ -63,16 +63,19 @@ fn protocol_of(headers: &HeaderMap) -> Option<WebSocketProtocols> {
 const GOING_AWAY: u16 = 1001;
 
 pub async fn upgrade(
-    State(state): State<AppState>,
+    State(state): State<GraphqlState>,
     request: axum::extract::Request,
 ) -> HttpResponse {
     let Some(protocol) = protocol_of(request.headers()) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    let client: Arc<str> = state.client_key(&request).into();
-    let held = match state.take_stream(&request) {
+    let client: Arc<str> = state.transport.client_key(&request).into();
+    let held = match state
+        .transport
+        .take(&client, crate::streams::limits::Kind::Stream)
+    {
         Ok(held) => held,
-        Err(refused) => return crate::http::stream_refused(&refused),
+        Err(refused) => return refused.into_response(),
     };
     let caller = request.extensions().get::<Caller>().cloned();
     let (mut parts, _) = request.into_parts();
@@ -84,13 +87,13 @@ pub async fn upgrade(
     let executor = LimitedOperations {
         schema: LiveSchema(state.registry.clone()),
         running: running.clone(),
-        max: state.graphql.max_operations_per_connection,
-        shutdown: state.shutdown.clone(),
-        streams: state.streams.clone(),
+        max: state.config.max_operations_per_connection,
+        shutdown: state.transport.shutdown.clone(),
+        streams: state.transport.streams.clone(),
         client,
     };
     let connection: Arc<str> = format!("ws-{}", uuid::Uuid::new_v4().simple()).into();
-    let init_timeout = Duration::from_millis(state.graphql.connection_init_timeout_ms);
+    let init_timeout = Duration::from_millis(state.config.connection_init_timeout_ms);
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         // Small buffers: a thousand idle subscribers should not each hold
@@ -98,8 +101,8 @@ pub async fn upgrade(
         // GraphQL requests, bounded like an HTTP request body.
         .read_buffer_size(8 * 1024)
         .write_buffer_size(8 * 1024)
-        .max_message_size(state.max_request_body)
-        .max_frame_size(state.max_request_body)
+        .max_message_size(state.transport.max_request_body)
+        .max_frame_size(state.transport.max_request_body)
         .on_upgrade(move |socket| async move {
             // The socket's place, given back when this task ends.
             let _held = held;
@@ -147,7 +150,13 @@ pub async fn upgrade(
                     });
                     Ok(data)
                 });
-            let serve = serve(messages, sink, running, state.shutdown.clone(), &connection);
+            let serve = serve(
+                messages,
+                sink,
+                running,
+                state.transport.shutdown.clone(),
+                &connection,
+            );
             // A client that never sends `connection_init` does not get to
             // hold a socket: drop it when the time is up.
             let init_deadline = async {

@@ -14,9 +14,10 @@ use serde_json::json;
 use super::AppState;
 use super::admin_guard::{ENGINE_ROWS_PER_WINDOW, Noted, tried_credential};
 use super::auth::Caller;
-use super::error::ApiError;
-use super::rate_limit::{LIMIT, POLICY, REMAINING, RESET, seconds};
-use super::request_id::RequestId;
+use super::rate_limit::{LIMIT, POLICY, REMAINING, RESET};
+use crate::request::buckets::seconds;
+use crate::request::error::ApiError;
+use crate::request::id::RequestId;
 use crate::store::plugin_names::PluginNames;
 
 /// 200 when the engine can serve, 503 (with the reason) when its database
@@ -87,7 +88,7 @@ pub async fn graphql(State(app): State<AppState>) -> Json<serde_json::Value> {
 /// Every MCP tool and prompt and the sessions open (the MCP front door's
 /// view).
 pub async fn mcp(State(app): State<AppState>) -> Json<serde_json::Value> {
-    let sessions = app.mcp.as_ref().map(|m| m.sessions.live());
+    let sessions = app.mcp.as_ref().map(|m| m.mcp.sessions.live());
     Json(crate::mcp::door::admin_view(
         &app.registry.snapshot(),
         sessions,

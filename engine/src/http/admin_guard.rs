@@ -13,8 +13,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::rate_limit::{Decision, LocalBuckets};
 use crate::config::{AdminAuthFailures, AdminRateLimit};
+use crate::request::buckets::{Decision, LocalBuckets};
 
 /// Failure rows per failure window across all client IPs; past it one
 /// summary row says how many went unrecorded from then on.

@@ -14,11 +14,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::error::ApiError;
-use super::request_id::RequestId;
 pub use crate::identity::Caller;
 use crate::identity::access::Denied;
 use crate::identity::authenticator::AuthFailed;
+use crate::request::error::ApiError;
+use crate::request::id::RequestId;
 
 pub async fn layer(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
     let request_id = RequestId::of(request.extensions());

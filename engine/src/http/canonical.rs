@@ -9,9 +9,9 @@ use axum::http::{StatusCode, Uri, Version, header, uri::PathAndQuery};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::error::ApiError;
-use super::request_id::RequestId;
 use crate::path::canonical;
+use crate::request::error::ApiError;
+use crate::request::id::RequestId;
 
 pub async fn layer(mut request: Request, next: Next) -> Response {
     // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is 400.

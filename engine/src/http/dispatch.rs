@@ -11,11 +11,11 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::auth::{self, Caller};
-use super::error::ApiError;
-use super::request_id::RequestId;
 use crate::front_door::{FrontDoor, refused};
 use crate::identity::access::Target;
 use crate::registry::Snapshot;
+use crate::request::error::ApiError;
+use crate::request::id::RequestId;
 use crate::routes::Lookup;
 use crate::runtime::bindings::types;
 use crate::runtime::call::HTTP_HANDLER;
@@ -85,20 +85,22 @@ async fn dispatch(
             Err(denied) => Err(auth::denied(&denied)),
         }
     });
-    let limit = app.max_request_body;
+    let limit = app.transport.max_request_body;
     let (target, params) = match routed {
         Ok(found) => found,
         Err(e) if has_body(&parts.headers) => {
-            super::body::discard(parts.version, body, limit);
+            crate::request::body::discard(parts.version, body, limit);
             return Err(closing(e, parts.version));
         }
         Err(e) => return Err(e),
     };
 
-    let body = match super::body::read(&parts, body, limit).await {
+    let body = match crate::request::body::read(&parts, body, limit).await {
         Ok(body) => body,
-        Err(super::body::BodyError::TooLarge) => return Err(too_large(limit, parts.version)),
-        Err(super::body::BodyError::Unreadable(e)) => {
+        Err(crate::request::body::BodyError::TooLarge) => {
+            return Err(too_large(limit, parts.version));
+        }
+        Err(crate::request::body::BodyError::Unreadable(e)) => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
@@ -232,7 +234,7 @@ fn has_body(headers: &axum::http::HeaderMap) -> bool {
 /// Saying so lets the client open a new one instead of reusing this one
 /// and failing. (HTTP/2 has no such header: its stream ends instead.)
 fn closing(e: ApiError, version: axum::http::Version) -> ApiError {
-    if super::body::may_close(version) {
+    if crate::request::body::may_close(version) {
         e.with_header(header::CONNECTION, HeaderValue::from_static("close"))
     } else {
         e

@@ -21,8 +21,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::AppState;
-use super::error::ApiError;
-use super::request_id::RequestId;
+use crate::request::error::ApiError;
+use crate::request::id::RequestId;
 
 /// `[http.cors]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -144,7 +144,7 @@ pub async fn layer(State(app): State<AppState>, request: Request, next: Next) ->
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
-    let closes = super::body::may_close(request.version());
+    let closes = crate::request::body::may_close(request.version());
     let mut response = if header_bytes > app.max_header_bytes {
         let e = ApiError::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,

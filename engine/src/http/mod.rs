@@ -5,15 +5,12 @@
 pub mod admin;
 pub mod admin_guard;
 pub mod auth;
-pub mod body;
 pub mod canonical;
 pub mod config;
 pub mod connections;
 pub mod dispatch;
-pub mod error;
 pub mod hardening;
 pub mod rate_limit;
-pub mod request_id;
 
 use std::sync::Arc;
 
@@ -24,12 +21,13 @@ use axum::response::IntoResponse;
 use axum::routing::{any, get};
 
 use crate::config::{Config, Secret};
-use crate::graphql;
-use crate::graphql::GraphqlConfig;
+use crate::graphql::{self, GraphqlConfig, state::GraphqlState};
+use crate::mcp::state::McpState;
 use crate::registry::Registry;
+use crate::request::error::ApiError;
+use crate::request::transport::Transport;
 use crate::store::Database;
 use crate::store::cache::Cache;
-use error::ApiError;
 
 #[derive(Clone)]
 pub struct AppState(Arc<AppInner>);
@@ -52,10 +50,12 @@ pub struct AppInner {
     pub cache: Cache,
     pub admin_token: Option<Secret>,
     /// Reads credentials (API keys, JWTs) into principals.
-    pub auth: crate::identity::authenticator::Authenticator,
+    pub auth: Arc<crate::identity::authenticator::Authenticator>,
     /// Who may call which route, field, tool and prompt.
     pub access: Arc<crate::identity::access::AccessConfig>,
-    pub max_request_body: usize,
+    /// Body limit, stream places, client IPs and the shutdown signal,
+    /// shared with the front doors that hold connections open.
+    pub transport: Transport,
     pub max_response_body: usize,
     pub max_header_bytes: usize,
     pub request_timeout: std::time::Duration,
@@ -71,19 +71,14 @@ pub struct AppInner {
     pub auth_failures: auth::FailureWatch,
     /// The admin API's own rate limit and failed-authentication throttle.
     pub admin_guard: admin_guard::AdminGuard,
-    pub graphql: GraphqlConfig,
     /// Crash details in answers (`kiln serve --dev`).
     pub verbose_errors: bool,
-    /// WebSockets, event streams and subscriptions open now, bounded.
-    pub streams: crate::streams::limits::StreamSlots,
-    /// The MCP endpoint, unless `mcp.enabled` is off.
-    pub mcp: Option<crate::mcp::Mcp>,
+    /// GraphQL's own state, for its routes.
+    pub graphql: GraphqlState,
+    /// MCP's own state, for its route, unless `mcp.enabled` is off.
+    pub mcp: Option<McpState>,
     /// Every plugin file's call counters (an observer of every call).
     pub calls: Arc<crate::runtime::stats::CallStats>,
-    /// Cancelled when the engine starts to shut down: streams that would
-    /// otherwise never end (subscriptions, event streams) watch it and end
-    /// themselves, so the server's wait for open connections is short.
-    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl std::ops::Deref for AppState {
@@ -120,13 +115,25 @@ impl AppState {
         )
         .map_err(StateError::RateLimits)?;
         let access = Arc::new(config.section::<crate::identity::access::AccessConfig>());
+        let transport = Transport {
+            max_request_body: http.max_request_body(),
+            streams: crate::streams::limits::StreamSlots::new(
+                config.section::<crate::streams::limits::StreamLimits>(),
+            ),
+            clients: rate_limiter.client_ips().clone(),
+            shutdown,
+        };
         let mcp = mcp_config.enabled.then(|| {
-            crate::mcp::service(
-                registry.clone(),
-                access.clone(),
-                &mcp_config,
-                http.max_request_body(),
-            )
+            McpState::new(crate::mcp::state::Shared {
+                mcp: crate::mcp::service(
+                    registry.clone(),
+                    access.clone(),
+                    &mcp_config,
+                    http.max_request_body(),
+                ),
+                access: access.clone(),
+                transport: transport.clone(),
+            })
         });
         let keys = crate::identity::api_keys::ApiKeys::new(
             crate::store::api_keys::KeyStore::new(db.clone()),
@@ -135,12 +142,21 @@ impl AppState {
         let revocations = crate::identity::revocations::Revocations::start(keys.clone(), redis())
             .map_err(StateError::Revocations)?;
         let audit = crate::store::audit::AuditLog::new(db.clone());
-        let auth = crate::identity::authenticator::Authenticator::new(
-            &config.section::<crate::identity::config::IdentityConfig>(),
-            keys,
-            registry.clone(),
-        )
-        .map_err(StateError::Identity)?;
+        let auth = Arc::new(
+            crate::identity::authenticator::Authenticator::new(
+                &config.section::<crate::identity::config::IdentityConfig>(),
+                keys,
+                registry.clone(),
+            )
+            .map_err(StateError::Identity)?,
+        );
+        let graphql = GraphqlState::new(crate::graphql::state::Shared {
+            registry: registry.clone(),
+            config: config.section::<GraphqlConfig>(),
+            access: access.clone(),
+            auth: auth.clone(),
+            transport: transport.clone(),
+        });
         Ok(AppState(Arc::new(AppInner {
             registry,
             db,
@@ -148,7 +164,7 @@ impl AppState {
             admin_token: config.admin.token.clone(),
             auth,
             access,
-            max_request_body: http.max_request_body(),
+            transport,
             max_response_body: http.max_response_body(),
             max_header_bytes: usize::try_from(http.max_header_bytes.0).unwrap_or(usize::MAX),
             request_timeout: std::time::Duration::from_millis(http.request_timeout_ms),
@@ -164,52 +180,12 @@ impl AppState {
                 &config.admin.rate_limit,
                 &config.admin.auth_failures,
             ),
-            graphql: config.section::<GraphqlConfig>(),
-            streams: crate::streams::limits::StreamSlots::new(
-                config.section::<crate::streams::limits::StreamLimits>(),
-            ),
             verbose_errors: config.verbose_errors,
+            graphql,
             mcp,
             calls,
-            shutdown,
         })))
     }
-}
-
-impl AppInner {
-    /// Who a bounded resource (an MCP session, a stream) is counted
-    /// against: the principal when the request has one, its IP otherwise.
-    pub fn client_key(&self, request: &Request) -> String {
-        match request
-            .extensions()
-            .get::<crate::identity::Caller>()
-            .and_then(|c| c.principal())
-        {
-            Some(p) => format!("principal:{}", p.subject),
-            None => format!("ip:{}", self.rate_limiter.client_ip(request)),
-        }
-    }
-
-    /// A place for one more long-lived stream of the client making `request`.
-    pub fn take_stream(
-        &self,
-        request: &Request,
-    ) -> Result<crate::streams::limits::Held, crate::streams::limits::Refused> {
-        self.streams.take(
-            &self.client_key(request),
-            crate::streams::limits::Kind::Stream,
-        )
-    }
-}
-
-/// A stream refused by `[streams]`: 503 or 429 with `Retry-After`.
-pub fn stream_refused(refused: &crate::streams::limits::Refused) -> axum::response::Response {
-    ApiError::new(refused.status(), "too_many_streams", refused.to_string())
-        .with_header(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from_static("1"),
-        )
-        .into_response()
 }
 
 pub fn router(state: AppState) -> Router {
@@ -239,22 +215,13 @@ pub fn router(state: AppState) -> Router {
         // Reserved: answered by the host, never by a plugin.
         .route("/_kiln", any(reserved))
         .route("/_kiln/{*rest}", any(reserved));
+    // Each front door mounts its own routes with its own state.
     let router = Router::new()
-        .route(
-            "/graphql",
-            get(graphql::http::get)
-                .post(graphql::http::post)
-                .fallback(graphql::http::other_method),
-        )
-        .route("/graphql/ws", get(graphql::ws::upgrade))
-        .route(
-            "/graphql/stream",
-            get(graphql::sse::stream).post(graphql::sse::stream),
-        )
+        .merge(graphql::state::router(state.graphql.clone()))
         .route("/graphql/{*rest}", any(reserved))
         .route("/mcp/{*rest}", any(reserved));
     let router = match &state.mcp {
-        Some(_) => router.route("/mcp", any(crate::mcp::endpoint)),
+        Some(mcp) => router.merge(crate::mcp::state::router(mcp.clone())),
         None => router.route("/mcp", any(reserved)),
     };
     let router = router
@@ -285,13 +252,13 @@ pub fn router(state: AppState) -> Router {
                 .layer(middleware::from_fn(canonical::layer))
                 .service(router),
         )
-        .layer(middleware::from_fn(request_id::layer))
+        .layer(middleware::from_fn(crate::request::id::layer))
 }
 
 async fn reserved(request: Request) -> axum::response::Response {
     let id = request
         .extensions()
-        .get::<request_id::RequestId>()
+        .get::<crate::request::id::RequestId>()
         .map(|r| r.0.to_string());
     let mut e = ApiError::not_found(request.uri().path());
     e.request_id = id;

@@ -19,12 +19,10 @@
 //! at most once per [`PROBE_INTERVAL`], so an outage does not add a timeout
 //! to every request.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -32,10 +30,12 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Deserialize;
 
 use super::AppState;
-use super::error::ApiError;
-use super::request_id::RequestId;
 use crate::config::RedisConfig;
 use crate::identity::Caller;
+use crate::request::buckets::{Decision, LocalBuckets, seconds};
+use crate::request::client::ClientIps;
+use crate::request::error::ApiError;
+use crate::request::id::RequestId;
 
 /// Whose budget a request spends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -147,43 +147,6 @@ impl RateLimitGroup {
     }
 }
 
-/// What one bucket said.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
-    pub allowed: bool,
-    /// Tokens left after this request.
-    pub remaining: u64,
-    /// Until the bucket is full again (allowed) or the next token (refused).
-    pub wait: Duration,
-}
-
-/// GCRA on one stored arrival time (`tat`, microseconds). Returns the
-/// decision and the new `tat` to store when allowed.
-fn gcra(tat: Option<u64>, now: u64, interval: u64, burst: u64) -> (Decision, Option<u64>) {
-    let tat = tat.unwrap_or(now).max(now);
-    let new_tat = tat + interval;
-    let allow_at = new_tat.saturating_sub(burst * interval);
-    if now < allow_at {
-        return (
-            Decision {
-                allowed: false,
-                remaining: 0,
-                wait: Duration::from_micros(allow_at - now),
-            },
-            None,
-        );
-    }
-    let remaining = (now + burst * interval - new_tat) / interval;
-    (
-        Decision {
-            allowed: true,
-            remaining,
-            wait: Duration::from_micros(new_tat - now),
-        },
-        Some(new_tat),
-    )
-}
-
 /// The same algorithm in Redis, on Redis's clock. Keys expire once full.
 const GCRA_SCRIPT: &str = r"
 local interval = tonumber(ARGV[1])
@@ -200,47 +163,6 @@ end
 redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
 return {1, math.floor((now + burst * interval - new_tat) / interval), new_tat - now}
 ";
-
-/// GCRA buckets in this process, keyed by string.
-pub struct LocalBuckets {
-    buckets: moka::future::Cache<String, Arc<std::sync::Mutex<u64>>>,
-    epoch: Instant,
-}
-
-impl Default for LocalBuckets {
-    fn default() -> Self {
-        LocalBuckets {
-            // Idle buckets are full buckets: forgetting them after an hour
-            // without use changes nothing but memory.
-            buckets: moka::future::Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_idle(Duration::from_secs(3600))
-                .build(),
-            epoch: Instant::now(),
-        }
-    }
-}
-
-impl LocalBuckets {
-    /// Spends one token of `key`'s bucket (`interval_us` between tokens,
-    /// `burst` at most).
-    pub async fn take(&self, key: &str, interval_us: u64, burst: u64) -> Decision {
-        let now = self.epoch.elapsed().as_micros() as u64;
-        let cell = self
-            .buckets
-            .get_with(key.to_string(), async {
-                Arc::new(std::sync::Mutex::new(u64::MAX))
-            })
-            .await;
-        let mut tat = cell.lock().unwrap_or_else(|p| p.into_inner());
-        let stored = (*tat != u64::MAX).then_some(*tat);
-        let (decision, new_tat) = gcra(stored, now, interval_us, burst);
-        if let Some(t) = new_tat {
-            *tat = t;
-        }
-        decision
-    }
-}
 
 /// While Redis is down, it is asked again at most this often (one request
 /// probes; the others go straight to their group's fallback).
@@ -330,8 +252,8 @@ enum Spent {
 pub struct RateLimiter {
     groups: Vec<RateLimitGroup>,
     store: Store,
-    /// Where the client IP comes from, when not the socket's peer.
-    client_ip_header: Option<HeaderName>,
+    /// Where the client IP comes from.
+    client_ips: ClientIps,
 }
 
 impl RateLimiter {
@@ -364,16 +286,10 @@ impl RateLimiter {
             }
             None => Store::Local(LocalBuckets::default()),
         };
-        let client_ip_header = client_ip_header
-            .map(|h| {
-                HeaderName::from_bytes(h.as_bytes())
-                    .map_err(|_| format!("http.client_ip_header {h:?} is not a header name"))
-            })
-            .transpose()?;
         Ok(RateLimiter {
             groups,
             store,
-            client_ip_header,
+            client_ips: ClientIps::new(client_ip_header)?,
         })
     }
 
@@ -438,25 +354,14 @@ impl RateLimiter {
         }
     }
 
-    /// The client's IP: from `http.client_ip_header` when configured and
-    /// present, else the socket's peer.
+    /// The client's IP (`http.client_ip_header`, else the socket's peer).
     pub fn client_ip(&self, request: &Request) -> String {
-        if let Some(name) = &self.client_ip_header
-            && let Some(first) = request
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-        {
-            return first.to_string();
-        }
-        request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string())
-            .unwrap_or_else(|| "unknown".into())
+        self.client_ips.ip(request)
+    }
+
+    /// Where client IPs come from, for the front doors' own bounds.
+    pub fn client_ips(&self) -> &ClientIps {
+        &self.client_ips
     }
 }
 
@@ -464,11 +369,6 @@ pub(crate) static LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit")
 pub(crate) static REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
 pub(crate) static RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 pub(crate) static POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-
-/// Whole seconds, rounded up (a client told 0 would retry at once).
-pub(crate) fn seconds(d: Duration) -> u64 {
-    d.as_micros().div_ceil(1_000_000) as u64
-}
 
 pub async fn layer(State(app): State<AppState>, request: Request, next: Next) -> Response {
     let limiter = &app.rate_limiter;
@@ -568,33 +468,6 @@ pub async fn layer(State(app): State<AppState>, request: Request, next: Next) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_bucket_passes_its_burst_then_one_token_per_interval() {
-        let (interval, burst) = (1_000_000, 3); // one per second, bursts of three
-        let mut tat = None;
-        let mut now = 0;
-        for expected_remaining in [2, 1, 0] {
-            let (d, t) = gcra(tat, now, interval, burst);
-            assert!(d.allowed);
-            assert_eq!(d.remaining, expected_remaining);
-            tat = t;
-        }
-        let (d, t) = gcra(tat, now, interval, burst);
-        assert!(!d.allowed);
-        assert_eq!(d.wait, Duration::from_secs(1));
-        assert_eq!(t, None);
-        // A second later, one more.
-        now += 1_000_000;
-        let (d, t) = gcra(tat, now, interval, burst);
-        assert!(d.allowed);
-        assert_eq!(d.remaining, 0);
-        tat = t;
-        // Long idle: full again, never more than the burst.
-        now += 100_000_000;
-        let (d, _) = gcra(tat, now, interval, burst);
-        assert_eq!(d.remaining, 2);
-    }
 
     #[test]
     fn groups_match_their_paths() {

@@ -19,6 +19,7 @@ pub mod decl;
 pub mod door;
 pub mod server;
 pub mod sessions;
+pub mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -190,30 +191,32 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
 /// shutdown grace period). Not cancelling rmcp's own token is deliberate:
 /// that would cancel the calls too.
 pub async fn endpoint(
-    axum::extract::State(state): axum::extract::State<crate::http::AppState>,
+    axum::extract::State(state): axum::extract::State<state::McpState>,
     request: axum::extract::Request,
 ) -> Response {
     use futures_util::StreamExt;
     use tower::ServiceExt;
 
-    let Some(mcp) = state.mcp.clone() else {
-        // The router mounts this handler only when MCP is enabled.
-        return crate::http::error::ApiError::not_found(request.uri().path()).into_response();
-    };
+    let mcp = &state.mcp;
     let mut slot = None;
     let request = if request.method() == Method::POST && is_json(request.headers()) {
-        let client = state.client_key(&request);
+        let client = state.transport.client_key(&request);
         let anonymous = request
             .extensions()
             .get::<crate::identity::Caller>()
             .is_none_or(|c| c.principal().is_none());
         let opens_session = !request.headers().contains_key("mcp-session-id");
         let (parts, body) = request.into_parts();
-        let Ok(bytes) = crate::http::body::read(&parts, body, state.max_request_body).await else {
+        let Ok(bytes) =
+            crate::request::body::read(&parts, body, state.transport.max_request_body).await
+        else {
             return rpc_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 INVALID_REQUEST,
-                &format!("the request body exceeds {} bytes", state.max_request_body),
+                &format!(
+                    "the request body exceeds {} bytes",
+                    state.transport.max_request_body
+                ),
                 None,
             );
         };
@@ -246,14 +249,14 @@ pub async fn endpoint(
     };
     let standing = request.method() == Method::GET;
     let held = if standing {
-        match state.take_stream(&request) {
+        match state.transport.take_stream(&request) {
             Ok(held) => Some(held),
-            Err(refused) => return crate::http::stream_refused(&refused),
+            Err(refused) => return refused.into_response(),
         }
     } else {
         None
     };
-    let call = mcp.service.oneshot(request);
+    let call = mcp.service.clone().oneshot(request);
     let response = match slot {
         Some(slot) => Sessions::with_slot(slot, call).await,
         None => call.await,
@@ -268,7 +271,7 @@ pub async fn endpoint(
     let (parts, body) = response.into_parts();
     // The stream's place is given back when its body ends or is dropped.
     let frames = http_body_util::BodyStream::new(body)
-        .take_until(state.shutdown.clone().cancelled_owned())
+        .take_until(state.transport.shutdown.clone().cancelled_owned())
         .map(move |frame| {
             let _held = &held;
             frame
@@ -291,7 +294,7 @@ fn refused_session(refused: &Refused, id: serde_json::Value) -> Response {
     };
     r.headers_mut().insert(
         header::RETRY_AFTER,
-        HeaderValue::from(crate::http::rate_limit::seconds(wait)),
+        HeaderValue::from(crate::request::buckets::seconds(wait)),
     );
     r
 }

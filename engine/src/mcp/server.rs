@@ -25,10 +25,10 @@ use tokio::sync::mpsc;
 
 use super::decl::{self, Tool};
 use crate::host::mcp_client::{ClientLink, ClientMessage, QUEUE};
-use crate::http::request_id::RequestId;
 use crate::identity::Caller;
 use crate::identity::access::{AccessConfig, Denied, Target};
 use crate::registry::Registry;
+use crate::request::id::RequestId;
 use crate::runtime::bindings::{mcp, types};
 use crate::runtime::call::MCP;
 use crate::runtime::{CallError, CallSpec, Plugin};

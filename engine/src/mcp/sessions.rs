@@ -28,7 +28,7 @@ use rmcp::transport::streamable_http_server::session::{
     RestoreOutcome, ServerSseMessage, SessionId,
 };
 
-use crate::http::rate_limit::LocalBuckets;
+use crate::request::buckets::LocalBuckets;
 
 /// The bounds, from `[mcp]`.
 #[derive(Debug, Clone, Copy)]

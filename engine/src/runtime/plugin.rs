@@ -651,7 +651,7 @@ mod tests {
         assert_eq!(e.to_string(), "does not export kiln:plugin/mcp");
         // Never hidden like a crash's detail: it names no guest internals.
         assert_eq!(e.for_client(false), "does not export kiln:plugin/mcp");
-        let api = crate::http::error::ApiError::from_call("p", &e, false);
+        let api = crate::request::error::ApiError::from_call("p", &e, false);
         assert_eq!(api.code, "plugin_no_export");
     }
 

@@ -99,7 +99,7 @@ impl ApiError {
     pub fn rate_limited(message: String, wait: std::time::Duration) -> Self {
         Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message).with_header(
             axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from(super::rate_limit::seconds(wait)),
+            axum::http::HeaderValue::from(super::buckets::seconds(wait)),
         )
     }
 
