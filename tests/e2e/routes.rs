@@ -351,4 +351,25 @@ async fn debug_logs_carry_the_request_and_plugin_call_spans() {
     })
     .await;
     assert!(found.is_some(), "log:\n{}", e.log_text());
+    // Every call ends with a line that says how, inside its span.
+    let r = e.get_with_request_id("/basic/fail", "span-me-10").await;
+    assert_eq!(r.status(), 409);
+    for (request_id, outcome) in [("span-me-9", "ok"), ("span-me-10", "plugin_error")] {
+        let (request, ended) = (
+            format!("request{{request_id={request_id} "),
+            format!("outcome={outcome} "),
+        );
+        let found = kiln_e2e::wait_for(std::time::Duration::from_secs(5), || async {
+            let lines = e.log_lines_with(&[
+                &request,
+                "plugin_call{plugin=fixture-basic",
+                "plugin call ended",
+                &ended,
+                "instance=",
+            ]);
+            (!lines.is_empty()).then_some(lines)
+        })
+        .await;
+        assert!(found.is_some(), "{outcome}: log:\n{}", e.log_text());
+    }
 }

@@ -182,9 +182,6 @@ impl Plugin {
         ran: Option<(Option<u64>, InstanceMode)>,
         admitted: bool,
     ) {
-        if self.observers.is_empty() {
-            return;
-        }
         let outcome = match result {
             Ok(Ok(_)) => Outcome::Ok,
             Ok(Err(e)) => Outcome::PluginError(e.code),
@@ -198,6 +195,7 @@ impl Plugin {
             fuel: fuel_left.map(|left| self.limits.fuel.saturating_sub(left)),
             instance,
         };
+        ended(&report);
         self.observers.finished(info, &report);
     }
 
@@ -217,7 +215,7 @@ struct Unfinished<'a> {
 
 impl Drop for Unfinished<'_> {
     fn drop(&mut self) {
-        if self.armed && !self.plugin.observers.is_empty() {
+        if self.armed {
             let report = CallReport {
                 outcome: Outcome::Cancelled,
                 admitted: true,
@@ -225,7 +223,19 @@ impl Drop for Unfinished<'_> {
                 fuel: None,
                 instance: InstanceMode::None,
             };
+            ended(&report);
             self.plugin.observers.finished(self.info, &report);
         }
     }
+}
+
+/// The debug line every call ends with, inside its `plugin_call` span.
+fn ended(report: &CallReport<'_>) {
+    tracing::debug!(
+        outcome = %report.outcome.name(),
+        wall_us = report.wall.as_micros() as u64,
+        fuel = report.fuel,
+        instance = ?report.instance,
+        "plugin call ended"
+    );
 }

@@ -41,6 +41,19 @@ pub enum Outcome<'a> {
     Cancelled,
 }
 
+impl Outcome<'_> {
+    /// A stable name for logs and counters: `ok`, `plugin_error`, the
+    /// host's [`CallError::kind`], or `cancelled`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::PluginError(_) => "plugin_error",
+            Outcome::Failed(e) => e.kind(),
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// Which instance served the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InstanceMode {
