@@ -28,7 +28,7 @@ requests = 100000000
 window_s = 1
 TOML
 KILN_LOG=warn KILN_DATA_DIR="$data" "$bin" keys create --config "$data/kiln.toml" --name bench --roles reader > "$data/key" 2>/dev/null
-KILN_LOG=warn KILN_DATA_DIR="$data" "$bin" serve --config bench/kiln.toml --plugins plugins --listen "127.0.0.1:$port" &
+KILN_LOG=warn KILN_DATA_DIR="$data" "$bin" serve --config "$data/kiln.toml" --plugins plugins --listen "127.0.0.1:$port" &
 pid=$!
 wait_ready "http://127.0.0.1:$port/hello/warmup"
 rss() { rss_of "$pid"; }

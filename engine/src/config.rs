@@ -336,6 +336,20 @@ pub struct RuntimeConfig {
     /// Linear memory kept resident per pool slot and reset with memset rather
     /// than returned to the kernel: the main cost of instance-per-call.
     pub memory_keep_resident: ByteSize,
+    /// Tell `perf` where compiled guest code lives (`"perfmap"` writes
+    /// `/tmp/perf-<pid>.map`), so profiles name plugin functions. Off by
+    /// default: it costs a write per compiled function at load.
+    pub profiler: Profiler,
+}
+
+/// Which profiler the engine describes compiled guest code to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profiler {
+    #[default]
+    None,
+    /// `perf record` / `perf report` with `/tmp/perf-<pid>.map`.
+    Perfmap,
 }
 
 impl Default for RuntimeConfig {
@@ -350,6 +364,7 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             reload_debounce_ms: 150,
             memory_keep_resident: ByteSize(2 * 1024 * 1024),
+            profiler: Profiler::None,
         }
     }
 }

@@ -28,10 +28,30 @@ use crate::streams::broker::PubsubConfig;
 use crate::streams::redis_bridge::RedisBridge;
 use crate::watcher::{Reloader, watch};
 
+/// Starts the engine ([`start`]) and serves it until `shutdown` resolves.
 pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    start(config).await?.serve(shutdown).await
+}
+
+/// The engine built and its plugins loaded, not yet listening: `router`
+/// answers requests in process (the request-path benchmark drives it
+/// without sockets); [`Engine::serve`] puts it on the configured address.
+pub struct Engine {
+    pub router: axum::Router,
+    config: Arc<Config>,
+    db: Database,
+    /// Cancelled at shutdown (`Transport::shutdown`).
+    stopping: CancellationToken,
+    idle_release: tokio::task::JoinHandle<()>,
+    _watch: crate::watcher::WatchGuard,
+}
+
+/// Checks the config, opens the database, cache and broker, builds the
+/// runtime, loads the plugin directory and watches it.
+pub async fn start(config: Config) -> anyhow::Result<Engine> {
     config.validate()?;
     let config = Arc::new(config);
     std::fs::create_dir_all(&config.plugins_dir).with_context(|| {
@@ -88,17 +108,6 @@ pub async fn serve(
         tracing::warn!("no admin token configured: the admin API answers 401 to every request");
     }
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
-    let open_files = raise_open_file_limit();
-    let limits = ConnectionLimits::from_config(&http, open_files);
-    tracing::info!(
-        open_files = open_files.map_or_else(|| "unknown".to_string(), |n| n.to_string()),
-        max_connections = limits.max_connections,
-        "connection limits"
-    );
     let stopping = CancellationToken::new();
     let state = AppState::new(
         &config,
@@ -108,53 +117,92 @@ pub async fn serve(
         calls,
         stopping.clone(),
     )?;
-    tracing::info!(plugins_dir = %config.plugins_dir.display(), "listening on http://{addr}");
-    let open = Arc::new(Connections::default());
-    // On `stopping`, the accept loop ends (the listener is closed, so new
-    // connections are refused) and every connection finishes its requests
-    // in flight and closes; the streams that never end by themselves watch
-    // the same token.
-    let server = tokio::spawn(connections::serve(
-        listener,
-        router(state),
-        limits,
-        open.clone(),
-        stopping.clone(),
-    ));
-    shutdown.await;
-    let grace = Duration::from_millis(http.shutdown_grace_ms);
-    tracing::info!(
-        connections = open.count(),
-        grace_ms = http.shutdown_grace_ms,
-        "shutting down: no new connections; finishing requests in flight, ending streams"
-    );
-    stopping.cancel();
-    let drained = async {
-        let _ = server.await;
-        open.all_closed().await;
-    };
-    if tokio::time::timeout(grace, drained).await.is_err() {
-        // The connection tasks still running end when the runtime is shut
-        // down, after `serve` returns (main bounds that wait).
-        tracing::warn!(
-            connections = open.count(),
-            "shutdown grace period (http.shutdown_grace_ms = {} ms) is over: cutting {} connection(s) still open",
-            http.shutdown_grace_ms,
-            open.count(),
+    Ok(Engine {
+        router: router(state),
+        config,
+        db,
+        stopping,
+        idle_release,
+        _watch,
+    })
+}
+
+impl Engine {
+    /// Serves on `listen` until `shutdown` resolves, then drains.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Engine {
+            router,
+            config,
+            db,
+            stopping,
+            idle_release,
+            _watch,
+        } = self;
+        let http = config.section::<HttpConfig>();
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let open_files = raise_open_file_limit();
+        let limits = ConnectionLimits::from_config(&http, open_files);
+        tracing::info!(
+            open_files = open_files.map_or_else(|| "unknown".to_string(), |n| n.to_string()),
+            max_connections = limits.max_connections,
+            "connection limits"
         );
+        tracing::info!(plugins_dir = %config.plugins_dir.display(), "listening on http://{addr}");
+        let open = Arc::new(Connections::default());
+        // On `stopping`, the accept loop ends (the listener is closed, so new
+        // connections are refused) and every connection finishes its requests
+        // in flight and closes; the streams that never end by themselves watch
+        // the same token.
+        let server = tokio::spawn(connections::serve(
+            listener,
+            router,
+            limits,
+            open.clone(),
+            stopping.clone(),
+        ));
+        shutdown.await;
+        let grace = Duration::from_millis(http.shutdown_grace_ms);
+        tracing::info!(
+            connections = open.count(),
+            grace_ms = http.shutdown_grace_ms,
+            "shutting down: no new connections; finishing requests in flight, ending streams"
+        );
+        stopping.cancel();
+        let drained = async {
+            let _ = server.await;
+            open.all_closed().await;
+        };
+        if tokio::time::timeout(grace, drained).await.is_err() {
+            // The connection tasks still running end when the runtime is shut
+            // down, after `serve` returns (main bounds that wait).
+            tracing::warn!(
+                connections = open.count(),
+                "shutdown grace period (http.shutdown_grace_ms = {} ms) is over: cutting {} connection(s) still open",
+                http.shutdown_grace_ms,
+                open.count(),
+            );
+        }
+        // The sweep holds the runtime; stopping it lets the runtime go.
+        idle_release.abort();
+        // Closing waits for connections a request holds; a request cut above
+        // may still hold one until the runtime stops.
+        if tokio::time::timeout(Duration::from_secs(2), db.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the database did not close within 2 s; stopping without waiting for it"
+            );
+        }
+        tracing::info!("stopped");
+        Ok(())
     }
-    // The sweep holds the runtime; stopping it lets the runtime go.
-    idle_release.abort();
-    // Closing waits for connections a request holds; a request cut above
-    // may still hold one until the runtime stops.
-    if tokio::time::timeout(Duration::from_secs(2), db.close())
-        .await
-        .is_err()
-    {
-        tracing::warn!("the database did not close within 2 s; stopping without waiting for it");
-    }
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// Connects to the configured database and brings its schema up to date;
