@@ -55,7 +55,7 @@ async fn engine(root: &Path, settings: &str) -> kiln::server::Engine {
 }
 
 /// One `GET /hello/bench`, its body read to the end.
-async fn request(router: &axum::Router) -> usize {
+async fn request(router: &kiln::http::Front) -> usize {
     let request = Request::get("/hello/bench")
         .header("host", "127.0.0.1")
         .header("accept", "*/*")

@@ -40,7 +40,7 @@ pub async fn serve(
 /// answers requests in process (the request-path benchmark drives it
 /// without sockets); [`Engine::serve`] puts it on the configured address.
 pub struct Engine {
-    pub router: axum::Router,
+    pub router: crate::http::Front,
     config: Arc<Config>,
     db: Database,
     /// Cancelled at shutdown (`Transport::shutdown`).

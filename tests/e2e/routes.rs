@@ -373,3 +373,41 @@ async fn debug_logs_carry_the_request_and_plugin_call_spans() {
         assert!(found.is_some(), "{outcome}: log:\n{}", e.log_text());
     }
 }
+
+/// A fresh instance per call (the default) starts from the module's image:
+/// neither a static nor heap memory the last call dirtied survives — what
+/// the pooling allocator's reset (only the dirtied pages, found with
+/// PAGEMAP_SCAN where the kernel has it) must guarantee. Warm instances do
+/// keep both, which proves the test can tell.
+#[tokio::test]
+async fn a_fresh_instance_keeps_nothing_of_the_call_before() {
+    let e = Engine::builder()
+        .plugin("basic", "fixture-basic", None)
+        .start()
+        .await;
+    for _ in 0..5 {
+        let body: kiln_e2e::Value = e.get("/basic/remembered").await.json().await.unwrap();
+        assert_eq!(body, json!({ "calls": 1, "marked_bytes_before": 0 }));
+    }
+    let e = Engine::builder()
+        .plugin(
+            "basic",
+            "fixture-basic",
+            Some("[limits]\ninstances = \"warm\"\nwarm_instances = 1\nmax_concurrency = 1\n"),
+        )
+        .start()
+        .await;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let body: kiln_e2e::Value = e.get("/basic/remembered").await.json().await.unwrap();
+        seen.push((body["calls"].clone(), body["marked_bytes_before"].clone()));
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (json!(1), json!(0)),
+            (json!(2), json!(65536)),
+            (json!(3), json!(131072))
+        ]
+    );
+}

@@ -6,46 +6,46 @@
 
 use axum::extract::Request;
 use axum::http::{StatusCode, Uri, Version, header, uri::PathAndQuery};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::path::canonical;
 use crate::request::error::ApiError;
 use crate::request::id::RequestId;
 
-pub async fn layer(mut request: Request, next: Next) -> Response {
+/// Rewrites `request`'s path to its canonical form; when it has none, the
+/// 400 that refuses it. Runs before routing (`http::Front`).
+pub fn canonicalize(request: &mut Request) -> Result<(), Box<Response>> {
     // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is 400.
     // (HTTP/2 carries the authority in the URI instead.)
     if request.version() == Version::HTTP_11 {
         let mut hosts = request.headers().get_all(header::HOST).iter();
         if hosts.next().is_none() || hosts.next().is_some() {
-            return refuse(
-                &request,
+            return Err(Box::new(refuse(
+                request,
                 "bad_request",
                 "an HTTP/1.1 request needs exactly one Host header",
-            );
+            )));
         }
     }
     let uri = request.uri();
     // `OPTIONS *` has no path to normalise; the router answers it.
     if uri.path() == "*" {
-        return next.run(request).await;
+        return Ok(());
     }
     match canonical(uri.path()) {
-        Ok(path) if path == uri.path() => next.run(request).await,
+        Ok(path) if path == uri.path() => Ok(()),
         Ok(path) => match rewrite(uri, &path) {
             Some(uri) => {
                 *request.uri_mut() = uri;
-                // The outer router recorded the spelling as sent; the inner
-                // one records the canonical URI when this one is gone.
-                request
-                    .extensions_mut()
-                    .remove::<axum::extract::OriginalUri>();
-                next.run(request).await
+                Ok(())
             }
-            None => refuse(&request, "bad_path", "path cannot be rewritten"),
+            None => Err(Box::new(refuse(
+                request,
+                "bad_path",
+                "path cannot be rewritten",
+            ))),
         },
-        Err(e) => refuse(&request, "bad_path", &e.to_string()),
+        Err(e) => Err(Box::new(refuse(request, "bad_path", &e.to_string()))),
     }
 }
 

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::Router;
+use super::Front;
 use axum::extract::ConnectInfo;
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -181,7 +181,7 @@ impl Connections {
 /// when the connections are.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    router: Front,
     limits: ConnectionLimits,
     connections: Arc<Connections>,
     stopping: CancellationToken,
@@ -264,7 +264,7 @@ async fn serve_one(
     builder: Arc<Builder<TokioExecutor>>,
     io: CountedIo,
     addr: SocketAddr,
-    router: Router,
+    router: Front,
     conn: Arc<Conn>,
     id: u64,
     connections: Arc<Connections>,

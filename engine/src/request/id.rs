@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
@@ -38,7 +37,13 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
     }
 }
 
-pub async fn layer(mut request: Request, next: Next) -> Response {
+/// Runs `handle` on `request` with its id: the client's when sane, a new
+/// one otherwise, put in the request's extensions, on the `request` span
+/// every log line of the request sits in, and on the response.
+pub async fn with_id<F>(mut request: Request, handle: impl FnOnce(Request) -> F) -> Response
+where
+    F: Future<Output = Response>,
+{
     let id: Arc<str> = request
         .headers()
         .get(&X_REQUEST_ID)
@@ -57,7 +62,7 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
         method = %request.method(),
         path = %request.uri().path(),
     );
-    let mut response = next.run(request).instrument(span).await;
+    let mut response = handle(request).instrument(span).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }

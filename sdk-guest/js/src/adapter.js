@@ -4,7 +4,7 @@
 // `adapt(userModule, packageInfo)` and exports what it returns.
 
 import * as wmcp from 'kiln:plugin/mcp-client@0.1.0';
-import { KilnError, Request, toRouter, wireMethod } from './index.js';
+import { BODY, KilnError, Request, toRouter, wireMethod } from './index.js';
 
 const encoder = new TextEncoder();
 
@@ -74,7 +74,8 @@ async function toWireResponse(value) {
   if (value instanceof Response) {
     const headers = [];
     value.headers.forEach((v, k) => headers.push([k, v]));
-    return { status: value.status, headers, body: new Uint8Array(await value.arrayBuffer()) };
+    const body = value[BODY] !== undefined && !value.bodyUsed ? value[BODY] : new Uint8Array(await value.arrayBuffer());
+    return { status: value.status, headers, body };
   }
   if (value === undefined || value === null) return { status: 204, headers: [], body: new Uint8Array() };
   if (typeof value === 'string') {

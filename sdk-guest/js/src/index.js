@@ -60,19 +60,33 @@ function host(call) {
 
 // ---------------------------------------------------------------- responses
 
+/**
+ * The body bytes of a Response the SDK made, so the host gets them without
+ * a trip through the runtime's body stream (an event-loop turn per call).
+ * Used only while the body is unread.
+ */
+export const BODY = Symbol('kiln: body bytes');
+
+function made(body, init) {
+  const bytes = encoder.encode(body);
+  const response = new Response(bytes, init);
+  response[BODY] = bytes;
+  return response;
+}
+
 /** A JSON response. */
 export function json(value, init = {}) {
-  return new Response(JSON.stringify(value), withType(init, 'application/json'));
+  return made(JSON.stringify(value), withType(init, 'application/json'));
 }
 
 /** A plain-text response. */
 export function text(body, init = {}) {
-  return new Response(String(body), withType(init, 'text/plain; charset=utf-8'));
+  return made(String(body), withType(init, 'text/plain; charset=utf-8'));
 }
 
 /** An HTML response. */
 export function html(body, init = {}) {
-  return new Response(String(body), withType(init, 'text/html; charset=utf-8'));
+  return made(String(body), withType(init, 'text/html; charset=utf-8'));
 }
 
 function withType(init, type) {
