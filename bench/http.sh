@@ -16,17 +16,7 @@ need_file plugins/hello-rust.wasm "make examples"
 data=$(mktemp -d)
 pid=
 trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT
-# Public route, plus a rate limit no benchmark reaches: its bookkeeping is
-# what the keyed run measures.
-cat > "$data/kiln.toml" <<TOML
-[access]
-default = "public"
-[[rate_limits]]
-name = "bench"
-per = "principal"
-requests = 100000000
-window_s = 1
-TOML
+cp bench/keyed.toml "$data/kiln.toml"
 KILN_LOG=warn KILN_DATA_DIR="$data" "$bin" keys create --config "$data/kiln.toml" --name bench --roles reader > "$data/key" 2>/dev/null
 KILN_LOG=warn KILN_DATA_DIR="$data" "$bin" serve --config "$data/kiln.toml" --plugins plugins --listen "127.0.0.1:$port" &
 pid=$!

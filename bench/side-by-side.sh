@@ -47,17 +47,7 @@ data=$(mktemp -d); mkdir -p "$data/p" "$data/pw" "$data/pj"
 cp plugins/hello-rust.wasm "$data/p/"; cp plugins/hello-rust.wasm "$data/pw/"
 printf '[limits]\ninstances = "warm"\n' > "$data/pw/hello-rust.toml"
 cp plugins/hello-js.wasm "$data/pj/"
-# Public routes, and a rate limit nobody reaches: its bookkeeping is what
-# the keyed row measures.
-cat > "$data/kiln.toml" <<TOML
-[access]
-default = "public"
-[[rate_limits]]
-name = "bench"
-per = "principal"
-requests = 100000000
-window_s = 1
-TOML
+cp bench/keyed.toml "$data/kiln.toml"
 KILN_LOG=warn KILN_DATA_DIR="$data/dk" "$kiln" keys create --config "$data/kiln.toml" --name bench --roles reader > "$data/key" 2>/dev/null
 key=$(cat "$data/key")
 pid=
