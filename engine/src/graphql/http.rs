@@ -93,6 +93,9 @@ pub struct Params {
     pub operation_name: Option<String>,
     pub variables: Option<serde_json::Map<String, serde_json::Value>>,
     pub extensions: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The document, once [`Params::operation_type`] parsed it: handed to
+    /// the request so that it is not parsed twice.
+    parsed: Option<async_graphql::parser::types::ExecutableDocument>,
 }
 
 impl Params {
@@ -123,6 +126,7 @@ impl Params {
             operation_name,
             variables: object_or_null("variables", map.remove("variables"))?,
             extensions: object_or_null("extensions", map.remove("extensions"))?,
+            parsed: None,
         })
     }
 
@@ -153,12 +157,19 @@ impl Params {
 
     /// The operation this request would run, if the document parses and
     /// the operation can be found; execution reports the errors otherwise.
-    pub fn operation_type(&self) -> Option<OperationType> {
-        operation_type(&self.query, self.operation_name.as_deref())
+    /// The parsed document is kept for [`Params::into_request`].
+    pub fn operation_type(&mut self) -> Option<OperationType> {
+        if self.parsed.is_none() {
+            self.parsed = async_graphql::parser::parse_query(&self.query).ok();
+        }
+        operation_in(self.parsed.as_ref()?, self.operation_name.as_deref())
     }
 
     pub fn into_request(self, info: RequestInfo) -> Request {
         let mut request = Request::new(self.query).data(info);
+        if let Some(doc) = self.parsed {
+            request.set_parsed_query(doc);
+        }
         if let Some(name) = self.operation_name {
             request = request.operation_name(name);
         }
@@ -295,7 +306,7 @@ pub async fn get(
         Accepts::Graphql(media) => media,
         Accepts::Nothing => return not_acceptable(),
     };
-    let params = match Params::from_query(raw.as_deref().unwrap_or("")) {
+    let mut params = match Params::from_query(raw.as_deref().unwrap_or("")) {
         Ok(p) => p,
         Err(e) => return bad_request(media, StatusCode::BAD_REQUEST, &e),
     };
@@ -366,7 +377,7 @@ pub async fn post(
                 );
             }
         };
-    let params = match Params::from_json(&body) {
+    let mut params = match Params::from_json(&body) {
         Ok(p) => p,
         Err(e) => return bad_request(media, StatusCode::BAD_REQUEST, &e),
     };
@@ -571,6 +582,7 @@ mod tests {
             operation_name: op.map(Into::into),
             ..Default::default()
         };
+
         assert_eq!(
             p("mutation { a }", None).operation_type(),
             Some(OperationType::Mutation)

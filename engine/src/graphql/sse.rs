@@ -69,7 +69,7 @@ pub async fn stream(
             }
         }
     };
-    let params = match params {
+    let mut params = match params {
         Ok(p) => p,
         Err(e) => return bad_request(Media::Json, StatusCode::BAD_REQUEST, &e),
     };
