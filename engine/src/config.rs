@@ -49,6 +49,15 @@ pub fn invalid(key: &str, message: &str) -> ConfigError {
     }
 }
 
+/// Refuses the first of `values` (full key, value) below `min`: "must be
+/// at least {min}".
+pub fn at_least(min: u64, values: &[(&str, u64)]) -> Result<(), ConfigError> {
+    match values.iter().find(|(_, v)| *v < min) {
+        Some((key, _)) => Err(invalid(key, &format!("must be at least {min}"))),
+        None => Ok(()),
+    }
+}
+
 /// Reads one `KILN_*` variable (the process environment, or a test's).
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 

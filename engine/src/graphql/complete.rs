@@ -40,6 +40,7 @@ pub fn operation<'a>(
         DocumentOperations::Single(op) => Some(&op.node),
         DocumentOperations::Multiple(ops) => match name {
             Some(name) => ops.get(name).map(|op| &op.node),
+            // One named operation runs without operationName too.
             None if ops.len() == 1 => ops.values().next().map(|op| &op.node),
             None => None,
         },

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, Section, invalid};
+use crate::config::{ConfigError, Section, at_least, invalid};
 
 /// The GraphQL endpoint (`/graphql`, `/graphql/ws`, `/graphql/stream`).
 #[derive(Debug, Clone, Deserialize)]
@@ -58,16 +58,15 @@ impl Section for GraphqlConfig {
                 "graphql.max_depth and graphql.max_complexity must be at least 1",
             ));
         }
-        for (key, value) in [
-            ("graphql.max_fields", self.max_fields),
-            ("graphql.max_plugin_calls", self.max_plugin_calls),
-            ("graphql.max_errors", self.max_errors),
-            ("graphql.max_directives", self.max_directives),
-        ] {
-            if value == 0 {
-                return Err(invalid(key, "must be at least 1"));
-            }
-        }
+        at_least(
+            1,
+            &[
+                ("graphql.max_fields", self.max_fields as u64),
+                ("graphql.max_plugin_calls", self.max_plugin_calls as u64),
+                ("graphql.max_errors", self.max_errors as u64),
+                ("graphql.max_directives", self.max_directives as u64),
+            ],
+        )?;
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 //! requests that cannot be executed, no mutations over GET. Browsers asking
 //! for HTML get GraphiQL.
 
-use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::parser::types::OperationType;
 use async_graphql::{Executor, Request, Response, Variables};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -448,27 +448,12 @@ pub fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str>
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The type of the operation `query` runs (`operation_name` picks one of
-/// several), if the document parses and the operation can be found.
-pub fn operation_type(query: &str, operation_name: Option<&str>) -> Option<OperationType> {
-    let doc = async_graphql::parser::parse_query(query).ok()?;
-    operation_in(&doc, operation_name)
-}
-
 /// The type of the operation of `doc` that `operation_name` picks.
 pub fn operation_in(
     doc: &async_graphql::parser::types::ExecutableDocument,
     operation_name: Option<&str>,
 ) -> Option<OperationType> {
-    match &doc.operations {
-        DocumentOperations::Single(op) => Some(op.node.ty),
-        DocumentOperations::Multiple(ops) => match operation_name {
-            Some(name) => ops.get(name).map(|op| op.node.ty),
-            // One named operation runs without operationName too.
-            None if ops.len() == 1 => ops.values().next().map(|op| op.node.ty),
-            None => None,
-        },
-    }
+    super::complete::operation(doc, operation_name).map(|op| op.ty)
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ use crate::identity::authenticator::Authenticator;
 use crate::registry::Registry;
 use crate::request::transport::Transport;
 
-#[derive(Clone)]
-pub struct GraphqlState(Arc<Shared>);
+/// Shared by the door's routes (axum's `State`).
+pub type GraphqlState = Arc<Shared>;
 
 pub struct Shared {
     /// The live snapshot, whose schema answers.
@@ -25,19 +25,6 @@ pub struct Shared {
     /// Reads a WebSocket's `connection_init` credential.
     pub auth: Arc<Authenticator>,
     pub transport: Transport,
-}
-
-impl GraphqlState {
-    pub fn new(shared: Shared) -> Self {
-        GraphqlState(Arc::new(shared))
-    }
-}
-
-impl std::ops::Deref for GraphqlState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
 }
 
 /// `/graphql` (GET, POST), `/graphql/ws` and `/graphql/stream`.

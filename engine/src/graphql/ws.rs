@@ -253,7 +253,7 @@ impl Executor for LimitedOperations {
 
     fn execute_stream(
         &self,
-        request: Request,
+        mut request: Request,
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, Response> {
         if self.running.fetch_add(1, Ordering::Relaxed) >= self.max {
@@ -269,8 +269,12 @@ impl Executor for LimitedOperations {
             .boxed();
         }
         let slot = Slot(self.running.clone());
-        let operation =
-            super::http::operation_type(&request.query, request.operation_name.as_deref());
+        // Parsed once: the executor below reads the same cached document.
+        let name = request.operation_name.clone();
+        let operation = request
+            .parsed_query()
+            .ok()
+            .and_then(|doc| super::http::operation_in(doc, name.as_deref()));
         let subscription = match operation {
             Some(async_graphql::parser::types::OperationType::Subscription) => match self
                 .streams

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::config::{ByteSize, ConfigError, Section, invalid};
+use crate::config::{ByteSize, ConfigError, Section, at_least, invalid};
 
 /// `[http]`: the HTTP server's limits, timeouts and headers.
 #[derive(Debug, Clone, Deserialize)]
@@ -72,26 +72,24 @@ impl Section for HttpConfig {
                 "must be between 1KiB and 1MiB",
             ));
         }
-        for (key, value) in [
-            ("http.header_read_timeout_ms", self.header_read_timeout_ms),
-            ("http.idle_timeout_ms", self.idle_timeout_ms),
-        ] {
-            if value < 100 {
-                return Err(invalid(key, "must be at least 100"));
-            }
-        }
+        at_least(
+            100,
+            &[
+                ("http.header_read_timeout_ms", self.header_read_timeout_ms),
+                ("http.idle_timeout_ms", self.idle_timeout_ms),
+            ],
+        )?;
         if self.max_connections == Some(0) {
             return Err(invalid("http.max_connections", "must be at least 1"));
         }
-        if self.max_streams_per_connection == 0 {
-            return Err(invalid(
+        at_least(
+            1,
+            &[(
                 "http.max_streams_per_connection",
-                "must be at least 1",
-            ));
-        }
-        if self.request_timeout_ms < 100 {
-            return Err(invalid("http.request_timeout_ms", "must be at least 100"));
-        }
+                u64::from(self.max_streams_per_connection),
+            )],
+        )?;
+        at_least(100, &[("http.request_timeout_ms", self.request_timeout_ms)])?;
         self.cors.validate().map_err(|m| invalid("http.cors", &m))?;
         if self.max_request_body.0 > usize::MAX as u64 {
             return Err(invalid("http.max_request_body", "is too large"));

@@ -124,7 +124,7 @@ impl AppState {
             shutdown,
         };
         let mcp = mcp_config.enabled.then(|| {
-            McpState::new(crate::mcp::state::Shared {
+            Arc::new(crate::mcp::state::Shared {
                 mcp: crate::mcp::service(
                     registry.clone(),
                     access.clone(),
@@ -150,7 +150,7 @@ impl AppState {
             )
             .map_err(StateError::Identity)?,
         );
-        let graphql = GraphqlState::new(crate::graphql::state::Shared {
+        let graphql = Arc::new(crate::graphql::state::Shared {
             registry: registry.clone(),
             config: config.section::<GraphqlConfig>(),
             access: access.clone(),

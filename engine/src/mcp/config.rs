@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, Section, invalid};
+use crate::config::{ConfigError, Section, at_least, invalid};
 
 /// The MCP endpoint (`/mcp`, Streamable HTTP).
 #[derive(Debug, Clone, Deserialize)]
@@ -73,15 +73,20 @@ impl Section for McpConfig {
                 &format!("{bad:?} must start with http:// or https:// (or be \"null\")"),
             ));
         }
-        for (key, value) in [
-            ("mcp.max_sessions", self.max_sessions),
-            ("mcp.max_sessions_per_client", self.max_sessions_per_client),
-            ("mcp.sessions_per_minute", self.sessions_per_minute as usize),
-        ] {
-            if value == 0 {
-                return Err(invalid(key, "must be at least 1"));
-            }
-        }
+        at_least(
+            1,
+            &[
+                ("mcp.max_sessions", self.max_sessions as u64),
+                (
+                    "mcp.max_sessions_per_client",
+                    self.max_sessions_per_client as u64,
+                ),
+                (
+                    "mcp.sessions_per_minute",
+                    u64::from(self.sessions_per_minute),
+                ),
+            ],
+        )?;
         if self.session_idle_timeout_ms == 0 {
             return Err(invalid(
                 "mcp.session_idle_timeout_ms",

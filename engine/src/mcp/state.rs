@@ -11,8 +11,8 @@ use super::Mcp;
 use crate::identity::access::AccessConfig;
 use crate::request::transport::Transport;
 
-#[derive(Clone)]
-pub struct McpState(Arc<Shared>);
+/// Shared by the door's routes (axum's `State`).
+pub type McpState = Arc<Shared>;
 
 pub struct Shared {
     /// The `rmcp` service and its session slots.
@@ -21,19 +21,6 @@ pub struct Shared {
     /// may open a session at all).
     pub access: Arc<AccessConfig>,
     pub transport: Transport,
-}
-
-impl McpState {
-    pub fn new(shared: Shared) -> Self {
-        McpState(Arc::new(shared))
-    }
-}
-
-impl std::ops::Deref for McpState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
 }
 
 /// `/mcp` (Streamable HTTP: POST, GET, DELETE).
