@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
@@ -20,7 +19,16 @@ use crate::identity::authenticator::AuthFailed;
 use crate::request::error::ApiError;
 use crate::request::id::RequestId;
 
-pub async fn layer(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
+/// Runs `next` with the request's [`Caller`] in its extensions, or answers
+/// 401 (503 when the credential cannot be checked) without calling it.
+pub async fn around<F>(
+    app: &AppState,
+    mut request: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response
+where
+    F: Future<Output = Response>,
+{
     let request_id = RequestId::of(request.extensions());
     let outcome = app
         .auth
@@ -36,7 +44,7 @@ pub async fn layer(State(app): State<AppState>, mut request: Request, next: Next
             request
                 .extensions_mut()
                 .insert(Caller(principal.map(Arc::new)));
-            next.run(request).await
+            next(request).await
         }
         Err(failed) => {
             let ip = app.rate_limiter.client_ip(&request);

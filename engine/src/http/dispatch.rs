@@ -81,12 +81,12 @@ async fn dispatch(
             path,
         };
         match app.access.check(target_access, None, caller.principal()) {
-            Ok(()) => Ok((target, params)),
+            Ok(()) => Ok((target, route_method, params)),
             Err(denied) => Err(auth::denied(&denied)),
         }
     });
     let limit = app.transport.max_request_body;
-    let (target, params) = match routed {
+    let (target, route_method, params) = match routed {
         Ok(found) => found,
         Err(e) if has_body(&parts.headers) => {
             crate::request::body::discard(parts.version, body, limit);
@@ -129,11 +129,30 @@ async fn dispatch(
         query: parts.uri.query().unwrap_or("").to_string(),
         params,
         headers,
-        body: body.to_vec(),
+        // No copy when the body arrived in one piece (it is then unique).
+        body: Vec::from(body),
     };
 
     let plugin = &target.plugin;
     let name = plugin.manifest.name.as_str();
+    // A priced route holds its price before the plugin runs.
+    let operation = format!("{} {}", route_method, target.pattern);
+    let hold = match app.billing.route_price(name, &operation) {
+        Some(price) if price > 0 => Some(
+            app.billing
+                .hold(
+                    caller.principal(),
+                    idempotency_key(&parts.headers)?,
+                    &request_id,
+                    name,
+                    &operation,
+                    price,
+                )
+                .await
+                .map_err(|refused| payment_refused(&refused))?,
+        ),
+        _ => None,
+    };
     let answer = call_handler(
         plugin,
         &target.handler,
@@ -142,14 +161,78 @@ async fn dispatch(
         request_id,
     )
     .await
-    .map_err(|e| ApiError::from_call(name, &e, app.verbose_errors))?;
-    let response = answer.map_err(|e| ApiError::from_plugin(e.code, e.message))?;
-    into_response(
-        name,
-        response,
-        parts.method == Method::HEAD,
-        app.max_response_body,
-    )
+    .map_err(|e| ApiError::from_call(name, &e, app.verbose_errors))
+    .and_then(|answer| answer.map_err(|e| ApiError::from_plugin(e.code, e.message)))
+    .and_then(|response| {
+        into_response(
+            name,
+            response,
+            parts.method == Method::HEAD,
+            app.max_response_body,
+        )
+    });
+    if let Some(hold) = hold {
+        settle_hold(hold, answer.is_ok()).await?;
+    }
+    answer
+}
+
+/// Posts the hold's price after a call that succeeded, voids it after one
+/// that failed; the entry is committed before the response goes out.
+async fn settle_hold(hold: crate::billing::Hold, succeeded: bool) -> Result<(), ApiError> {
+    let written = if succeeded {
+        let amount = hold.amount();
+        hold.post(amount, None).await
+    } else {
+        hold.void().await
+    };
+    written.map(|_| ()).map_err(|e| {
+        tracing::error!(error = %e, "the ledger could not record a priced call");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "billing_unavailable",
+            "the call ran but its charge could not be recorded; its hold is released when it expires",
+        )
+    })
+}
+
+/// The client's `Idempotency-Key`: what makes a retried request the same
+/// request to the ledger (else its request id does).
+fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .filter(|v| (1..=255).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            )
+        })
+}
+
+/// 402 for a caller who cannot pay, 409 for a request key already used,
+/// 503 when the ledger does not answer.
+pub fn payment_refused(refused: &crate::billing::Refusal) -> ApiError {
+    use crate::billing::Refusal;
+    let (status, code) = match refused {
+        Refusal::Insufficient { .. } | Refusal::NoAccount { .. } | Refusal::Anonymous { .. } => {
+            (StatusCode::PAYMENT_REQUIRED, "payment_required")
+        }
+        Refusal::AlreadyCharged { .. } => (StatusCode::CONFLICT, "already_charged"),
+        Refusal::InFlight { .. } => (StatusCode::CONFLICT, "in_flight"),
+        Refusal::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "billing_unavailable"),
+    };
+    let e = ApiError::new(status, code, refused.to_string());
+    match refused.details() {
+        serde_json::Value::Null => e,
+        details => e.with_details(details),
+    }
 }
 
 /// HTTP routes as a front door: the routes come with the plugin's manifest

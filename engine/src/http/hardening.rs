@@ -14,9 +14,8 @@
 
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -136,8 +135,16 @@ static X_CONTENT_TYPE_OPTIONS: HeaderName = HeaderName::from_static("x-content-t
 static X_FRAME_OPTIONS: HeaderName = HeaderName::from_static("x-frame-options");
 static REFERRER_POLICY: HeaderName = HeaderName::from_static("referrer-policy");
 
-/// The header size limit, the time limit and the security headers.
-pub async fn layer(State(app): State<AppState>, request: Request, next: Next) -> Response {
+/// The header size limit, the time limit and the security headers, around
+/// `next`.
+pub async fn around<F>(
+    app: &AppState,
+    request: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response
+where
+    F: Future<Output = Response>,
+{
     let request_id = RequestId::of(request.extensions()).to_string();
     let header_bytes: usize = request
         .headers()
@@ -164,7 +171,7 @@ pub async fn layer(State(app): State<AppState>, request: Request, next: Next) ->
             e.into_response()
         }
     } else {
-        match tokio::time::timeout(app.request_timeout, next.run(request)).await {
+        match tokio::time::timeout(app.request_timeout, next(request)).await {
             Ok(response) => response,
             Err(_) => ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,

@@ -19,6 +19,8 @@ use axum::extract::Request;
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::{any, get};
+use futures_util::FutureExt;
+use tower::Layer;
 
 use crate::config::{Config, Secret};
 use crate::graphql::{self, GraphqlConfig, state::GraphqlState};
@@ -79,6 +81,8 @@ pub struct AppInner {
     pub mcp: Option<McpState>,
     /// Every plugin file's call counters (an observer of every call).
     pub calls: Arc<crate::runtime::stats::CallStats>,
+    /// Prices, holds and the ledger.
+    pub billing: Arc<crate::billing::Billing>,
 }
 
 impl std::ops::Deref for AppState {
@@ -121,7 +125,7 @@ impl AppState {
                 config.section::<crate::streams::limits::StreamLimits>(),
             ),
             clients: rate_limiter.client_ips().clone(),
-            shutdown,
+            shutdown: shutdown.clone(),
         };
         let mcp = mcp_config.enabled.then(|| {
             Arc::new(crate::mcp::state::Shared {
@@ -142,6 +146,11 @@ impl AppState {
         let revocations = crate::identity::revocations::Revocations::start(keys.clone(), redis())
             .map_err(StateError::Revocations)?;
         let audit = crate::store::audit::AuditLog::new(db.clone());
+        let billing = crate::billing::Billing::start(
+            crate::store::ledger::LedgerStore::new(db.clone()),
+            config.section::<crate::billing::BillingConfig>(),
+            shutdown.clone(),
+        );
         let auth = Arc::new(
             crate::identity::authenticator::Authenticator::new(
                 &config.section::<crate::identity::config::IdentityConfig>(),
@@ -184,26 +193,77 @@ impl AppState {
             graphql,
             mcp,
             calls,
+            billing,
         })))
     }
 }
 
-/// The engine's HTTP service: before routing, every request gets its id
-/// and its path in canonical form, so routing, access rules, rate limits
-/// and the plugin all read one spelling of it; then the router.
+/// The engine's HTTP service, in the order a request meets it: its id and
+/// its path in canonical form (so routing, access rules, rate limits and
+/// the plugin all read one spelling of it), CORS (preflights are answered
+/// before authentication: browsers send them without credentials), the
+/// header limit, time limit and security headers; then the host's own
+/// `/_kiln` endpoints, which check their own credentials, or
+/// authentication, the rate limit and the router of the front doors and
+/// plugins.
 ///
-/// A service of its own rather than an outer `Router` with two `from_fn`
-/// layers: the same steps without a second route lookup and two boxed
-/// futures per request.
+/// A service of its own rather than `Router::layer` middleware: a layer
+/// wraps every route and axum clones each route's boxed, layered service
+/// per call, so these steps run once per request, as plain async calls,
+/// before a single route lookup.
 #[derive(Clone)]
 pub struct Front {
-    router: Router,
+    steps: Steps,
+    cors: Option<tower_http::cors::Cors<Steps>>,
 }
 
-impl tower::Service<Request> for Front {
+/// What follows CORS, as a service CORS can wrap.
+#[derive(Clone)]
+struct Steps {
+    app: AppState,
+    host: Router,
+    plugins: Router,
+}
+
+impl Steps {
+    async fn run(self, request: Request) -> axum::response::Response {
+        let Steps { app, host, plugins } = self;
+        hardening::around(&app, request, async |request| {
+            if is_host_path(request.uri().path()) {
+                return route(host, request).await;
+            }
+            auth::around(&app, request, async |request| {
+                rate_limit::around(&app, request, |request| route(plugins, request)).await
+            })
+            .await
+        })
+        .await
+    }
+}
+
+/// `/_kiln` and everything under it: answered by the host, never by a
+/// plugin (the path is canonical by now).
+fn is_host_path(path: &str) -> bool {
+    path.strip_prefix("/_kiln")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+async fn route(router: Router, request: Request) -> axum::response::Response {
+    match tower::ServiceExt::oneshot(router, request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+type Responding = futures_util::future::BoxFuture<
+    'static,
+    Result<axum::response::Response, std::convert::Infallible>,
+>;
+
+impl tower::Service<Request> for Steps {
     type Response = axum::response::Response;
     type Error = std::convert::Infallible;
-    type Future = futures_util::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+    type Future = Responding;
 
     fn poll_ready(
         &mut self,
@@ -213,15 +273,35 @@ impl tower::Service<Request> for Front {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let router = self.router.clone();
+        Box::pin(self.clone().run(request).map(Ok))
+    }
+}
+
+impl tower::Service<Request> for Front {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = Responding;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let front = self.clone();
         Box::pin(async move {
             Ok(crate::request::id::with_id(request, async |mut request| {
                 if let Err(refused) = canonical::canonicalize(&mut request) {
                     return *refused;
                 }
-                match tower::ServiceExt::oneshot(router, request).await {
-                    Ok(response) => response,
-                    Err(never) => match never {},
+                match front.cors {
+                    Some(cors) => match tower::ServiceExt::oneshot(cors, request).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    },
+                    None => front.steps.run(request).await,
                 }
             })
             .await)
@@ -249,43 +329,29 @@ pub fn router(state: AppState) -> Front {
             state.clone(),
             admin::require_admin,
         ));
-    // The host's own endpoints check their own credentials.
     let host = Router::new()
         .route("/_kiln/v1/health", get(admin::health))
         .nest("/_kiln/v1/admin", admin)
-        // Reserved: answered by the host, never by a plugin.
         .route("/_kiln", any(reserved))
         .route("/_kiln/{*rest}", any(reserved));
     // Each front door mounts its own routes with its own state.
-    let router = Router::new()
+    let plugins = Router::new()
         .merge(graphql::state::router(state.graphql.clone()))
         .route("/graphql/{*rest}", any(reserved))
         .route("/mcp/{*rest}", any(reserved));
-    let router = match &state.mcp {
-        Some(mcp) => router.merge(crate::mcp::state::router(mcp.clone())),
-        None => router.route("/mcp", any(reserved)),
+    let plugins = match &state.mcp {
+        Some(mcp) => plugins.merge(crate::mcp::state::router(mcp.clone())),
+        None => plugins.route("/mcp", any(reserved)),
     };
-    let router = router
-        .fallback(dispatch::plugin_route)
-        // Inner to outer: the rate limit sees the principal auth found.
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            rate_limit::layer,
-        ))
-        .layer(middleware::from_fn_with_state(state.clone(), auth::layer))
-        .merge(host)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            hardening::layer,
-        ));
-    // Preflights are answered here, before authentication: browsers send
-    // them without credentials.
-    let router = match state.cors.layer() {
-        Some(cors) => router.layer(cors),
-        None => router,
+    let plugins = plugins.fallback(dispatch::plugin_route);
+    let steps = Steps {
+        app: state.clone(),
+        host: host.with_state(state.clone()),
+        plugins: plugins.with_state(state.clone()),
     };
     Front {
-        router: router.with_state(state),
+        cors: state.cors.layer().map(|cors| cors.layer(steps.clone())),
+        steps,
     }
 }
 

@@ -22,9 +22,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Deserialize;
@@ -370,10 +369,20 @@ pub(crate) static REMAINING: HeaderName = HeaderName::from_static("ratelimit-rem
 pub(crate) static RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 pub(crate) static POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 
-pub async fn layer(State(app): State<AppState>, request: Request, next: Next) -> Response {
+/// Takes from every group the request's path falls in and runs `next`, or
+/// answers 429 (503 when a group's store cannot be asked) without calling
+/// it; the tightest group's `RateLimit-*` headers go on the response.
+pub async fn around<F>(
+    app: &AppState,
+    request: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response
+where
+    F: Future<Output = Response>,
+{
     let limiter = &app.rate_limiter;
     if limiter.is_empty() {
-        return next.run(request).await;
+        return next(request).await;
     }
     let path = request.uri().path().to_string();
     let caller = request
@@ -427,7 +436,7 @@ pub async fn layer(State(app): State<AppState>, request: Request, next: Next) ->
         }
     }
     let Some((group, decision)) = tightest else {
-        return next.run(request).await;
+        return next(request).await;
     };
     let headers = [
         (LIMIT.clone(), group.burst().to_string()),
@@ -439,7 +448,7 @@ pub async fn layer(State(app): State<AppState>, request: Request, next: Next) ->
         ),
     ];
     let mut response = if decision.allowed {
-        next.run(request).await
+        next(request).await
     } else {
         let request_id = RequestId::of(request.extensions()).to_string();
         tracing::info!(group = %group.name, request_id, "rate limited");
