@@ -55,7 +55,11 @@ pub fn service(
         .with_sse_keep_alive(
             (config.sse_keep_alive_ms > 0).then(|| Duration::from_millis(config.sse_keep_alive_ms)),
         )
-        .with_max_request_body_bytes(max_body);
+        .with_max_request_body_bytes(max_body)
+        // A stateless call whose handler sends nothing before its result is
+        // answered as one JSON body; progress or log messages before it turn
+        // the answer into an event stream, as the protocol allows.
+        .with_json_response(true);
     http = if config.allowed_hosts.iter().any(|h| h == "*") {
         http.disable_allowed_hosts()
     } else {
@@ -126,18 +130,24 @@ enum Message {
     Other,
 }
 
+/// The three members the endpoint looks at; the rest of the message is
+/// skipped without being built (rmcp parses it in full next).
+#[derive(serde::Deserialize)]
+struct Envelope {
+    jsonrpc: Option<serde_json::Value>,
+    id: Option<serde_json::Value>,
+    method: Option<serde_json::Value>,
+}
+
 fn read_message(body: &[u8]) -> Message {
-    let value: serde_json::Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(e) => {
-            let message = format!("the body is not JSON: {e}");
-            return Message::Invalid(Box::new(rpc_error(
-                StatusCode::BAD_REQUEST,
-                PARSE_ERROR,
-                &message,
-                None,
-            )));
-        }
+    let not_json = |e: serde_json::Error| {
+        let message = format!("the body is not JSON: {e}");
+        Message::Invalid(Box::new(rpc_error(
+            StatusCode::BAD_REQUEST,
+            PARSE_ERROR,
+            &message,
+            None,
+        )))
     };
     let invalid = |message: &str, id: Option<serde_json::Value>| {
         Message::Invalid(Box::new(rpc_error(
@@ -147,20 +157,34 @@ fn read_message(body: &[u8]) -> Message {
             id,
         )))
     };
-    let serde_json::Value::Object(map) = &value else {
-        return match value {
-            serde_json::Value::Array(_) => invalid(
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            return not_json(e);
+        }
+        return if first == Some(&b'[') {
+            invalid(
                 "JSON-RPC batches are not supported by MCP since 2025-06-18; send one message",
                 None,
-            ),
-            _ => invalid("a JSON-RPC message is a JSON object", None),
+            )
+        } else {
+            invalid("a JSON-RPC message is a JSON object", None)
         };
+    }
+    let envelope: Envelope = match serde_json::from_slice(body) {
+        Ok(e) => e,
+        // Well-formed JSON that is not one message: a member given twice,
+        // which readers would take differently.
+        Err(e) if e.classify() == serde_json::error::Category::Data => {
+            return invalid(&format!("not a JSON-RPC message: {e}"), None);
+        }
+        Err(e) => return not_json(e),
     };
-    let id = map.get("id").cloned();
-    if map.get("jsonrpc").and_then(|v| v.as_str()) != Some("2.0") {
+    let id = envelope.id;
+    if envelope.jsonrpc.as_ref().and_then(|v| v.as_str()) != Some("2.0") {
         return invalid("\"jsonrpc\" must be \"2.0\"", id);
     }
-    match map.get("method") {
+    match envelope.method {
         Some(serde_json::Value::String(m)) if m == "initialize" => {
             Message::Initialize(id.unwrap_or(serde_json::Value::Null))
         }
@@ -297,4 +321,55 @@ fn refused_session(refused: &Refused, id: serde_json::Value) -> Response {
         HeaderValue::from(crate::request::buckets::seconds(wait)),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn refusal(body: &str) -> Option<(StatusCode, i64)> {
+        let Message::Invalid(response) = read_message(body.as_bytes()) else {
+            return None;
+        };
+        let status = response.status();
+        let body = axum::body::to_bytes((*response).into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        Some((status, v["error"]["code"].as_i64().unwrap()))
+    }
+
+    #[tokio::test]
+    async fn what_is_not_one_json_rpc_message_is_refused_with_its_code() {
+        let bad = Some((StatusCode::BAD_REQUEST, INVALID_REQUEST));
+        assert_eq!(
+            refusal("{\"jsonrpc\":").await,
+            Some((StatusCode::BAD_REQUEST, PARSE_ERROR))
+        );
+        assert_eq!(
+            refusal("[1,").await,
+            Some((StatusCode::BAD_REQUEST, PARSE_ERROR))
+        );
+        assert_eq!(refusal(" [{\"jsonrpc\":\"2.0\"}]").await, bad);
+        assert_eq!(refusal("\"hello\"").await, bad);
+        assert_eq!(refusal("{\"jsonrpc\":2,\"method\":\"x\"}").await, bad);
+        assert_eq!(refusal("{\"jsonrpc\":\"2.0\",\"method\":7}").await, bad);
+        // Two readers of a member given twice may disagree: refused.
+        assert_eq!(
+            refusal("{\"jsonrpc\":\"2.0\",\"method\":\"initialize\",\"method\":\"tools/call\"}")
+                .await,
+            bad
+        );
+    }
+
+    #[test]
+    fn initialize_is_told_apart_from_other_messages() {
+        let init =
+            r#"{"jsonrpc":"2.0","id":3,"method":"initialize","params":{"a":[1,{"b":null}]}}"#;
+        assert!(matches!(read_message(init.as_bytes()), Message::Initialize(id) if id == 3));
+        let call = r#" {"params":{"name":"echo"},"jsonrpc":"2.0","id":"x","method":"tools/call"}"#;
+        assert!(matches!(read_message(call.as_bytes()), Message::Other));
+        let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        assert!(matches!(read_message(note.as_bytes()), Message::Other));
+    }
 }
