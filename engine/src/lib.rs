@@ -2,6 +2,7 @@
 //!
 //! See `docs/architecture.md` for the map of this crate.
 
+pub mod billing;
 pub mod cli;
 pub mod config;
 pub(crate) mod front_door;

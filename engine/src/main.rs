@@ -51,6 +51,14 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// The billing ledger: credit and debit accounts, read balances and entries, settle.
+    Billing {
+        /// Engine config file (TOML); the database is `[database] url` or KILN_DATABASE_URL.
+        #[arg(long, value_name = "FILE", env = "KILN_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: BillingAction,
+    },
     /// Plugin names and the files that own them (a name owns its kv, cache and SQL data).
     Plugins {
         /// Engine config file (TOML); the database is `[database] url` or KILN_DATABASE_URL.
@@ -108,6 +116,34 @@ enum KeysAction {
     List,
     /// Revoke a key by id (kk_...) or name.
     Revoke { id_or_name: String },
+}
+
+#[derive(Subcommand)]
+enum BillingAction {
+    /// Add micros (1000000 = $1) to an account, creating it (key:NAME, jwt:SUB, provider:NAME:SUB).
+    Credit {
+        account: String,
+        micros: u64,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Take micros from an account (never below what it has available).
+    Debit {
+        account: String,
+        micros: u64,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// An account's balance, pending charges, holds and what it may spend.
+    Balance { account: String },
+    /// An account's newest entries.
+    Ledger {
+        account: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Deduct every pending charge from its balance now (exactly once).
+    Settle,
 }
 
 #[derive(Subcommand)]
@@ -178,6 +214,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 KeysAction::Revoke { id_or_name } => {
                     kiln::cli::keys::revoke(&cfg, &id_or_name).await
                 }
+            }
+        }),
+        Command::Billing { config, action } => on_database(config, |cfg| async move {
+            use kiln::cli::billing;
+            match action {
+                BillingAction::Credit {
+                    account,
+                    micros,
+                    reason,
+                } => billing::adjust(&cfg, &account, micros, true, reason.as_deref()).await,
+                BillingAction::Debit {
+                    account,
+                    micros,
+                    reason,
+                } => billing::adjust(&cfg, &account, micros, false, reason.as_deref()).await,
+                BillingAction::Balance { account } => billing::balance(&cfg, &account).await,
+                BillingAction::Ledger { account, limit } => {
+                    billing::ledger(&cfg, &account, limit).await
+                }
+                BillingAction::Settle => billing::run_settlement(&cfg).await,
             }
         }),
         Command::Plugins { config, action } => on_database(config, |cfg| async move {

@@ -23,6 +23,7 @@ pub fn claim(config: &mut Config, env: Env<'_>) -> Result<(), ConfigError> {
     config.claim::<crate::store::DatabaseConfig>(env)?;
     config.claim::<crate::store::cache::CacheConfig>(env)?;
     config.claim::<crate::host::outbound::OutboundCeiling>(env)?;
+    config.claim::<crate::billing::BillingConfig>(env)?;
     config.refuse_unknown()
 }
 

@@ -33,7 +33,23 @@ const RULES: &[(&str, &[&str])] = &[
         "store",
         &[
             "runtime", "host", "http", "registry", "watcher", "server", "sections", "graphql",
-            "mcp", "identity",
+            "mcp", "identity", "billing",
+        ],
+    ),
+    // The ledger's logic: below the front doors that charge through it.
+    (
+        "billing",
+        &[
+            "runtime",
+            "host",
+            "http",
+            "registry",
+            "watcher",
+            "server",
+            "sections",
+            "graphql",
+            "mcp",
+            "front_door",
         ],
     ),
     (
@@ -77,6 +93,7 @@ const RULES: &[(&str, &[&str])] = &[
             "mcp",
             "store",
             "front_door",
+            "billing",
         ],
     ),
     // What every front door's transport shares sits below them all.

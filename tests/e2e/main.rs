@@ -4,6 +4,7 @@
 mod abuse;
 mod access_paths;
 mod admin;
+mod billing;
 mod cache;
 mod ceilings;
 mod cli;

@@ -2,6 +2,7 @@
 //! `kiln serve --dev` do; `main.rs`
 //! only parses.
 
+pub mod billing;
 pub mod build;
 pub mod dev;
 pub mod keys;

@@ -16,6 +16,9 @@ pub struct ApiError {
     pub request_id: Option<String>,
     /// Extra headers such as `Allow` or `Retry-After`.
     pub headers: Vec<(header::HeaderName, HeaderValue)>,
+    /// Machine-readable facts behind the message (`error.details`), such
+    /// as the price and the available amount of a 402.
+    pub details: Option<Box<serde_json::Value>>,
 }
 
 impl ApiError {
@@ -26,7 +29,13 @@ impl ApiError {
             message: message.into(),
             request_id: None,
             headers: Vec::new(),
+            details: None,
         }
+    }
+
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(Box::new(details));
+        self
     }
 
     pub fn with_request_id(mut self, id: &str) -> Self {
@@ -122,13 +131,16 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
+        let mut body = json!({
             "error": {
                 "code": self.code,
                 "message": self.message,
                 "request_id": self.request_id,
             }
         });
+        if let Some(details) = self.details {
+            body["error"]["details"] = *details;
+        }
         let mut response = (self.status, axum::Json(body)).into_response();
         for (name, value) in self.headers {
             response.headers_mut().insert(name, value);

@@ -103,6 +103,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod cache;
 pub mod kv;
+pub mod ledger;
 pub mod plugin_names;
 pub mod sql;
 
@@ -114,7 +115,7 @@ pub fn rfc3339(unix_s: i64) -> String {
 }
 
 /// How a data operation a plugin asked for failed.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum DataError {
     /// The plugin asked for something the store refuses: shown to it as is.
     #[error("{0}")]
@@ -327,7 +328,8 @@ mod tests {
                 "0001_kv.sql",
                 "0002_api_keys.sql",
                 "0003_audit_log.sql",
-                "0004_plugin_names.sql"
+                "0004_plugin_names.sql",
+                "0005_billing.sql"
             ]
         );
         db.migrate().await.unwrap();

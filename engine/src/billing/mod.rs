@@ -1,0 +1,361 @@
+//! Billing: priced calls paid from the caller's account, the TigerBeetle
+//! way — a **hold** of the price before the call (refused when the account
+//! cannot afford it), a **post** of what the call cost after it (never more
+//! than the hold) and a **void** of the rest; **settlement** deducts the
+//! posted charges from balances in batches, exactly once.
+//!
+//! - [`config`]: `[billing]`, the operator's prices and the cap.
+//! - [`writer`]: the group commit: every movement of this engine goes
+//!   through one queue and is written with the others of the same moment
+//!   in one transaction; each caller waits for its batch's commit.
+//! - [`settle`]: settlement, on one engine at a time.
+//!
+//! The ledger's tables are `store::ledger`. Amounts are integer micro-units
+//! (1,000,000 = $1) everywhere, never floats.
+
+pub mod config;
+pub mod settle;
+pub mod writer;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use config::BillingConfig;
+
+use crate::identity::principal::{AuthMethod, Principal};
+use crate::store::DataError;
+use crate::store::ledger::{Applied, LedgerStore, Op};
+
+/// Why a priced call was not let through.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "payment required: this call costs {price} micros and account '{account}' has {available} available"
+    )]
+    Insufficient {
+        account: String,
+        price: u64,
+        available: i64,
+    },
+    #[error(
+        "payment required: this call costs {price} micros and account '{account}' does not exist; \
+         an operator credits it with `kiln billing credit {account} <micros>`"
+    )]
+    NoAccount { account: String, price: u64 },
+    #[error(
+        "payment required: this call costs {price} micros and only callers with an account pay; send a credential"
+    )]
+    Anonymous { price: u64 },
+    #[error("this request ({key}) was charged already; send a new Idempotency-Key to call again")]
+    AlreadyCharged { key: String },
+    #[error("this request ({key}) is in flight; wait for its answer")]
+    InFlight { key: String },
+    #[error("billing is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl Refusal {
+    /// The facts behind a 402, for `error.details`.
+    pub fn details(&self) -> serde_json::Value {
+        match self {
+            Refusal::Insufficient {
+                account,
+                price,
+                available,
+            } => {
+                serde_json::json!({ "account": account, "price_micros": price, "available_micros": available })
+            }
+            Refusal::NoAccount { account, price } => {
+                serde_json::json!({ "account": account, "price_micros": price, "available_micros": 0 })
+            }
+            Refusal::Anonymous { price } => serde_json::json!({ "price_micros": price }),
+            Refusal::AlreadyCharged { key } | Refusal::InFlight { key } => {
+                serde_json::json!({ "request_key": key })
+            }
+            Refusal::Unavailable(_) => serde_json::Value::Null,
+        }
+    }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The engine's billing: its prices, its ledger writer and its reads.
+pub struct Billing {
+    config: BillingConfig,
+    store: LedgerStore,
+    writer: writer::Writer,
+}
+
+impl Billing {
+    /// Starts the writer and the sweeper of expired holds; both stop when
+    /// `shutdown` is cancelled (after what was queued is written).
+    pub fn start(
+        store: LedgerStore,
+        config: BillingConfig,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Arc<Billing> {
+        let writer = writer::Writer::start(store.clone());
+        let billing = Arc::new(Billing {
+            config,
+            store,
+            writer,
+        });
+        let settler = billing.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let every = Duration::from_secs(settler.config.settle_interval_s);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let batch = settler.config.settle_batch;
+                match settle::settle(&settler.store, batch, settle::test_pause()).await {
+                    Ok(Some(r)) => {
+                        tracing::info!(settlement = %r.settlement, entries = r.entries, amount = r.amount, "settled")
+                    }
+                    Ok(None) => tracing::info!(
+                        "another engine is settling; this one waits for the next interval"
+                    ),
+                    Err(e) => {
+                        tracing::error!(error = %e, "settlement failed; what it committed stays settled, the rest waits for the next run")
+                    }
+                }
+            }
+        });
+        let sweeper = billing.clone();
+        tokio::spawn(async move {
+            let every = Duration::from_millis((sweeper.config.hold_ttl_ms / 4).clamp(100, 30_000));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                match sweeper.writer.submit(Op::Expire { now_ms: now_ms() }).await {
+                    Ok(Applied::Expired(n)) if n > 0 => {
+                        tracing::warn!(
+                            holds = n,
+                            "released expired billing holds (calls that never finished)"
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "releasing expired billing holds failed"),
+                }
+            }
+        });
+        billing
+    }
+
+    pub fn config(&self) -> &BillingConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &LedgerStore {
+        &self.store
+    }
+
+    /// The account that pays for `principal`'s calls: `key:<name>` for an
+    /// API key, `jwt:<sub>` (or `jwt:<claim>` with `jwt_account_claim`),
+    /// `provider:<name>:<subject>`.
+    pub fn account_of(&self, principal: &Principal) -> String {
+        match &principal.method {
+            AuthMethod::ApiKey { .. } => format!("key:{}", principal.subject),
+            AuthMethod::Jwt { .. } => {
+                let claimed = self
+                    .config
+                    .jwt_account_claim
+                    .as_ref()
+                    .and_then(|c| principal.claims.get(c))
+                    .and_then(|v| v.as_str());
+                format!("jwt:{}", claimed.unwrap_or(&principal.subject))
+            }
+            AuthMethod::Provider { name } => format!("provider:{name}:{}", principal.subject),
+        }
+    }
+
+    /// The price of `plugin`'s route `"METHOD /pattern"`: the operator's,
+    /// else none (routes declare no price of their own yet).
+    pub fn route_price(&self, plugin: &str, route: &str) -> Option<u64> {
+        self.config.route_price(plugin, route)
+    }
+
+    /// Places the hold for one priced call. `idempotency_key` (the
+    /// client's `Idempotency-Key`) names the request across retries, else
+    /// `request_id` does; either way within the paying account only.
+    pub async fn hold(
+        self: &Arc<Self>,
+        caller: Option<&Principal>,
+        idempotency_key: Option<&str>,
+        request_id: &str,
+        plugin: &str,
+        operation: &str,
+        price: u64,
+    ) -> Result<Hold, Refusal> {
+        let price = price.min(self.config.max_charge_micros);
+        let Some(principal) = caller else {
+            return Err(Refusal::Anonymous { price });
+        };
+        let account = self.account_of(principal);
+        let request_key = format!("{account} {}", idempotency_key.unwrap_or(request_id));
+        let now = now_ms();
+        let amount = i64::try_from(price).unwrap_or(i64::MAX);
+        let op = Op::Hold {
+            account: account.clone(),
+            request_key: request_key.clone(),
+            amount,
+            plugin: plugin.to_string(),
+            operation: operation.to_string(),
+            now_ms: now,
+            expires_at: now
+                .saturating_add(i64::try_from(self.config.hold_ttl_ms).unwrap_or(i64::MAX)),
+        };
+        match self.writer.submit(op).await {
+            Ok(Applied::Held) => Ok(Hold {
+                billing: self.clone(),
+                request_key: Some(request_key),
+                amount,
+                request_id: request_id.to_string(),
+            }),
+            Ok(Applied::Insufficient { available }) => Err(Refusal::Insufficient {
+                account,
+                price,
+                available,
+            }),
+            Ok(Applied::NoAccount) => Err(Refusal::NoAccount { account, price }),
+            Ok(Applied::AlreadyCharged) => Err(Refusal::AlreadyCharged { key: request_key }),
+            Ok(Applied::InFlight) => Err(Refusal::InFlight { key: request_key }),
+            Ok(other) => Err(Refusal::Unavailable(format!(
+                "unexpected ledger answer {other:?}"
+            ))),
+            Err(e) => Err(Refusal::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Adds `amount` to `account` (created on its first credit).
+    pub async fn credit(
+        &self,
+        account: &str,
+        amount: u64,
+        reason: Option<&str>,
+    ) -> Result<Applied, DataError> {
+        self.adjust(account, true, amount, reason).await
+    }
+
+    /// Takes `amount` from `account`, never below what it has available.
+    pub async fn debit(
+        &self,
+        account: &str,
+        amount: u64,
+        reason: Option<&str>,
+    ) -> Result<Applied, DataError> {
+        self.adjust(account, false, amount, reason).await
+    }
+
+    async fn adjust(
+        &self,
+        account: &str,
+        credit: bool,
+        amount: u64,
+        reason: Option<&str>,
+    ) -> Result<Applied, DataError> {
+        let amount = i64::try_from(amount)
+            .ok()
+            .filter(|a| *a > 0 && *a <= MAX_ADJUSTMENT)
+            .ok_or_else(|| {
+                DataError::Invalid(format!(
+                    "the amount must be between 1 and {MAX_ADJUSTMENT} micros"
+                ))
+            })?;
+        validate_account(account)?;
+        self.writer
+            .submit(Op::Adjust {
+                account: account.to_string(),
+                credit,
+                amount,
+                reason: reason.map(str::to_string),
+                now_ms: now_ms(),
+            })
+            .await
+    }
+}
+
+/// The largest single credit or debit: $1,000,000,000 in micros, far from
+/// where 64-bit sums could overflow.
+pub const MAX_ADJUSTMENT: i64 = 1_000_000_000_000_000;
+
+/// An account name as the operator types it: `kind:name`, printable, short.
+pub fn validate_account(account: &str) -> Result<(), DataError> {
+    let ok = (3..=256).contains(&account.len())
+        && account.contains(':')
+        && !account.starts_with(':')
+        && account.chars().all(|c| !c.is_control() && c != ' ');
+    if ok {
+        Ok(())
+    } else {
+        Err(DataError::Invalid(format!(
+            "account {} must be \"kind:name\" (key:<API key name>, jwt:<subject>, provider:<name>:<subject>), \
+             3 to 256 characters without spaces",
+            crate::text::echo(account)
+        )))
+    }
+}
+
+/// Money set aside for one call in flight. Post what the call cost or
+/// void it; a hold dropped without either (the request was cancelled) is
+/// voided in the background.
+pub struct Hold {
+    billing: Arc<Billing>,
+    request_key: Option<String>,
+    amount: i64,
+    request_id: String,
+}
+
+impl Hold {
+    /// What was held, in micros.
+    pub fn amount(&self) -> i64 {
+        self.amount
+    }
+
+    /// Charges `amount` (clamped to the hold) and releases the rest; the
+    /// entry is committed when this returns.
+    pub async fn post(mut self, amount: i64, reason: Option<String>) -> Result<Applied, DataError> {
+        let Some(request_key) = self.request_key.take() else {
+            return Ok(Applied::NotHeld);
+        };
+        self.billing
+            .writer
+            .submit(Op::Post {
+                request_key,
+                amount: amount.clamp(0, self.amount),
+                reason,
+                request_id: std::mem::take(&mut self.request_id),
+                now_ms: now_ms(),
+            })
+            .await
+    }
+
+    pub async fn void(mut self) -> Result<Applied, DataError> {
+        let Some(request_key) = self.request_key.take() else {
+            return Ok(Applied::NotHeld);
+        };
+        self.billing.writer.submit(Op::Void { request_key }).await
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if let Some(request_key) = self.request_key.take() {
+            let writer = self.billing.writer.clone();
+            tokio::spawn(async move {
+                if let Err(e) = writer.submit(Op::Void { request_key }).await {
+                    tracing::error!(error = %e, "voiding an abandoned billing hold failed; it expires on its own");
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,819 @@
+//! The billing ledger's tables (`billing_*`): accounts with their running
+//! sums, open holds, entries and settlements. Only storage: when to hold,
+//! what to post and who pays is `billing`'s business.
+//!
+//! Every write is a batch of [`Op`]s applied in one transaction, so the
+//! group commit of `billing::writer` costs one commit for many calls. Each
+//! operation is a conditional statement that either applies or reports why
+//! not ([`Applied`]); only a database failure fails the batch, and then
+//! none of it applied.
+
+use sqlx::Row;
+
+use super::{DataError, Database};
+
+/// One movement, as the writer queues it. Amounts are micro-units.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Set `amount` aside on `account` for the call `request_key`, when
+    /// `balance - pending - held >= amount`.
+    Hold {
+        account: String,
+        request_key: String,
+        amount: i64,
+        plugin: String,
+        operation: String,
+        now_ms: i64,
+        expires_at: i64,
+    },
+    /// Turn the hold into a charge of `amount` (at most the hold; the
+    /// rest is released).
+    Post {
+        request_key: String,
+        amount: i64,
+        reason: Option<String>,
+        request_id: String,
+        now_ms: i64,
+    },
+    /// Release the hold.
+    Void { request_key: String },
+    /// Add (`credit`) or take (`debit`) money; the account is created on
+    /// its first credit.
+    Adjust {
+        account: String,
+        credit: bool,
+        amount: i64,
+        reason: Option<String>,
+        now_ms: i64,
+    },
+    /// Release every hold that expired by `now_ms`.
+    Expire { now_ms: i64 },
+}
+
+/// What one [`Op`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Held,
+    /// A charge for this request key is already in the ledger.
+    AlreadyCharged,
+    /// A hold for this request key is open (the same request in flight).
+    InFlight,
+    /// Not enough: what the account could spend.
+    Insufficient {
+        available: i64,
+    },
+    NoAccount,
+    /// The charge that went into the ledger (entry id, amount).
+    Posted {
+        entry: i64,
+        amount: i64,
+    },
+    /// No open hold had this key (expired, or never placed).
+    NotHeld,
+    Voided,
+    /// A credit or debit entry; the account's new balance.
+    Adjusted {
+        entry: i64,
+        balance: i64,
+    },
+    /// A debit larger than what the account could spend.
+    Overdrawn {
+        available: i64,
+    },
+    Expired(u64),
+}
+
+/// An account's sums.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Account {
+    pub account: String,
+    /// Credits minus debits minus settled charges.
+    pub balance: i64,
+    /// Charges posted and not yet settled.
+    pub pending: i64,
+    /// Open holds.
+    pub held: i64,
+    /// What a call may hold now: `balance - pending - held`.
+    pub available: i64,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Entry {
+    pub id: i64,
+    pub account: String,
+    pub kind: String,
+    pub amount: i64,
+    pub plugin: Option<String>,
+    pub operation: Option<String>,
+    pub reason: Option<String>,
+    pub request_id: Option<String>,
+    pub created_at: i64,
+    pub settlement: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Settlement {
+    pub id: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub entries: i64,
+    pub amount: i64,
+}
+
+fn unavailable(e: sqlx::Error) -> DataError {
+    DataError::Unavailable(e.to_string())
+}
+
+/// Runs `$body` (which uses the transaction `$tx`) on either pool, once
+/// per dialect, with the SQL text shared: `$1` placeholders suit both.
+macro_rules! in_transaction {
+    ($db:expr, $tx:ident => $body:expr) => {
+        on_pool!($db, pool => {
+            let mut $tx = pool.begin().await.map_err(unavailable)?;
+            let out = $body;
+            $tx.commit().await.map_err(unavailable)?;
+            out
+        })
+    };
+}
+
+const ACCOUNT_COLUMNS: &str = "account, balance, pending, held, created_at";
+
+fn account_of<R: Row>(row: &R) -> Result<Account, DataError>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let balance: i64 = row.try_get("balance").map_err(unavailable)?;
+    let pending: i64 = row.try_get("pending").map_err(unavailable)?;
+    let held: i64 = row.try_get("held").map_err(unavailable)?;
+    Ok(Account {
+        account: row.try_get("account").map_err(unavailable)?,
+        balance,
+        pending,
+        held,
+        available: balance - pending - held,
+        created_at: row.try_get("created_at").map_err(unavailable)?,
+    })
+}
+
+const ENTRY_COLUMNS: &str =
+    "id, account, kind, amount, plugin, operation, reason, request_id, created_at, settlement";
+
+fn entry_of<R: Row>(row: &R) -> Result<Entry, DataError>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(Entry {
+        id: row.try_get("id").map_err(unavailable)?,
+        account: row.try_get("account").map_err(unavailable)?,
+        kind: row.try_get("kind").map_err(unavailable)?,
+        amount: row.try_get("amount").map_err(unavailable)?,
+        plugin: row.try_get("plugin").map_err(unavailable)?,
+        operation: row.try_get("operation").map_err(unavailable)?,
+        reason: row.try_get("reason").map_err(unavailable)?,
+        request_id: row.try_get("request_id").map_err(unavailable)?,
+        created_at: row.try_get("created_at").map_err(unavailable)?,
+        settlement: row.try_get("settlement").map_err(unavailable)?,
+    })
+}
+
+#[derive(Clone)]
+pub struct LedgerStore {
+    db: Database,
+}
+
+impl LedgerStore {
+    pub fn new(db: Database) -> Self {
+        LedgerStore { db }
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Applies `ops` in order in one transaction: all of them or, when
+    /// the database fails, none.
+    pub async fn apply(&self, ops: &[Op]) -> Result<Vec<Applied>, DataError> {
+        Ok(in_transaction!(&self.db, tx => {
+            let mut out = Vec::with_capacity(ops.len());
+            for op in ops {
+                out.push(match op {
+                    Op::Hold { account, request_key, amount, plugin, operation, now_ms, expires_at } => {
+                        let charged = sqlx::query("SELECT id FROM billing_entries WHERE request_key = $1")
+                            .bind(request_key)
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(unavailable)?;
+                        if charged.is_some() {
+                            out.push(Applied::AlreadyCharged);
+                            continue;
+                        }
+                        let debited = sqlx::query(
+                            "UPDATE billing_accounts SET held = held + $2 \
+                             WHERE account = $1 AND balance - pending - held >= $2",
+                        )
+                        .bind(account)
+                        .bind(amount)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                        if debited.rows_affected() == 0 {
+                            let row = sqlx::query(
+                                "SELECT balance - pending - held AS available FROM billing_accounts WHERE account = $1",
+                            )
+                            .bind(account)
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(unavailable)?;
+                            out.push(match row {
+                                Some(row) => Applied::Insufficient {
+                                    available: row.try_get("available").map_err(unavailable)?,
+                                },
+                                None => Applied::NoAccount,
+                            });
+                            continue;
+                        }
+                        let inserted = sqlx::query(
+                            "INSERT INTO billing_holds \
+                             (request_key, account, amount, plugin, operation, created_at, expires_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (request_key) DO NOTHING",
+                        )
+                        .bind(request_key)
+                        .bind(account)
+                        .bind(amount)
+                        .bind(plugin)
+                        .bind(operation)
+                        .bind(now_ms)
+                        .bind(expires_at)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                        if inserted.rows_affected() == 0 {
+                            // The same key is held already: undo this hold's sum.
+                            sqlx::query("UPDATE billing_accounts SET held = held - $2 WHERE account = $1")
+                                .bind(account)
+                                .bind(amount)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(unavailable)?;
+                            Applied::InFlight
+                        } else {
+                            Applied::Held
+                        }
+                    }
+                    Op::Post { request_key, amount, reason, request_id, now_ms } => {
+                        let hold = sqlx::query(
+                            "DELETE FROM billing_holds WHERE request_key = $1 \
+                             RETURNING account, amount, plugin, operation",
+                        )
+                        .bind(request_key)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                        let Some(hold) = hold else {
+                            out.push(Applied::NotHeld);
+                            continue;
+                        };
+                        let account: String = hold.try_get("account").map_err(unavailable)?;
+                        let held: i64 = hold.try_get("amount").map_err(unavailable)?;
+                        let plugin: String = hold.try_get("plugin").map_err(unavailable)?;
+                        let operation: String = hold.try_get("operation").map_err(unavailable)?;
+                        // Never more than was held.
+                        let amount = (*amount).clamp(0, held);
+                        let entry = if amount > 0 {
+                            sqlx::query(
+                                "INSERT INTO billing_entries \
+                                 (account, kind, amount, plugin, operation, reason, request_key, request_id, created_at) \
+                                 VALUES ($1, 'charge', $2, $3, $4, $5, $6, $7, $8) \
+                                 ON CONFLICT (request_key) DO NOTHING RETURNING id",
+                            )
+                            .bind(&account)
+                            .bind(amount)
+                            .bind(&plugin)
+                            .bind(&operation)
+                            .bind(reason)
+                            .bind(request_key)
+                            .bind(request_id)
+                            .bind(now_ms)
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(unavailable)?
+                            .map(|row| row.try_get::<i64, _>("id"))
+                            .transpose()
+                            .map_err(unavailable)?
+                        } else {
+                            None
+                        };
+                        // A charge under this key that another engine wrote
+                        // first counts; this one is released.
+                        let charged = if entry.is_some() { amount } else { 0 };
+                        sqlx::query(
+                            "UPDATE billing_accounts SET held = held - $2, pending = pending + $3 \
+                             WHERE account = $1",
+                        )
+                        .bind(&account)
+                        .bind(held)
+                        .bind(charged)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                        match entry {
+                            Some(entry) => Applied::Posted { entry, amount },
+                            None if amount == 0 => Applied::Voided,
+                            None => Applied::AlreadyCharged,
+                        }
+                    }
+                    Op::Void { request_key } => {
+                        let hold = sqlx::query(
+                            "DELETE FROM billing_holds WHERE request_key = $1 RETURNING account, amount",
+                        )
+                        .bind(request_key)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                        match hold {
+                            None => Applied::NotHeld,
+                            Some(hold) => {
+                                let account: String = hold.try_get("account").map_err(unavailable)?;
+                                let held: i64 = hold.try_get("amount").map_err(unavailable)?;
+                                sqlx::query("UPDATE billing_accounts SET held = held - $2 WHERE account = $1")
+                                    .bind(&account)
+                                    .bind(held)
+                                    .execute(&mut *tx)
+                                    .await
+                                    .map_err(unavailable)?;
+                                Applied::Voided
+                            }
+                        }
+                    }
+                    Op::Adjust { account, credit, amount, reason, now_ms } => {
+                        if *credit {
+                            sqlx::query(
+                                "INSERT INTO billing_accounts (account, created_at) VALUES ($1, $2) \
+                                 ON CONFLICT (account) DO NOTHING",
+                            )
+                            .bind(account)
+                            .bind(now_ms)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(unavailable)?;
+                        }
+                        let sign: i64 = if *credit { 1 } else { -1 };
+                        let changed = sqlx::query(
+                            "UPDATE billing_accounts SET balance = balance + $2 \
+                             WHERE account = $1 AND ($3 OR balance - pending - held >= $4) \
+                             RETURNING balance",
+                        )
+                        .bind(account)
+                        .bind(sign * amount)
+                        .bind(*credit)
+                        .bind(amount)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                        match changed {
+                            None => {
+                                let row = sqlx::query(
+                                    "SELECT balance - pending - held AS available FROM billing_accounts WHERE account = $1",
+                                )
+                                .bind(account)
+                                .fetch_optional(&mut *tx)
+                                .await
+                                .map_err(unavailable)?;
+                                match row {
+                                    None => Applied::NoAccount,
+                                    Some(row) => Applied::Overdrawn {
+                                        available: row.try_get("available").map_err(unavailable)?,
+                                    },
+                                }
+                            }
+                            Some(row) => {
+                                let balance: i64 = row.try_get("balance").map_err(unavailable)?;
+                                let entry: i64 = sqlx::query(
+                                    "INSERT INTO billing_entries (account, kind, amount, reason, created_at) \
+                                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                                )
+                                .bind(account)
+                                .bind(if *credit { "credit" } else { "debit" })
+                                .bind(amount)
+                                .bind(reason)
+                                .bind(now_ms)
+                                .fetch_one(&mut *tx)
+                                .await
+                                .map_err(unavailable)?
+                                .try_get("id")
+                                .map_err(unavailable)?;
+                                Applied::Adjusted { entry, balance }
+                            }
+                        }
+                    }
+                    Op::Expire { now_ms } => {
+                        let expired = sqlx::query(
+                            "DELETE FROM billing_holds WHERE expires_at <= $1 RETURNING account, amount",
+                        )
+                        .bind(now_ms)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                        for hold in &expired {
+                            let account: String = hold.try_get("account").map_err(unavailable)?;
+                            let held: i64 = hold.try_get("amount").map_err(unavailable)?;
+                            sqlx::query("UPDATE billing_accounts SET held = held - $2 WHERE account = $1")
+                                .bind(&account)
+                                .bind(held)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(unavailable)?;
+                        }
+                        Applied::Expired(expired.len() as u64)
+                    }
+                });
+            }
+            out
+        }))
+    }
+
+    pub async fn account(&self, account: &str) -> Result<Option<Account>, DataError> {
+        on_pool!(&self.db, pool => {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM billing_accounts WHERE account = $1"
+            )))
+            .bind(account)
+            .fetch_optional(pool)
+            .await
+            .map_err(unavailable)?;
+            row.as_ref().map(account_of).transpose()
+        })
+    }
+
+    pub async fn accounts(&self, limit: u32) -> Result<Vec<Account>, DataError> {
+        on_pool!(&self.db, pool => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM billing_accounts ORDER BY account LIMIT $1"
+            )))
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+            .map_err(unavailable)?;
+            rows.iter().map(account_of).collect()
+        })
+    }
+
+    /// An account's newest entries, newest first (ids before `before`).
+    pub async fn entries(
+        &self,
+        account: &str,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<Entry>, DataError> {
+        on_pool!(&self.db, pool => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {ENTRY_COLUMNS} FROM billing_entries \
+                 WHERE account = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+            )))
+            .bind(account)
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+            .map_err(unavailable)?;
+            rows.iter().map(entry_of).collect()
+        })
+    }
+
+    /// The sums recomputed from the entries and holds alone, to check the
+    /// running sums against: (balance, pending, held).
+    pub async fn derived(&self, account: &str) -> Result<(i64, i64, i64), DataError> {
+        on_pool!(&self.db, pool => {
+            let row = sqlx::query(
+                "SELECT \
+                   CAST(COALESCE(SUM(CASE WHEN kind = 'credit' THEN amount \
+                                     WHEN kind = 'debit' THEN -amount \
+                                     WHEN settlement IS NOT NULL THEN -amount ELSE 0 END), 0) AS BIGINT) AS balance, \
+                   CAST(COALESCE(SUM(CASE WHEN kind = 'charge' AND settlement IS NULL THEN amount ELSE 0 END), 0) AS BIGINT) AS pending, \
+                   CAST((SELECT COALESCE(SUM(amount), 0) FROM billing_holds WHERE account = $1) AS BIGINT) AS held \
+                 FROM billing_entries WHERE account = $1",
+            )
+            .bind(account)
+            .fetch_one(pool)
+            .await
+            .map_err(unavailable)?;
+            Ok((
+                row.try_get::<i64, _>("balance").map_err(unavailable)?,
+                row.try_get::<i64, _>("pending").map_err(unavailable)?,
+                row.try_get::<i64, _>("held").map_err(unavailable)?,
+            ))
+        })
+    }
+
+    pub async fn settlements(&self, limit: u32) -> Result<Vec<Settlement>, DataError> {
+        on_pool!(&self.db, pool => {
+            let rows = sqlx::query(
+                "SELECT id, started_at, finished_at, entries, amount FROM billing_settlements \
+                 ORDER BY started_at DESC LIMIT $1",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+            .map_err(unavailable)?;
+            rows.iter()
+                .map(|row| {
+                    Ok(Settlement {
+                        id: row.try_get("id").map_err(unavailable)?,
+                        started_at: row.try_get("started_at").map_err(unavailable)?,
+                        finished_at: row.try_get("finished_at").map_err(unavailable)?,
+                        entries: row.try_get("entries").map_err(unavailable)?,
+                        amount: row.try_get("amount").map_err(unavailable)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Starts settlement `id`.
+    pub async fn begin_settlement(&self, id: &str, now_ms: i64) -> Result<(), DataError> {
+        on_pool!(&self.db, pool => sqlx::query(
+            "INSERT INTO billing_settlements (id, started_at) VALUES ($1, $2)",
+        )
+        .bind(id)
+        .bind(now_ms)
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(unavailable))
+    }
+
+    /// Deducts up to `batch` unsettled charges from their accounts and
+    /// marks them with `settlement`, in one transaction; how many and how
+    /// much (0 when none were left).
+    pub async fn settle_batch(
+        &self,
+        settlement: &str,
+        batch: u32,
+    ) -> Result<(i64, i64), DataError> {
+        let for_update = match self.db {
+            Database::Postgres(_) => " FOR UPDATE",
+            Database::Sqlite(_) => "",
+        };
+        Ok(in_transaction!(&self.db, tx => {
+            // On PostgreSQL the rows are locked: a second settler waits,
+            // then finds them settled, so nothing is deducted twice even
+            // without the settlement lock. (SQLite has one writer: a second
+            // one's stale read fails its write.)
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT id, account, amount FROM billing_entries \
+                 WHERE settlement IS NULL AND kind = 'charge' ORDER BY id LIMIT $1{for_update}"
+            )))
+            .bind(i64::from(batch))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            let mut by_account: std::collections::BTreeMap<String, i64> = Default::default();
+            let (mut first, mut last, mut total) = (i64::MAX, i64::MIN, 0i64);
+            for row in &rows {
+                let id: i64 = row.try_get("id").map_err(unavailable)?;
+                let account: String = row.try_get("account").map_err(unavailable)?;
+                let amount: i64 = row.try_get("amount").map_err(unavailable)?;
+                *by_account.entry(account).or_default() += amount;
+                first = first.min(id);
+                last = last.max(id);
+                total += amount;
+            }
+            // Accounts in one order, so two settlements never deadlock.
+            for (account, amount) in &by_account {
+                sqlx::query(
+                    "UPDATE billing_accounts SET balance = balance - $2, pending = pending - $2 \
+                     WHERE account = $1",
+                )
+                .bind(account)
+                .bind(amount)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            }
+            if !rows.is_empty() {
+                sqlx::query(
+                    "UPDATE billing_entries SET settlement = $1 \
+                     WHERE settlement IS NULL AND kind = 'charge' AND id >= $2 AND id <= $3",
+                )
+                .bind(settlement)
+                .bind(first)
+                .bind(last)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+                sqlx::query(
+                    "UPDATE billing_settlements SET entries = entries + $2, amount = amount + $3 WHERE id = $1",
+                )
+                .bind(settlement)
+                .bind(rows.len() as i64)
+                .bind(total)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            }
+            (rows.len() as i64, total)
+        }))
+    }
+
+    pub async fn finish_settlement(&self, id: &str, now_ms: i64) -> Result<(), DataError> {
+        on_pool!(&self.db, pool => sqlx::query(
+            "UPDATE billing_settlements SET finished_at = $2 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(now_ms)
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(unavailable))
+    }
+}
+
+/// Held while this process settles: on PostgreSQL a session advisory lock
+/// (released when its connection closes, so a crashed engine never keeps
+/// it); on SQLite, where one process owns the file, a lock in process.
+pub struct SettleLock {
+    postgres: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+    _sqlite: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+/// The advisory lock's key: "kilnsett" in ASCII.
+const SETTLE_LOCK_KEY: i64 = 0x6b69_6c6e_7365_7474;
+
+static SQLITE_SETTLE: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
+    std::sync::LazyLock::new(Default::default);
+
+impl LedgerStore {
+    /// The settlement lock, or `None` when another settler holds it.
+    pub async fn try_settle_lock(&self) -> Result<Option<SettleLock>, DataError> {
+        match &self.db {
+            Database::Postgres(pool) => {
+                let mut conn = pool.acquire().await.map_err(unavailable)?;
+                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(SETTLE_LOCK_KEY)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(got.then_some(SettleLock {
+                    postgres: Some(conn),
+                    _sqlite: None,
+                }))
+            }
+            Database::Sqlite(_) => {
+                Ok(SQLITE_SETTLE
+                    .clone()
+                    .try_lock_owned()
+                    .ok()
+                    .map(|guard| SettleLock {
+                        postgres: None,
+                        _sqlite: Some(guard),
+                    }))
+            }
+        }
+    }
+}
+
+impl SettleLock {
+    pub async fn release(mut self) {
+        if let Some(mut conn) = self.postgres.take() {
+            let released = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(SETTLE_LOCK_KEY)
+                .execute(&mut *conn)
+                .await;
+            if released.is_err() {
+                // Closing the connection releases the lock with it.
+                drop(conn.detach());
+            }
+        }
+    }
+}
+
+impl Drop for SettleLock {
+    /// Not released (the settler failed or was cancelled): the connection
+    /// is closed rather than returned to the pool still holding the lock.
+    fn drop(&mut self) {
+        if let Some(conn) = self.postgres.take() {
+            drop(conn.detach());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (tempfile::TempDir, LedgerStore) {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = Database::connect(&crate::store::DatabaseConfig::default(), tmp.path())
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        (tmp, LedgerStore::new(db))
+    }
+
+    fn hold(key: &str, amount: i64, expires_at: i64) -> Op {
+        Op::Hold {
+            account: "key:a".into(),
+            request_key: key.into(),
+            amount,
+            plugin: "p".into(),
+            operation: "GET /x".into(),
+            now_ms: 1,
+            expires_at,
+        }
+    }
+
+    fn post(key: &str, amount: i64) -> Op {
+        Op::Post {
+            request_key: key.into(),
+            amount,
+            reason: None,
+            request_id: "r".into(),
+            now_ms: 2,
+        }
+    }
+
+    #[tokio::test]
+    async fn holds_posts_voids_and_settlement_keep_the_sums_derivable() {
+        let (_tmp, s) = store().await;
+        let credit = Op::Adjust {
+            account: "key:a".into(),
+            credit: true,
+            amount: 100,
+            reason: None,
+            now_ms: 0,
+        };
+        let applied = s
+            .apply(&[
+                hold("k0", 10, 9),
+                credit,
+                hold("k1", 60, 9),
+                hold("k1", 10, 9),
+                hold("k2", 50, 9),
+                hold("k3", 30, 9),
+                // More than held: the charge stays at the hold.
+                post("k1", 500),
+                hold("k1", 10, 9),
+                Op::Void {
+                    request_key: "k3".into(),
+                },
+                post("k9", 5),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            applied,
+            [
+                Applied::NoAccount,
+                Applied::Adjusted {
+                    entry: 1,
+                    balance: 100
+                },
+                Applied::Held,
+                Applied::InFlight,
+                Applied::Insufficient { available: 40 },
+                Applied::Held,
+                Applied::Posted {
+                    entry: 2,
+                    amount: 60
+                },
+                Applied::AlreadyCharged,
+                Applied::Voided,
+                Applied::NotHeld,
+            ]
+        );
+        let a = s.account("key:a").await.unwrap().unwrap();
+        assert_eq!(
+            (a.balance, a.pending, a.held, a.available),
+            (100, 60, 0, 40)
+        );
+        assert_eq!(s.derived("key:a").await.unwrap(), (100, 60, 0));
+
+        // An expired hold gives its money back.
+        assert_eq!(
+            s.apply(&[hold("k4", 40, 5)]).await.unwrap(),
+            [Applied::Held]
+        );
+        assert_eq!(
+            s.apply(&[Op::Expire { now_ms: 6 }]).await.unwrap(),
+            [Applied::Expired(1)]
+        );
+        assert_eq!(s.account("key:a").await.unwrap().unwrap().available, 40);
+
+        s.begin_settlement("s1", 7).await.unwrap();
+        assert_eq!(s.settle_batch("s1", 10).await.unwrap(), (1, 60));
+        assert_eq!(s.settle_batch("s1", 10).await.unwrap(), (0, 0));
+        let a = s.account("key:a").await.unwrap().unwrap();
+        assert_eq!((a.balance, a.pending, a.held), (40, 0, 0));
+        assert_eq!(s.derived("key:a").await.unwrap(), (40, 0, 0));
+        let lock = s.try_settle_lock().await.unwrap().unwrap();
+        assert!(s.try_settle_lock().await.unwrap().is_none());
+        lock.release().await;
+    }
+}
