@@ -183,3 +183,118 @@ async fn two_engines_never_overspend_one_account() {
     assert!(settled.contains("37 entries"), "{settled}");
     assert_eq!(balance(&b, "key:shared"), (0, 0, 0, 0));
 }
+
+/// One stateless (2026-07-28) `tools/call` of fixture-mcp's `quote`, which
+/// declares a price of 250 micros; the JSON-RPC result.
+async fn quote(e: &Engine, key: &str) -> Value {
+    let meta = serde_json::json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": { "name": "e2e", "version": "1" }
+    });
+    let body = serde_json::json!({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": { "name": "quote", "arguments": { "text": "hi" }, "_meta": meta }
+    });
+    let response = reqwest::Client::new()
+        .post(e.url("/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "quote")
+        .bearer_auth(key)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    // One JSON body, or an event stream whose data line is the message.
+    let json = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap_or(&text);
+    let message: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {text}"));
+    message["result"].clone()
+}
+
+#[tokio::test]
+async fn a_tool_charges_its_declared_price_and_refuses_with_an_error_result() {
+    let e = Engine::builder()
+        .plugin("fixture-mcp", "fixture-mcp", None)
+        .start()
+        .await;
+    let payer = key(&e, "agent");
+    let refused = quote(&e, &payer).await;
+    assert_eq!(refused["isError"], true, "{refused}");
+    assert_eq!(
+        refused["structuredContent"]["code"], "payment_required",
+        "{refused}"
+    );
+    assert_eq!(
+        refused["structuredContent"]["price_micros"], 250,
+        "{refused}"
+    );
+    assert_eq!(
+        refused["structuredContent"]["account"], "key:agent",
+        "{refused}"
+    );
+
+    cli_ok(&e, &["billing", "credit", "key:agent", "600"]);
+    for _ in 0..2 {
+        let ok = quote(&e, &payer).await;
+        assert_eq!(ok["isError"], false, "{ok}");
+    }
+    let short = quote(&e, &payer).await;
+    assert_eq!(
+        short["structuredContent"]["available_micros"], 100,
+        "{short}"
+    );
+    assert_eq!(balance(&e, "key:agent"), (600, 500, 0, 100));
+}
+
+async fn graphql(e: &Engine, key: Option<&str>, query: &str) -> Value {
+    let mut request = reqwest::Client::new()
+        .post(e.url("/graphql"))
+        .header("content-type", "application/json")
+        .body(serde_json::json!({ "query": query }).to_string());
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test]
+async fn each_priced_field_of_a_document_is_held_and_charged_on_its_own() {
+    let e = Engine::builder()
+        .plugin("hello-rust", "hello-rust", None)
+        .config(
+            "[[billing.prices]]\nplugin = \"hello-rust\"\nfield = \"Query.hello\"\nmicros = 100\n",
+        )
+        .start()
+        .await;
+    let anonymous = graphql(&e, None, "{ hello }").await;
+    assert_eq!(
+        anonymous["errors"][0]["extensions"]["code"], "PAYMENT_REQUIRED",
+        "{anonymous}"
+    );
+    let payer = key(&e, "gql");
+    cli_ok(&e, &["billing", "credit", "key:gql", "250"]);
+    // Two aliases of the priced field: two charges.
+    let both = graphql(
+        &e,
+        Some(&payer),
+        r#"{ a: hello(name: "x") b: hello(name: "y") }"#,
+    )
+    .await;
+    assert_eq!(both["data"]["a"], "Hello, x!", "{both}");
+    assert_eq!(both["data"]["b"], "Hello, y!", "{both}");
+    let short = graphql(&e, Some(&payer), "{ hello }").await;
+    let error = &short["errors"][0];
+    assert_eq!(error["extensions"]["code"], "PAYMENT_REQUIRED", "{short}");
+    assert_eq!(error["extensions"]["price_micros"], 100, "{short}");
+    assert_eq!(error["extensions"]["available_micros"], 50, "{short}");
+    assert_eq!(error["extensions"]["account"], "key:gql", "{short}");
+    assert_eq!(balance(&e, "key:gql"), (250, 200, 0, 50));
+}

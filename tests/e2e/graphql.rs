@@ -2,9 +2,14 @@ use std::time::Duration;
 
 use kiln_e2e::{ADMIN_TOKEN, Engine, EngineBuilder, NodeClient, Value, json, wait_for};
 
+/// catalog-rust, with `setPrice` free: its declared `@price(micros: 100)`
+/// overridden by the operator (billing has its own tests).
 async fn catalog() -> Engine {
     Engine::builder()
         .plugin("catalog", "catalog-rust", None)
+        .config(
+            "[[billing.prices]]\nplugin = \"catalog-rust\"\nfield = \"Mutation.setPrice\"\nmicros = 0\n",
+        )
         .start()
         .await
 }

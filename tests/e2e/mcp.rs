@@ -627,8 +627,16 @@ async fn the_admin_api_shows_tools_with_their_plugin_access_and_price() {
     assert_eq!(echo["plugin"], "fixture-mcp");
     assert_eq!(
         echo["access"],
-        json!({ "roles": ["reader"], "price_micros": 250 })
+        json!({ "roles": ["reader"], "price_micros": 0 })
     );
+    let quote = tools["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "quote")
+        .unwrap_or_else(|| panic!("{tools}"))
+        .clone();
+    assert_eq!(quote["access"], json!({ "roles": [], "price_micros": 250 }));
 }
 
 #[tokio::test]

@@ -91,6 +91,12 @@ pub struct Billing {
     writer: writer::Writer,
 }
 
+impl std::fmt::Debug for Billing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Billing").finish_non_exhaustive()
+    }
+}
+
 impl Billing {
     /// Starts the writer and the sweeper of expired holds; both stop when
     /// `shutdown` is cancelled (after what was queued is written).
@@ -182,6 +188,21 @@ impl Billing {
     /// else none (routes declare no price of their own yet).
     pub fn route_price(&self, plugin: &str, route: &str) -> Option<u64> {
         self.config.route_price(plugin, route)
+    }
+
+    /// The price of `plugin`'s MCP tool: the operator's, else what the
+    /// tool declares.
+    pub fn tool_price(&self, plugin: &str, tool: &str, declared: u64) -> u64 {
+        self.config.tool_price(plugin, tool).unwrap_or(declared)
+    }
+
+    /// The price of `plugin`'s GraphQL field `"Type.field"`: the
+    /// operator's, else its `@price`.
+    pub fn field_price(&self, plugin: &str, field: &str, declared: Option<u64>) -> u64 {
+        self.config
+            .field_price(plugin, field)
+            .or(declared)
+            .unwrap_or(0)
     }
 
     /// Places the hold for one priced call. `idempotency_key` (the
@@ -282,6 +303,12 @@ impl Billing {
             })
             .await
     }
+}
+
+/// Whether `key` may serve as an `Idempotency-Key`: 1 to 255 visible
+/// ASCII characters.
+pub fn idempotency_key_ok(key: &str) -> bool {
+    (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// The largest single credit or debit: $1,000,000,000 in micros, far from

@@ -280,6 +280,8 @@ pub fn request_info(extensions: &axum::http::Extensions, state: &GraphqlState) -
         request_id: RequestId::of(extensions),
         caller: extensions.get::<Caller>().cloned().unwrap_or_default(),
         access: state.access.clone(),
+        billing: Some(state.billing.clone()),
+        idempotency_key: None,
     }
 }
 

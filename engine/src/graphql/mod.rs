@@ -395,6 +395,8 @@ mod tests {
             request_id: "test".into(),
             caller: Default::default(),
             access: Arc::new(access),
+            billing: None,
+            idempotency_key: None,
         })
     }
 

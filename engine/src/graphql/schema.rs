@@ -83,6 +83,11 @@ pub struct RequestInfo {
     /// Who is asking, checked against `access` before each guarded field.
     pub caller: Caller,
     pub access: Arc<AccessConfig>,
+    /// Charges priced fields (none in tests that price nothing).
+    pub billing: Option<Arc<crate::billing::Billing>>,
+    /// The client's `Idempotency-Key`, which with each field's path names
+    /// its charge across retries.
+    pub idempotency_key: Option<Arc<str>>,
 }
 
 /// Whether the request may read field `type_name.field` of `plugin`: root
@@ -527,6 +532,7 @@ fn plugin_field(
     let args = Arc::new(f.args.clone());
     let is_root = matches!(type_name, "Query" | "Mutation");
     let declared = f.directives.auth.clone();
+    let declared_price = f.directives.price_micros;
     let field = Field::new(&f.name, type_ref(&f.ty), move |ctx: ResolverContext| {
         if let Err(e) = guard(
             ctx.data_opt::<RequestInfo>(),
@@ -571,7 +577,44 @@ fn plugin_field(
                 .as_value()
                 .and_then(|v| v.clone().into_json().ok())
         };
+        let path = ctx.path_node.map(|p| p.to_string()).unwrap_or_default();
         FieldFuture::new(async move {
+            // A priced field holds its price before the plugin runs; each
+            // priced field of a document is its own charge, named by its
+            // path.
+            let hold = match info.as_ref() {
+                Some(i) => match &i.billing {
+                    Some(billing) => {
+                        let price = billing.field_price(&plugin, &at, declared_price);
+                        if price > 0 {
+                            let key = format!(
+                                "{}/{path}",
+                                i.idempotency_key.as_deref().unwrap_or(&i.request_id)
+                            );
+                            match billing
+                                .hold(
+                                    i.caller.principal(),
+                                    Some(&key),
+                                    &i.request_id,
+                                    &plugin,
+                                    &at,
+                                    price,
+                                )
+                                .await
+                            {
+                                Ok(hold) => Some(hold),
+                                Err(refused) => {
+                                    return fail(&ctx, nullable, payment_error(&refused));
+                                }
+                            }
+                        } else {
+                            None
+                        }
+                    }
+                    None => None,
+                },
+                None => None,
+            };
             let outcome = async {
                 let request = ResolveRequest {
                     parent_type: parent_type.to_string(),
@@ -611,6 +654,27 @@ fn plugin_field(
                 })
             }
             .await;
+            let outcome = match hold {
+                None => outcome,
+                Some(hold) => {
+                    let written = if outcome.is_ok() {
+                        let amount = hold.amount();
+                        hold.post(amount, None).await
+                    } else {
+                        hold.void().await
+                    };
+                    match written {
+                        Ok(_) => outcome,
+                        Err(e) => {
+                            tracing::error!(error = %e, field = %at, "the ledger could not record a priced field");
+                            Err(field_error(FieldError {
+                                code: "BILLING_UNAVAILABLE",
+                                message: format!("{at} ran but its charge could not be recorded"),
+                            }))
+                        }
+                    }
+                }
+            };
             match outcome {
                 Ok(v) => Ok(v),
                 Err(e) => fail(&ctx, nullable, e),
@@ -618,6 +682,32 @@ fn plugin_field(
         })
     });
     decorate!(field, f)
+}
+
+/// A field billing refused: `PAYMENT_REQUIRED` (or `ALREADY_CHARGED`,
+/// `IN_FLIGHT`, `BILLING_UNAVAILABLE`) with the price, account and
+/// available amount in the error's extensions.
+fn payment_error(refused: &crate::billing::Refusal) -> Error {
+    use crate::billing::Refusal;
+    let code = match refused {
+        Refusal::Insufficient { .. } | Refusal::NoAccount { .. } | Refusal::Anonymous { .. } => {
+            "PAYMENT_REQUIRED"
+        }
+        Refusal::AlreadyCharged { .. } => "ALREADY_CHARGED",
+        Refusal::InFlight { .. } => "IN_FLIGHT",
+        Refusal::Unavailable(_) => "BILLING_UNAVAILABLE",
+    };
+    let details = refused.details();
+    Error::new(refused.to_string()).extend_with(|_, ext| {
+        ext.set("code", code);
+        if let serde_json::Value::Object(map) = &details {
+            for (k, v) in map {
+                if let Ok(v) = async_graphql::Value::from_json(v.clone()) {
+                    ext.set(k.as_str(), v);
+                }
+            }
+        }
+    })
 }
 
 /// A subscription field: each message on its topic that matches the
@@ -1051,6 +1141,8 @@ mod tests {
             request_id: "test".into(),
             caller: Caller::default(),
             access: Arc::new(access),
+            billing: None,
+            idempotency_key: None,
         })
     }
 

@@ -25,6 +25,8 @@ pub struct Shared {
     /// Reads a WebSocket's `connection_init` credential.
     pub auth: Arc<Authenticator>,
     pub transport: Transport,
+    /// Charges priced fields.
+    pub billing: Arc<crate::billing::Billing>,
 }
 
 /// `/graphql` (GET, POST), `/graphql/ws` and `/graphql/stream`.

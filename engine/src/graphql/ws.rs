@@ -147,6 +147,8 @@ pub async fn upgrade(
                         request_id: id,
                         caller,
                         access: auth_state.access.clone(),
+                        billing: Some(auth_state.billing.clone()),
+                        idempotency_key: None,
                     });
                     Ok(data)
                 });

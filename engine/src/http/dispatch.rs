@@ -205,7 +205,7 @@ fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<&str>, ApiE
     value
         .to_str()
         .ok()
-        .filter(|v| (1..=255).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|v| crate::billing::idempotency_key_ok(v))
         .map(Some)
         .ok_or_else(|| {
             ApiError::new(

@@ -127,11 +127,17 @@ impl AppState {
             clients: rate_limiter.client_ips().clone(),
             shutdown: shutdown.clone(),
         };
+        let billing = crate::billing::Billing::start(
+            crate::store::ledger::LedgerStore::new(db.clone()),
+            config.section::<crate::billing::BillingConfig>(),
+            shutdown.clone(),
+        );
         let mcp = mcp_config.enabled.then(|| {
             Arc::new(crate::mcp::state::Shared {
                 mcp: crate::mcp::service(
                     registry.clone(),
                     access.clone(),
+                    billing.clone(),
                     &mcp_config,
                     http.max_request_body(),
                 ),
@@ -146,11 +152,6 @@ impl AppState {
         let revocations = crate::identity::revocations::Revocations::start(keys.clone(), redis())
             .map_err(StateError::Revocations)?;
         let audit = crate::store::audit::AuditLog::new(db.clone());
-        let billing = crate::billing::Billing::start(
-            crate::store::ledger::LedgerStore::new(db.clone()),
-            config.section::<crate::billing::BillingConfig>(),
-            shutdown.clone(),
-        );
         let auth = Arc::new(
             crate::identity::authenticator::Authenticator::new(
                 &config.section::<crate::identity::config::IdentityConfig>(),
@@ -165,6 +166,7 @@ impl AppState {
             access: access.clone(),
             auth: auth.clone(),
             transport: transport.clone(),
+            billing: billing.clone(),
         });
         Ok(AppState(Arc::new(AppInner {
             registry,

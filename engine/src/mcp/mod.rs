@@ -48,6 +48,7 @@ pub struct Mcp {
 pub fn service(
     registry: Arc<Registry>,
     access: Arc<crate::identity::access::AccessConfig>,
+    billing: Arc<crate::billing::Billing>,
     config: &McpConfig,
     max_body: usize,
 ) -> Mcp {
@@ -83,7 +84,13 @@ pub fn service(
         },
     );
     let service = StreamableHttpService::new(
-        move || Ok(server::KilnMcp::new(registry.clone(), access.clone())),
+        move || {
+            Ok(server::KilnMcp::new(
+                registry.clone(),
+                access.clone(),
+                billing.clone(),
+            ))
+        },
         Arc::new(sessions.clone()),
         http,
     );

@@ -38,6 +38,7 @@ use crate::runtime::{CallError, CallSpec, Plugin};
 pub struct KilnMcp {
     registry: Arc<Registry>,
     access: Arc<AccessConfig>,
+    billing: Arc<crate::billing::Billing>,
     session: Arc<Session>,
 }
 
@@ -58,10 +59,15 @@ impl Drop for Session {
 }
 
 impl KilnMcp {
-    pub fn new(registry: Arc<Registry>, access: Arc<AccessConfig>) -> Self {
+    pub fn new(
+        registry: Arc<Registry>,
+        access: Arc<AccessConfig>,
+        billing: Arc<crate::billing::Billing>,
+    ) -> Self {
         KilnMcp {
             registry,
             access,
+            billing,
             session: Arc::new(Session {
                 // Until the client says otherwise: info and above.
                 level: Mutex::new(LoggingLevel::Info),
@@ -199,6 +205,35 @@ impl ServerHandler for KilnMcp {
             )));
         }
         let request_id = request_id(&context);
+        // A priced tool holds its price before the plugin runs.
+        let price =
+            self.billing
+                .tool_price(&plugin.manifest.name, &tool.name, tool.access.price_micros);
+        let hold = if price > 0 {
+            let key = idempotency_key(&context);
+            if key.is_some_and(|k| !crate::billing::idempotency_key_ok(k)) {
+                return Ok(failed(
+                    "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+                ));
+            }
+            match self
+                .billing
+                .hold(
+                    caller.principal(),
+                    key,
+                    &request_id,
+                    &plugin.manifest.name,
+                    &format!("tool {}", tool.name),
+                    price,
+                )
+                .await
+            {
+                Ok(hold) => Some(hold),
+                Err(refused) => return Ok(payment_refused(&refused)),
+            }
+        } else {
+            None
+        };
         let caller = caller.for_plugin();
         let call_context = mcp::CallContext {
             request_id: request_id.to_string(),
@@ -225,7 +260,25 @@ impl ServerHandler for KilnMcp {
             &plugin.manifest.name,
         );
         let (outcome, ()) = tokio::join!(call, forward);
-        Ok(tool_outcome(plugin, tool, outcome).into())
+        let result = tool_outcome(plugin, tool, outcome);
+        if let Some(hold) = hold {
+            // Charged only for a result; an error result voids the hold.
+            let written = if result.is_error == Some(true) {
+                hold.void().await
+            } else {
+                let amount = hold.amount();
+                hold.post(amount, None).await
+            };
+            if let Err(e) = written {
+                tracing::error!(error = %e, tool = %tool.name, "the ledger could not record a priced tool call");
+                return Ok(failed(format!(
+                    "tool '{}' ran but its charge could not be recorded (billing is unavailable); \
+                     its hold is released when it expires",
+                    tool.name
+                )));
+            }
+        }
+        Ok(result.into())
     }
 
     async fn get_prompt(
@@ -535,6 +588,38 @@ fn request_id(context: &RequestContext<RoleServer>) -> Arc<str> {
         .and_then(|parts| parts.extensions.get::<RequestId>())
         .map(|id| id.0.clone())
         .unwrap_or_else(|| Arc::from(uuid::Uuid::new_v4().to_string()))
+}
+
+/// The client's `Idempotency-Key` header, if any (one that is not text
+/// reads as a key that fails the check).
+fn idempotency_key(context: &RequestContext<RoleServer>) -> Option<&str> {
+    context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.headers.get("idempotency-key"))
+        .map(|v| v.to_str().unwrap_or("\u{0}"))
+}
+
+/// A tool call billing refused, as an error result the model can read:
+/// the message, and the code with the price, account and available
+/// amount as structured content.
+fn payment_refused(refused: &crate::billing::Refusal) -> CallToolResponse {
+    use crate::billing::Refusal;
+    let code = match refused {
+        Refusal::Insufficient { .. } | Refusal::NoAccount { .. } | Refusal::Anonymous { .. } => {
+            "payment_required"
+        }
+        Refusal::AlreadyCharged { .. } => "already_charged",
+        Refusal::InFlight { .. } => "in_flight",
+        Refusal::Unavailable(_) => "billing_unavailable",
+    };
+    let mut result = CallToolResult::error(vec![ContentBlock::text(refused.to_string())]);
+    let mut data = serde_json::json!({ "code": code });
+    if let (Value::Object(details), Some(data)) = (refused.details(), data.as_object_mut()) {
+        data.extend(details);
+    }
+    result.structured_content = Some(data);
+    result.into()
 }
 
 /// An error result: the tool ran (or was about to) and failed.
