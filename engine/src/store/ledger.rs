@@ -183,6 +183,37 @@ where
     })
 }
 
+/// Gives `$amount` held on `$account` back (a hold voided, expired, or
+/// placed twice), inside transaction `$tx`.
+macro_rules! release_held {
+    ($tx:ident, $account:expr, $amount:expr) => {
+        sqlx::query("UPDATE billing_accounts SET held = held - $2 WHERE account = $1")
+            .bind($account)
+            .bind($amount)
+            .execute(&mut *$tx)
+            .await
+            .map_err(unavailable)?
+    };
+}
+
+/// What `$account` may spend now, or `None` when it does not exist, inside
+/// transaction `$tx`.
+macro_rules! available_in {
+    ($tx:ident, $account:expr) => {
+        match sqlx::query(
+            "SELECT balance - pending - held AS available FROM billing_accounts WHERE account = $1",
+        )
+        .bind($account)
+        .fetch_optional(&mut *$tx)
+        .await
+        .map_err(unavailable)?
+        {
+            Some(row) => Some(row.try_get::<i64, _>("available").map_err(unavailable)?),
+            None => None,
+        }
+    };
+}
+
 #[derive(Clone)]
 pub struct LedgerStore {
     db: Database,
@@ -224,17 +255,8 @@ impl LedgerStore {
                         .await
                         .map_err(unavailable)?;
                         if debited.rows_affected() == 0 {
-                            let row = sqlx::query(
-                                "SELECT balance - pending - held AS available FROM billing_accounts WHERE account = $1",
-                            )
-                            .bind(account)
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(unavailable)?;
-                            out.push(match row {
-                                Some(row) => Applied::Insufficient {
-                                    available: row.try_get("available").map_err(unavailable)?,
-                                },
+                            out.push(match available_in!(tx, account) {
+                                Some(available) => Applied::Insufficient { available },
                                 None => Applied::NoAccount,
                             });
                             continue;
@@ -256,12 +278,7 @@ impl LedgerStore {
                         .map_err(unavailable)?;
                         if inserted.rows_affected() == 0 {
                             // The same key is held already: undo this hold's sum.
-                            sqlx::query("UPDATE billing_accounts SET held = held - $2 WHERE account = $1")
-                                .bind(account)
-                                .bind(amount)
-                                .execute(&mut *tx)
-                                .await
-                                .map_err(unavailable)?;
+                            release_held!(tx, account, amount);
                             Applied::InFlight
                         } else {
                             Applied::Held
@@ -342,12 +359,7 @@ impl LedgerStore {
                             Some(hold) => {
                                 let account: String = hold.try_get("account").map_err(unavailable)?;
                                 let held: i64 = hold.try_get("amount").map_err(unavailable)?;
-                                sqlx::query("UPDATE billing_accounts SET held = held - $2 WHERE account = $1")
-                                    .bind(&account)
-                                    .bind(held)
-                                    .execute(&mut *tx)
-                                    .await
-                                    .map_err(unavailable)?;
+                                release_held!(tx, &account, held);
                                 Applied::Voided
                             }
                         }
@@ -379,18 +391,9 @@ impl LedgerStore {
                         .map_err(unavailable)?;
                         match changed {
                             None => {
-                                let row = sqlx::query(
-                                    "SELECT balance - pending - held AS available FROM billing_accounts WHERE account = $1",
-                                )
-                                .bind(account)
-                                .fetch_optional(&mut *tx)
-                                .await
-                                .map_err(unavailable)?;
-                                match row {
+                                match available_in!(tx, account) {
                                     None => Applied::NoAccount,
-                                    Some(row) => Applied::Overdrawn {
-                                        available: row.try_get("available").map_err(unavailable)?,
-                                    },
+                                    Some(available) => Applied::Overdrawn { available },
                                 }
                             }
                             Some(row) => {
@@ -424,12 +427,7 @@ impl LedgerStore {
                         for hold in &expired {
                             let account: String = hold.try_get("account").map_err(unavailable)?;
                             let held: i64 = hold.try_get("amount").map_err(unavailable)?;
-                            sqlx::query("UPDATE billing_accounts SET held = held - $2 WHERE account = $1")
-                                .bind(&account)
-                                .bind(held)
-                                .execute(&mut *tx)
-                                .await
-                                .map_err(unavailable)?;
+                            release_held!(tx, &account, held);
                         }
                         Applied::Expired(expired.len() as u64)
                     }
