@@ -184,6 +184,12 @@ impl Billing {
         }
     }
 
+    /// Whether the operator priced any route: unpriced engines skip the
+    /// lookup on every request.
+    pub fn prices_routes(&self) -> bool {
+        self.config.prices.iter().any(|p| p.route.is_some())
+    }
+
     /// The price of `plugin`'s route `"METHOD /pattern"`: the operator's,
     /// else none (routes declare no price of their own yet).
     pub fn route_price(&self, plugin: &str, route: &str) -> Option<u64> {

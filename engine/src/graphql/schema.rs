@@ -577,7 +577,6 @@ fn plugin_field(
                 .as_value()
                 .and_then(|v| v.clone().into_json().ok())
         };
-        let path = ctx.path_node.map(|p| p.to_string()).unwrap_or_default();
         FieldFuture::new(async move {
             // A priced field holds its price before the plugin runs; each
             // priced field of a document is its own charge, named by its
@@ -587,6 +586,7 @@ fn plugin_field(
                     Some(billing) => {
                         let price = billing.field_price(&plugin, &at, declared_price);
                         if price > 0 {
+                            let path = ctx.path_node.map(|p| p.to_string()).unwrap_or_default();
                             let key = format!(
                                 "{}/{path}",
                                 i.idempotency_key.as_deref().unwrap_or(&i.request_id)

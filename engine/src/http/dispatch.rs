@@ -135,17 +135,24 @@ async fn dispatch(
 
     let plugin = &target.plugin;
     let name = plugin.manifest.name.as_str();
-    // A priced route holds its price before the plugin runs.
-    let operation = format!("{} {}", route_method, target.pattern);
-    let hold = match app.billing.route_price(name, &operation) {
-        Some(price) if price > 0 => Some(
+    // A priced route holds its price before the plugin runs (the route's
+    // name is only spelled out when the operator priced some route).
+    let operation = app
+        .billing
+        .prices_routes()
+        .then(|| format!("{} {}", route_method, target.pattern));
+    let price = operation
+        .as_deref()
+        .and_then(|operation| app.billing.route_price(name, operation));
+    let hold = match (price, &operation) {
+        (Some(price), Some(operation)) if price > 0 => Some(
             app.billing
                 .hold(
                     caller.principal(),
                     idempotency_key(&parts.headers)?,
                     &request_id,
                     name,
-                    &operation,
+                    operation,
                     price,
                 )
                 .await
