@@ -95,6 +95,34 @@ async fn a_priced_route_charges_what_the_account_affords_and_settles_once() {
     assert_eq!(body["error"]["details"]["account"], "key:payer", "{body}");
     assert_eq!(balance(&e, "key:payer"), (1_000_000, 1_000_000, 0, 0));
 
+    // The caller reads its own account; without a credential there is none.
+    let me: Value = reqwest::Client::new()
+        .get(e.url("/_kiln/v1/billing/me"))
+        .bearer_auth(&payer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["account"], "key:payer", "{me}");
+    assert_eq!(me["pending_micros"], 1_000_000, "{me}");
+    assert_eq!(me["available_micros"], 0, "{me}");
+    let kinds: Vec<&str> = me["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["charge", "charge", "charge", "charge", "credit"],
+        "{me}"
+    );
+    assert_eq!(me["recent"][0]["operation"], "GET /hello/{name}", "{me}");
+    let (status, _, _) = error_of(e.get("/_kiln/v1/billing/me").await).await;
+    assert_eq!(status, 401);
+
     // Settlement deducts the pending charges, and a second run finds none.
     let first = cli_ok(&e, &["billing", "settle"]);
     assert!(first.contains("4 entries"), "{first}");

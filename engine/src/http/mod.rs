@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod admin_guard;
 pub mod auth;
+pub mod billing;
 pub mod canonical;
 pub mod config;
 pub mod connections;
@@ -333,6 +334,7 @@ pub fn router(state: AppState) -> Front {
         ));
     let host = Router::new()
         .route("/_kiln/v1/health", get(admin::health))
+        .route("/_kiln/v1/billing/me", get(billing::me))
         .nest("/_kiln/v1/admin", admin)
         .route("/_kiln", any(reserved))
         .route("/_kiln/{*rest}", any(reserved));
