@@ -383,8 +383,13 @@ impl Hold {
 impl Drop for Hold {
     fn drop(&mut self) {
         if let Some(request_key) = self.request_key.take() {
+            // Outside a runtime (the engine is stopping) the hold simply
+            // expires.
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
             let writer = self.billing.writer.clone();
-            tokio::spawn(async move {
+            runtime.spawn(async move {
                 if let Err(e) = writer.submit(Op::Void { request_key }).await {
                     tracing::error!(error = %e, "voiding an abandoned billing hold failed; it expires on its own");
                 }

@@ -4,7 +4,9 @@
 //! one gathers, so under load many calls share one commit and alone a call
 //! waits for nothing but its own. A failed transaction is retried (another
 //! engine's batch may have deadlocked with it on PostgreSQL); it either
-//! applied whole or not at all, so a retry never counts twice.
+//! applied whole or not at all, so a retry never counts twice. A commit
+//! whose outcome is unknown (the connection dropped while committing) is
+//! not retried: its callers hear the failure.
 
 use std::time::Duration;
 
@@ -58,7 +60,7 @@ async fn write(store: LedgerStore, mut jobs: mpsc::Receiver<Job>) {
         let result = loop {
             match store.apply(&ops).await {
                 Ok(applied) => break Ok(applied),
-                Err(e) if attempt < ATTEMPTS => {
+                Err(e) if attempt < ATTEMPTS && !crate::store::ledger::is_uncertain(&e) => {
                     tracing::warn!(error = %e, attempt, ops = ops.len(), "ledger batch failed; retrying");
                     tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
                     attempt += 1;

@@ -125,6 +125,20 @@ fn unavailable(e: sqlx::Error) -> DataError {
     DataError::Unavailable(e.to_string())
 }
 
+/// What a failed commit says: the database may or may not have applied it.
+const UNCERTAIN: &str = "the commit's outcome is unknown";
+
+fn uncertain(e: sqlx::Error) -> DataError {
+    DataError::Unavailable(format!("{UNCERTAIN}: {e}"))
+}
+
+/// Whether `e` is a commit whose outcome is unknown: running the batch
+/// again could apply it twice (a credit counted twice), so it is not
+/// retried. Any other failure rolled the whole batch back.
+pub fn is_uncertain(e: &DataError) -> bool {
+    matches!(e, DataError::Unavailable(m) if m.starts_with(UNCERTAIN))
+}
+
 /// Runs `$body` (which uses the transaction `$tx`) on either pool, once
 /// per dialect, with the SQL text shared: `$1` placeholders suit both.
 macro_rules! in_transaction {
@@ -132,7 +146,7 @@ macro_rules! in_transaction {
         on_pool!($db, pool => {
             let mut $tx = pool.begin().await.map_err(unavailable)?;
             let out = $body;
-            $tx.commit().await.map_err(unavailable)?;
+            $tx.commit().await.map_err(uncertain)?;
             out
         })
     };
@@ -735,6 +749,13 @@ mod tests {
             request_id: "r".into(),
             now_ms: 2,
         }
+    }
+
+    #[test]
+    fn only_a_commit_of_unknown_outcome_is_uncertain() {
+        assert!(is_uncertain(&uncertain(sqlx::Error::PoolClosed)));
+        assert!(!is_uncertain(&unavailable(sqlx::Error::PoolClosed)));
+        assert!(!is_uncertain(&DataError::Invalid(UNCERTAIN.into())));
     }
 
     #[tokio::test]
