@@ -99,6 +99,7 @@ macro_rules! on_pool {
     };
 }
 
+pub mod announce;
 pub mod api_keys;
 pub mod audit;
 pub mod cache;
