@@ -22,7 +22,7 @@ count() { # case n → total instructions
   awk '/^summary:/ {print $2}' "$out/$1.$2.out"
 }
 printf '%-6s %14s %14s %12s\n' case "I($n1)" "I($n2)" instr/request
-for case in fresh warm; do
+for case in ${CASES:-fresh warm graphql mcp}; do
   a=$(count "$case" "$n1"); b=$(count "$case" "$n2")
   printf '%-6s %14s %14s %12s\n' "$case" "$a" "$b" $(( (b - a) / (n2 - n1) ))
 done

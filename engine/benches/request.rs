@@ -1,8 +1,10 @@
 //! The full request path in process: the engine's router (request id,
 //! canonical path, hardening, authentication, rate limits, dispatch), the
-//! plugin call and the response body, without sockets or hyper. Two cases,
-//! each an engine of its own serving `hello-rust` on a public route: a
-//! fresh instance per request (the default) and warm instances.
+//! plugin call and the response body, without sockets or hyper. Each case
+//! is an engine of its own serving `hello-rust`, publicly: its route with a
+//! fresh instance per request (the default) and with warm instances, and
+//! the same greeting as a one-field GraphQL query and as a stateless MCP
+//! `tools/call` (fresh instances), so the front doors compare on one plugin.
 //!
 //! `cargo bench -p kiln --bench request` runs it under criterion (after
 //! `make examples`). `bench/callgrind.sh` runs it as
@@ -54,21 +56,66 @@ async fn engine(root: &Path, settings: &str) -> kiln::server::Engine {
     kiln::server::start(config).await.unwrap()
 }
 
-/// One `GET /hello/bench`, its body read to the end.
-async fn request(router: &kiln::http::Front) -> usize {
-    let request = Request::get("/hello/bench")
-        .header("host", "127.0.0.1")
-        .header("accept", "*/*")
-        .body(Body::empty())
-        .unwrap();
+/// Which front door a case calls.
+#[derive(Clone, Copy)]
+enum Door {
+    Route,
+    Graphql,
+    Mcp,
+}
+
+/// One greeting through `door`, its body read to the end.
+async fn request(router: &kiln::http::Front, door: Door) -> usize {
+    let builder = Request::builder().header("host", "127.0.0.1");
+    let request = match door {
+        Door::Route => builder
+            .uri("/hello/bench")
+            .header("accept", "*/*")
+            .body(Body::empty()),
+        Door::Graphql => builder
+            .method("POST")
+            .uri("/graphql")
+            .header("content-type", "application/json")
+            .header("accept", "application/graphql-response+json")
+            .body(Body::from(r#"{"query":"{ hello(name: \"bench\") }"}"#)),
+        // The stateless 2026-07-28 revision, with the headers and `_meta`
+        // it requires (as bench/mcp-call.lua sends them).
+        Door::Mcp => builder
+            .method("POST")
+            .uri("/mcp")
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "hello")
+            .body(Body::from(concat!(
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hello","#,
+                r#""arguments":{"name":"bench"},"_meta":{"#,
+                r#""io.modelcontextprotocol/protocolVersion":"2026-07-28","#,
+                r#""io.modelcontextprotocol/clientCapabilities":{},"#,
+                r#""io.modelcontextprotocol/clientInfo":{"name":"bench","version":"1"}}}}"#
+            ))),
+    }
+    .unwrap();
     let response = router.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("Hello, bench!") && !text.contains("\"isError\":true"),
+        "{text}"
+    );
     body.len()
 }
 
-const CASES: [(&str, &str); 2] = [("fresh", ""), ("warm", "[limits]\ninstances = \"warm\"\n")];
+/// name, the plugin's settings, the door.
+const CASES: [(&str, &str, Door); 4] = [
+    ("fresh", "", Door::Route),
+    ("warm", "[limits]\ninstances = \"warm\"\n", Door::Route),
+    ("graphql", "", Door::Graphql),
+    ("mcp", "", Door::Mcp),
+];
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -76,17 +123,17 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let mut group = c.benchmark_group("request");
-    for (name, settings) in CASES {
+    for (name, settings, door) in CASES {
         let root = tempfile::tempdir().unwrap();
         let engine = rt.block_on(engine(root.path(), settings));
-        group.bench_function(format!("route/{name}"), |b| {
-            b.iter(|| rt.block_on(request(&engine.router)))
+        group.bench_function(name, |b| {
+            b.iter(|| rt.block_on(request(&engine.router, door)))
         });
     }
     group.finish();
 }
 
-/// `--requests N [--case fresh|warm]`: N requests and no statistics, for
+/// `--requests N [--case fresh|warm|graphql|mcp]`: N requests and no statistics, for
 /// callgrind.
 fn counted(args: &[String]) {
     let n: usize = args
@@ -100,11 +147,10 @@ fn counted(args: &[String]) {
         .position(|a| a == "--case")
         .and_then(|i| args.get(i + 1))
         .map_or("fresh", String::as_str);
-    let settings = CASES
-        .iter()
-        .find(|(name, _)| *name == case)
-        .map(|(_, s)| *s)
-        .expect("--case fresh or warm");
+    let (_, settings, door) = CASES
+        .into_iter()
+        .find(|(name, _, _)| *name == case)
+        .expect("--case fresh, warm, graphql or mcp");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -113,7 +159,7 @@ fn counted(args: &[String]) {
     rt.block_on(async {
         let engine = engine(root.path(), settings).await;
         for _ in 0..n {
-            request(&engine.router).await;
+            request(&engine.router, door).await;
         }
     });
 }

@@ -1,7 +1,9 @@
-//! The smallest useful Kiln plugin: a greeting (as an HTTP route and as a
-//! GraphQL field) and a JSON echo.
+//! The smallest useful Kiln plugin: a greeting (as an HTTP route, a GraphQL
+//! field and an MCP tool) and a JSON echo. The three greetings do the same
+//! work, so the benchmarks compare the front doors on one plugin.
 
 use kiln_sdk::graphql::{Graphql, Resolve};
+use kiln_sdk::mcp::{Mcp, Tool, ToolCall, ToolResult};
 use kiln_sdk::{Error, Plugin, Request, Response, Result, Router};
 use serde_json::{Value, json};
 
@@ -18,6 +20,25 @@ impl Plugin for Hello {
         Graphql::new(r#"extend type Query { "A greeting" hello(name: String = "world"): String! }"#)
             .query("hello", hello_field)
     }
+
+    fn mcp() -> Mcp {
+        Mcp::new().tool(
+            Tool::new("hello", "Greets someone by name.", hello_tool)
+                .input(json!({
+                    "type": "object",
+                    "properties": { "name": { "type": "string", "maxLength": 200 } },
+                    "additionalProperties": false
+                }))
+                .read_only()
+                .idempotent(),
+        )
+    }
+}
+
+/// Tool `hello` with `{"name": "Ada"}` → the text `Hello, Ada!`
+fn hello_tool(call: ToolCall) -> Result<ToolResult> {
+    let name: String = call.arg_opt("name")?.unwrap_or_else(|| "world".into());
+    Ok(ToolResult::text(format!("Hello, {name}!")))
 }
 
 /// `{ hello(name: "Ada") }` → `"Hello, Ada!"`
