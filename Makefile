@@ -6,7 +6,7 @@
 CARGO      ?= cargo
 WASM       := wasm32-wasip2
 PLUGINS    ?= plugins
-EXAMPLES   := hello-rust notes-rust catalog-rust tools-rust auth-rust
+EXAMPLES   := hello-rust notes-rust catalog-rust tools-rust auth-rust words-rust
 FIXTURES   := fixture-basic fixture-limits fixture-reload-v1 fixture-reload-v2 fixture-configurable fixture-kv fixture-sql fixture-pubsub fixture-mcp fixture-identity fixture-outbound
 GUEST_OUT  := target/$(WASM)/release
 

@@ -72,8 +72,7 @@ fn bench(c: &mut Criterion) {
                     &plugin,
                     "GET /hello/{name}",
                     &request,
-                    None,
-                    id.clone(),
+                    kiln::runtime::CallSpec::new(id.clone(), "GET /hello/{name}"),
                 ))
                 .unwrap()
                 .unwrap()

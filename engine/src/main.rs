@@ -126,6 +126,10 @@ enum BillingAction {
         micros: u64,
         #[arg(long)]
         reason: Option<String>,
+        /// Makes a retried command a no-op: the movement is made once
+        /// under this key.
+        #[arg(long)]
+        idempotency_key: Option<String>,
     },
     /// Take micros from an account (never below what it has available).
     Debit {
@@ -133,6 +137,10 @@ enum BillingAction {
         micros: u64,
         #[arg(long)]
         reason: Option<String>,
+        /// Makes a retried command a no-op: the movement is made once
+        /// under this key.
+        #[arg(long)]
+        idempotency_key: Option<String>,
     },
     /// An account's balance, pending charges, holds and what it may spend.
     Balance { account: String },
@@ -223,12 +231,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     account,
                     micros,
                     reason,
-                } => billing::adjust(&cfg, &account, micros, true, reason.as_deref()).await,
+                    idempotency_key,
+                } => {
+                    let movement = billing::Movement {
+                        credit: true,
+                        reason: reason.as_deref(),
+                        key: idempotency_key.as_deref(),
+                    };
+                    billing::adjust(&cfg, &account, micros, movement).await
+                }
                 BillingAction::Debit {
                     account,
                     micros,
                     reason,
-                } => billing::adjust(&cfg, &account, micros, false, reason.as_deref()).await,
+                    idempotency_key,
+                } => {
+                    let movement = billing::Movement {
+                        credit: false,
+                        reason: reason.as_deref(),
+                        key: idempotency_key.as_deref(),
+                    };
+                    billing::adjust(&cfg, &account, micros, movement).await
+                }
                 BillingAction::Balance { account } => billing::balance(&cfg, &account).await,
                 BillingAction::Ledger { account, limit } => {
                     billing::ledger(&cfg, &account, limit).await

@@ -62,6 +62,7 @@ import { adapt } from ${JSON.stringify(join(sdk, 'src', 'adapter.js'))};
 const wit = adapt(user, ${JSON.stringify(info)});
 export const plugin = wit.plugin;
 export const httpHandler = wit.httpHandler;
+export const httpPrices = wit.httpPrices;
 export const graphql = wit.graphql;
 export const mcp = wit.mcp;
 export const authProvider = wit.authProvider;

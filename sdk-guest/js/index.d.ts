@@ -209,6 +209,8 @@ declare module 'kiln' {
     path: string;
     handler: RouteHandler<any>;
     key: string;
+    /** The price set with {@link Router.price}, in micros. */
+    priceMicros?: number;
   }
 
   /**
@@ -237,6 +239,14 @@ declare module 'kiln' {
     delete<P extends RoutePath>(path: P, handler: RouteHandler<RouteParams<P>>): this;
     head<P extends RoutePath>(path: P, handler: RouteHandler<RouteParams<P>>): this;
     options<P extends RoutePath>(path: P, handler: RouteHandler<RouteParams<P>>): this;
+    /**
+     * Prices the route declared last: `micros` (1,000,000 = $1) is held on
+     * the caller's account before each call and charged after it, unless the
+     * handler charges what it used ({@link billing}.charge), then at most
+     * this. A caller who cannot afford it gets 402 and the handler does not run.
+     * @throws {TypeError} before any route, or for a price that is not a whole, non-negative number.
+     */
+    price(micros: number): this;
   }
 
   /** Routes as an object: `{ 'GET /notes/{id}': handler, 'POST /notes': handler }`. */
@@ -298,6 +308,44 @@ declare module 'kiln' {
 
   /** The caller of the current call; null when anonymous (and while the plugin loads). */
   export function caller(): Caller | null;
+
+  // ================================================================ billing
+
+  /** Why a {@link billing} call did not do what was asked. */
+  export class BillingError extends Error {
+    /** 'not-priced': the call holds no money (nobody priced it). 'exceeds-hold': the charge would pass the hold (nothing of it was charged). */
+    readonly kind: 'not-priced' | 'exceeds-hold' | 'invalid-reason' | 'unavailable';
+    /** With 'exceeds-hold': what is held for the call, in micros. */
+    readonly held?: number;
+    /** With 'exceeds-hold': what the call had charged before, in micros. */
+    readonly charged?: number;
+  }
+
+  /** The caller's account as the ledger has it now, and this call's hold. */
+  export interface Funds {
+    /** `key:<name>`, `jwt:<subject>` or `provider:<name>:<subject>`. */
+    account: string;
+    /** What the account may still spend (this call's hold already taken out). */
+    availableMicros: number;
+    heldMicros: number;
+    chargedMicros: number;
+  }
+
+  /**
+   * Money for the call being served (`kiln:plugin/billing`; micro-units,
+   * 1,000,000 = $1). A priced call costs its price unless it charges; once
+   * it charges, it costs the sum of its charges, never more than the hold.
+   */
+  export const billing: {
+    /**
+     * Charges `micros` for `reason` (1 to 200 bytes); returns the call's total so far.
+     * @throws {BillingError} when the call is not priced or the total would pass the hold.
+     * @throws {TypeError} for an amount that is not a whole, non-negative number.
+     */
+    charge(micros: number, reason: string): number;
+    /** @throws {BillingError} when the call is not priced or the ledger does not answer. */
+    balance(): Funds;
+  };
 
   // ================================================================ runtime-info
 

@@ -32,6 +32,7 @@ mod response;
 mod router;
 
 pub mod auth;
+pub mod billing;
 pub mod cache;
 pub mod config;
 pub mod graphql;
@@ -107,6 +108,17 @@ pub mod __export {
         }
     }
 
+    pub fn route_prices<P: Plugin>()
+    -> Vec<crate::bindings::exports::kiln::plugin::http_prices::RoutePrice> {
+        P::routes()
+            .prices()
+            .into_iter()
+            .map(|(handler, micros)| {
+                crate::bindings::exports::kiln::plugin::http_prices::RoutePrice { handler, micros }
+            })
+            .collect()
+    }
+
     pub fn schema<P: Plugin>() -> String {
         P::graphql().sdl().to_string()
     }
@@ -172,6 +184,12 @@ macro_rules! export_plugin {
                 $crate::bindings::kiln::plugin::types::Error,
             > {
                 $crate::__export::handle::<$plugin>(handler, request)
+            }
+        }
+
+        impl $crate::bindings::exports::kiln::plugin::http_prices::Guest for __KilnExports {
+            fn prices() -> ::std::vec::Vec<$crate::bindings::exports::kiln::plugin::http_prices::RoutePrice> {
+                $crate::__export::route_prices::<$plugin>()
             }
         }
 

@@ -15,6 +15,8 @@ pub struct Route {
     /// The id the host passes back to `handle`: `"<METHOD> <path>"`.
     pub id: String,
     pub handler: Handler,
+    /// What a call costs, in micro-units (1,000,000 = $1), if priced.
+    pub price_micros: Option<u64>,
 }
 
 /// The plugin's routes. Paths use `{param}` segments and an optional trailing
@@ -36,7 +38,24 @@ impl Router {
             path,
             id,
             handler,
+            price_micros: None,
         });
+        self
+    }
+
+    /// Prices the route declared last: `micros` (1,000,000 = $1) is held
+    /// on the caller's account before each call and charged after it,
+    /// unless the handler charges what it used ([`crate::billing::charge`]),
+    /// then at most this. A caller who cannot afford it gets 402 and the
+    /// handler is not called. The operator's `[[billing.prices]]` wins.
+    ///
+    /// ```ignore
+    /// Router::new().post("/summaries", summarize).price(20_000)
+    /// ```
+    pub fn price(mut self, micros: u64) -> Self {
+        if let Some(last) = self.routes.last_mut() {
+            last.price_micros = Some(micros);
+        }
         self
     }
 
@@ -62,6 +81,13 @@ impl Router {
 
     pub(crate) fn find(&self, id: &str) -> Option<&Route> {
         self.routes.iter().find(|r| r.id == id)
+    }
+
+    pub(crate) fn prices(&self) -> Vec<(String, u64)> {
+        self.routes
+            .iter()
+            .filter_map(|r| r.price_micros.map(|p| (r.id.clone(), p)))
+            .collect()
     }
 
     pub(crate) fn manifest_routes(&self) -> Vec<types::Route> {
@@ -105,5 +131,16 @@ mod tests {
         assert_eq!(ids, ["GET /a/{id}", "POST /a"]);
         assert!(r.find("POST /a").is_some());
         assert!(r.find("DELETE /a").is_none());
+    }
+
+    #[test]
+    fn a_price_belongs_to_the_route_declared_before_it() {
+        let r = Router::new()
+            .get("/a", ok)
+            .post("/a", ok)
+            .price(500)
+            .get("/b", ok);
+        assert_eq!(r.prices(), [("POST /a".to_string(), 500)]);
+        assert_eq!(Router::new().price(1).prices(), []);
     }
 }

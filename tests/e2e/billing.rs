@@ -3,7 +3,9 @@
 //! idempotent retries and settlement, on real engines over SQLite and on
 //! two engines sharing one PostgreSQL.
 
-use kiln_e2e::{Engine, TestPostgres, Value, error_of};
+use std::time::Duration;
+
+use kiln_e2e::{ADMIN_TOKEN, Engine, TestPostgres, TestRedis, Value, error_of, json, wait_for};
 
 /// hello-rust's `GET /hello/{name}` at `micros` a call.
 fn priced(micros: u64) -> String {
@@ -325,4 +327,488 @@ async fn each_priced_field_of_a_document_is_held_and_charged_on_its_own() {
     assert_eq!(error["extensions"]["available_micros"], 50, "{short}");
     assert_eq!(error["extensions"]["account"], "key:gql", "{short}");
     assert_eq!(balance(&e, "key:gql"), (250, 200, 0, 50));
+}
+
+/// fixture-basic's `POST /basic/metered` (priced at 1,000 micros by the
+/// plugin itself): charges each of `charges`, then ends as `then` says.
+async fn metered(e: &Engine, key: &str, body: Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(e.url("/basic/metered"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_plugin_charges_what_it_used_and_never_more_than_its_hold() {
+    let e = Engine::builder()
+        .plugin("fixture-basic", "fixture-basic", None)
+        .start()
+        .await;
+    let payer = key(&e, "meter");
+    cli_ok(&e, &["billing", "credit", "key:meter", "10000"]);
+
+    // Two charges add up; while the call runs, its hold is taken out of
+    // what the account has available.
+    let (status, body) = metered(&e, &payer, json!({ "charges": [300, 200] })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"], json!([{ "total": 300 }, { "total": 500 }]));
+    assert_eq!(
+        body["funds"],
+        json!({ "account": "key:meter", "available": 9000, "held": 1000, "charged": 500 })
+    );
+    assert_eq!(balance(&e, "key:meter"), (10_000, 500, 0, 9_500));
+    let newest = &e
+        .admin_get("/_kiln/v1/admin/billing/accounts/key:meter/entries?limit=1")
+        .await["entries"][0];
+    assert_eq!(newest["amount"], 500, "{newest}");
+    assert_eq!(newest["reason"], "300 units; 200 units", "{newest}");
+    assert_eq!(newest["operation"], "POST /basic/metered", "{newest}");
+
+    // A charge past the hold is refused whole; what was charged stays.
+    let (_, body) = metered(&e, &payer, json!({ "charges": [600, 600] })).await;
+    assert_eq!(
+        body["results"][1],
+        json!({ "error": "exceeds-hold", "held": 1000, "charged": 600 })
+    );
+    // Charging up to the hold and then past it: the call costs the hold.
+    let (_, body) = metered(&e, &payer, json!({ "charges": [1000, 1] })).await;
+    assert_eq!(body["results"][1]["error"], "exceeds-hold", "{body}");
+    // No charge at all: the price. A charge of zero: free.
+    metered(&e, &payer, json!({ "charges": [] })).await;
+    metered(&e, &payer, json!({ "charges": [0] })).await;
+    assert_eq!(balance(&e, "key:meter"), (10_000, 3_100, 0, 6_900));
+
+    // A call that fails keeps what it charged before failing (the default
+    // `on_failure = "keep_charges"`), whether it answered an error or
+    // trapped; one that charged nothing is voided.
+    let (status, _) = metered(&e, &payer, json!({ "charges": [250], "then": "error" })).await;
+    assert_eq!(status, 500);
+    let (status, _) = metered(&e, &payer, json!({ "charges": [100], "then": "trap" })).await;
+    assert_eq!(status, 500);
+    let (status, _) = metered(&e, &payer, json!({ "charges": [], "then": "error" })).await;
+    assert_eq!(status, 500);
+    assert_eq!(balance(&e, "key:meter"), (10_000, 3_450, 0, 6_550));
+
+    // An unpriced route has nothing to charge against.
+    let r = reqwest::Client::new()
+        .post(e.url("/basic/unpriced-charge"))
+        .bearer_auth(&payer)
+        .json(&json!({ "charges": [5] }))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["results"],
+        json!([{ "error": "not-priced" }]),
+        "{body}"
+    );
+    assert_eq!(balance(&e, "key:meter"), (10_000, 3_450, 0, 6_550));
+
+    // The running sums agree with the entries they came from.
+    let account = e
+        .admin_get("/_kiln/v1/admin/billing/accounts/key:meter")
+        .await;
+    assert_eq!(account["consistent"], true, "{account}");
+}
+
+#[tokio::test]
+async fn on_failure_void_charges_nothing_for_a_failed_call() {
+    let e = Engine::builder()
+        .plugin("fixture-basic", "fixture-basic", None)
+        .config("[billing]\non_failure = \"void\"\n")
+        .start()
+        .await;
+    let payer = key(&e, "strict");
+    cli_ok(&e, &["billing", "credit", "key:strict", "5000"]);
+    let (status, _) = metered(&e, &payer, json!({ "charges": [250], "then": "error" })).await;
+    assert_eq!(status, 500);
+    let (status, _) = metered(&e, &payer, json!({ "charges": [400] })).await;
+    assert_eq!(status, 200);
+    assert_eq!(balance(&e, "key:strict"), (5_000, 400, 0, 4_600));
+}
+
+/// POST to the admin API with the admin token: (status, body).
+async fn admin_post(e: &Engine, path: &str, key: Option<&str>, body: Value) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .post(e.url(path))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body);
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    let r = request.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_admin_api_opens_credits_debits_reads_and_settles_accounts_once_per_key() {
+    let e = Engine::builder()
+        .plugin("words-rust", "words-rust", None)
+        .start()
+        .await;
+    let base = "/_kiln/v1/admin/billing";
+    // Nothing without the admin role.
+    let r = reqwest::Client::new()
+        .get(e.url(&format!("{base}/accounts")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    let (status, body) = admin_post(
+        &e,
+        &format!("{base}/accounts"),
+        None,
+        json!({ "account": "key:team" }),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["balance"], 0, "{body}");
+    let (status, _) = admin_post(
+        &e,
+        &format!("{base}/accounts"),
+        None,
+        json!({ "account": "key:team" }),
+    )
+    .await;
+    assert_eq!(status, 409);
+    let (status, _) = admin_post(
+        &e,
+        &format!("{base}/accounts"),
+        None,
+        json!({ "account": "no colon" }),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    // A credit retried under its key is made once.
+    let credit = format!("{base}/accounts/key:team/credit");
+    let (status, first) = admin_post(
+        &e,
+        &credit,
+        Some("topup-1"),
+        json!({ "amount_micros": 50_000, "reason": "top-up" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["balance_micros"], 50_000);
+    let (status, again) = admin_post(
+        &e,
+        &credit,
+        Some("topup-1"),
+        json!({ "amount_micros": 50_000, "reason": "top-up" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["replayed"], true, "{again}");
+    assert_eq!(again["entry"], first["entry"], "{again}");
+    let (status, _) = admin_post(&e, &credit, None, json!({ "amount_micros": 0 })).await;
+    assert_eq!(status, 400);
+    let (status, _) = admin_post(&e, &credit, None, json!({ "amount_micros": -5 })).await;
+    assert_eq!(status, 400);
+    // A debit never overdraws.
+    let debit = format!("{base}/accounts/key:team/debit");
+    let (status, body) = admin_post(&e, &debit, None, json!({ "amount_micros": 60_000 })).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("overdrawn")),
+        "{body}"
+    );
+    let (status, body) = admin_post(
+        &e,
+        &debit,
+        Some("fee-1"),
+        json!({ "amount_micros": 5_000, "reason": "fee" }),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["balance_micros"]),
+        (200, &json!(45_000)),
+        "{body}"
+    );
+    let (status, _) = admin_post(
+        &e,
+        &format!("{base}/accounts/key:nobody/debit"),
+        None,
+        json!({ "amount_micros": 1 }),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // The plugin's own route prices: a flat 1,000 for a count, 100 a word
+    // for a shout (at most its 10,000 hold).
+    let team = key(&e, "team");
+    let post = |path: &'static str, text: String| {
+        let url = e.url(path);
+        let team = team.clone();
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(team)
+                .json(&json!({ "text": text }))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let count: Value = post("/words/count", "one two three".into())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(count["words"], 3);
+    let shout: Value = post("/words/shout", "one two three".into())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shout["shout"], "ONE TWO THREE", "{shout}");
+    let many = vec!["w"; 150].join(" ");
+    let shout: Value = post("/words/shout", many).await.json().await.unwrap();
+    assert_eq!(
+        (shout["words"].as_u64(), shout["truncated"].as_bool()),
+        (Some(100), Some(true)),
+        "{shout}"
+    );
+    // Empty: refused before any work, and free.
+    assert_eq!(post("/words/shout", " ".into()).await.status(), 400);
+    assert_eq!(balance(&e, "key:team"), (45_000, 11_300, 0, 33_700));
+
+    let entries = e
+        .admin_get(&format!("{base}/accounts/key:team/entries?limit=10"))
+        .await;
+    let amounts: Vec<i64> = entries["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["amount"].as_i64().unwrap())
+        .collect();
+    assert_eq!(amounts, [10_000, 300, 1_000, 5_000, 50_000], "{entries}");
+    let accounts = e.admin_get(&format!("{base}/accounts")).await;
+    assert_eq!(accounts["accounts"][0]["account"], "key:team", "{accounts}");
+
+    let (status, report) = admin_post(&e, &format!("{base}/settle"), None, json!({})).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (report["entries"].as_i64(), report["amount"].as_i64()),
+        (Some(3), Some(11_300)),
+        "{report}"
+    );
+    assert_eq!(balance(&e, "key:team"), (33_700, 0, 0, 33_700));
+    let settlements = e.admin_get(&format!("{base}/settlements")).await;
+    assert_eq!(
+        settlements["settlements"][0]["id"], report["settlement"],
+        "{settlements}"
+    );
+
+    // Every movement is in the audit log, with who made it.
+    let audit = e.admin_get("/_kiln/v1/admin/audit?limit=50").await;
+    let actions: Vec<&str> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x["action"].as_str())
+        .collect();
+    for action in [
+        "billing.account_opened",
+        "billing.credit",
+        "billing.debit",
+        "billing.settled",
+    ] {
+        assert!(actions.contains(&action), "{action} not in {actions:?}");
+    }
+    assert_eq!(
+        actions.iter().filter(|a| **a == "billing.credit").count(),
+        1,
+        "{actions:?}"
+    );
+}
+
+/// kill -9 in the middle of a settlement (the test hook pauses between
+/// batches), restart, settle again: every entry is deducted exactly once
+/// and the balances come out to the micro.
+#[tokio::test]
+async fn a_settlement_killed_between_batches_finishes_on_the_next_run_exactly_once() {
+    let mut e = Engine::builder()
+        .plugin("hello-rust", "hello-rust", None)
+        .config(&format!("{}[billing]\nsettle_batch = 2\n", priced(1_000)))
+        .env("KILN_TEST_SETTLE_PAUSE_MS", "60000")
+        .start()
+        .await;
+    let payer = key(&e, "settle");
+    cli_ok(&e, &["billing", "credit", "key:settle", "100000"]);
+    for _ in 0..7 {
+        assert_eq!(hello(&e, Some(&payer), None).await.status(), 200);
+    }
+    assert_eq!(balance(&e, "key:settle"), (100_000, 7_000, 0, 93_000));
+
+    // The engine settles one batch of two, then pauses for a minute.
+    let url = e.url("/_kiln/v1/admin/billing/settle");
+    let settling = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+    });
+    let first = wait_for(Duration::from_secs(30), || async {
+        let (b, p, h, a) = balance(&e, "key:settle");
+        (p < 7_000).then_some((b, p, h, a))
+    })
+    .await;
+    assert_eq!(first, Some((98_000, 5_000, 0, 93_000)));
+    e.restart();
+    assert!(
+        settling.await.unwrap().is_err(),
+        "the engine was killed mid-settlement"
+    );
+
+    // The rerun takes the rest, and only the rest.
+    let rerun = cli_ok(&e, &["billing", "settle"]);
+    assert!(rerun.contains("5 entries"), "{rerun}");
+    assert_eq!(balance(&e, "key:settle"), (93_000, 0, 0, 93_000));
+    let again = cli_ok(&e, &["billing", "settle"]);
+    assert!(again.contains("0 entries"), "{again}");
+    let entries = e
+        .admin_get("/_kiln/v1/admin/billing/accounts/key:settle/entries?limit=20")
+        .await;
+    let charges: Vec<&Value> = entries["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["kind"] == "charge")
+        .collect();
+    assert_eq!(charges.len(), 7, "{entries}");
+    let mut by_settlement = std::collections::BTreeMap::<String, usize>::new();
+    for c in &charges {
+        let id = c["settlement"].as_str().expect("every charge settled");
+        *by_settlement.entry(id.to_string()).or_default() += 1;
+    }
+    let mut counts: Vec<usize> = by_settlement.values().copied().collect();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [2, 5],
+        "the killed run's batch and the rerun's: {by_settlement:?}"
+    );
+    let account = e
+        .admin_get("/_kiln/v1/admin/billing/accounts/key:settle")
+        .await;
+    assert_eq!(account["consistent"], true, "{account}");
+}
+
+/// kill -9 while a priced call runs: its hold outlives the process, then
+/// expires, and the money is the caller's again; the charges the plugin
+/// made in the lost call count for nothing.
+#[tokio::test]
+async fn a_hold_left_by_a_killed_engine_expires_and_releases_the_money() {
+    let mut e = Engine::builder()
+        .plugin("fixture-basic", "fixture-basic", None)
+        .config("[billing]\nhold_ttl_ms = 2000\n")
+        .start()
+        .await;
+    let payer = key(&e, "crash");
+    cli_ok(&e, &["billing", "credit", "key:crash", "5000"]);
+    let url = e.url("/basic/metered");
+    let call = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .bearer_auth(payer)
+            .json(&json!({ "charges": [300], "then": "sleep", "sleep_ms": 30000 }))
+            .send()
+            .await
+    });
+    let held = wait_for(Duration::from_secs(20), || async {
+        let (_, _, h, a) = balance(&e, "key:crash");
+        (h > 0).then_some((h, a))
+    })
+    .await;
+    assert_eq!(
+        held,
+        Some((1_000, 4_000)),
+        "the call's hold is in the ledger"
+    );
+    e.restart();
+    assert!(
+        call.await.unwrap().is_err(),
+        "the engine was killed mid-call"
+    );
+    let released = wait_for(Duration::from_secs(20), || async {
+        let sums = balance(&e, "key:crash");
+        (sums.2 == 0).then_some(sums)
+    })
+    .await;
+    assert_eq!(released, Some((5_000, 0, 0, 5_000)));
+}
+
+/// `GET /_kiln/v1/billing/me` with `key`.
+async fn me(e: &Engine, key: &str) -> Value {
+    reqwest::Client::new()
+        .get(e.url("/_kiln/v1/billing/me"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Two engines on one PostgreSQL: what a caller reads is cached (and,
+/// without Redis, may lag the other engine), but a hold always asks the
+/// database; with Redis the other engine hears the movement at once.
+#[tokio::test]
+async fn balances_are_cached_for_readers_but_never_for_holds() {
+    let Some(pg) = TestPostgres::create().await else {
+        return;
+    };
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let database = format!("[database]\nurl = {:?}\nmax_connections = 4\n", pg.url);
+    let engine = |redis: Option<String>| {
+        let mut config = format!("{}{database}", priced(1_000));
+        if let Some(url) = redis {
+            config.push_str(&format!("[redis]\nurl = {url:?}\n"));
+        }
+        Engine::builder()
+            .plugin("hello-rust", "hello-rust", None)
+            .config(&config)
+            .start()
+    };
+
+    // Without Redis.
+    let (a, b) = tokio::join!(engine(None), engine(None));
+    let payer = key(&a, "cached");
+    cli_ok(&a, &["billing", "credit", "key:cached", "1000"]);
+    assert_eq!(me(&b, &payer).await["available_micros"], 1000);
+    assert_eq!(hello(&a, Some(&payer), None).await.status(), 200);
+    // A, which moved the money, reads it at once; B's reader still has
+    // its cached figure ...
+    assert_eq!(me(&a, &payer).await["available_micros"], 0);
+    assert_eq!(me(&b, &payer).await["available_micros"], 1000);
+    // ... but B's hold asks the database and is refused.
+    let (status, code, _) = error_of(hello(&b, Some(&payer), None).await).await;
+    assert_eq!((status, code.as_str()), (402, "payment_required"));
+    drop((a, b));
+
+    // With Redis, B hears what A moved.
+    let url = redis.url();
+    let (a, b) = tokio::join!(engine(Some(url.clone())), engine(Some(url)));
+    cli_ok(&a, &["billing", "credit", "key:cached", "1000"]);
+    assert_eq!(me(&b, &payer).await["available_micros"], 1000);
+    assert_eq!(hello(&a, Some(&payer), None).await.status(), 200);
+    let heard = wait_for(Duration::from_secs(5), || async {
+        let available = me(&b, &payer).await["available_micros"].as_i64();
+        (available == Some(0)).then_some(())
+    })
+    .await;
+    assert!(heard.is_some(), "engine B still shows the old balance");
 }

@@ -75,6 +75,7 @@ pub const FIXTURES: &[&str] = &[
     "catalog-rust",
     "tools-rust",
     "auth-rust",
+    "words-rust",
 ];
 
 /// JavaScript plugins, built with `kiln build` (the path a user takes):

@@ -23,8 +23,26 @@ pub struct BillingConfig {
     /// The JWT claim that names the paying account (a team, an
     /// organisation) instead of the token's subject.
     pub jwt_account_claim: Option<String>,
+    /// What a call that failed after charging costs.
+    pub on_failure: OnFailure,
+    /// How long a balance read by a caller (`/_kiln/v1/billing/me`,
+    /// `billing.balance`) may be served from the cache; 0: never.
+    pub balance_cache_ms: u64,
     /// Prices set by the operator, over what plugins declare.
     pub prices: Vec<PriceRule>,
+}
+
+/// What a priced call that failed (an error answer, a trap, a timeout)
+/// costs. It never costs its price: only what the plugin charged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// What the plugin charged before it failed (the work it paid for
+    /// upstream, say) stays charged; without charges the hold is voided.
+    #[default]
+    KeepCharges,
+    /// Every failed call is voided, charges or not.
+    Void,
 }
 
 /// One `[[billing.prices]]` entry: the price of a plugin's route, GraphQL
@@ -49,6 +67,8 @@ impl Default for BillingConfig {
             settle_interval_s: 86_400,
             settle_batch: 1_000,
             jwt_account_claim: None,
+            on_failure: OnFailure::default(),
+            balance_cache_ms: 30_000,
             prices: Vec::new(),
         }
     }

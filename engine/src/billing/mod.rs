@@ -9,22 +9,28 @@
 //!   through one queue and is written with the others of the same moment
 //!   in one transaction; each caller waits for its batch's commit.
 //! - [`settle`]: settlement, on one engine at a time.
+//! - [`meter`]: what one priced call charged through `kiln:plugin/billing`.
+//! - [`balances`]: the balance cache callers read, kept fresh across
+//!   engines through Redis; holds never read it.
 //!
 //! The ledger's tables are `store::ledger`. Amounts are integer micro-units
 //! (1,000,000 = $1) everywhere, never floats.
 
+pub mod balances;
 pub mod config;
+pub mod meter;
 pub mod settle;
 pub mod writer;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use config::BillingConfig;
+pub use config::{BillingConfig, OnFailure};
+pub use meter::{ChargeError, Meter};
 
 use crate::identity::principal::{AuthMethod, Principal};
 use crate::store::DataError;
-use crate::store::ledger::{Applied, LedgerStore, Op};
+use crate::store::ledger::{Account, Applied, LedgerStore, Op};
 
 /// Why a priced call was not let through.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,6 +95,7 @@ pub struct Billing {
     config: BillingConfig,
     store: LedgerStore,
     writer: writer::Writer,
+    balances: balances::Shared,
 }
 
 impl std::fmt::Debug for Billing {
@@ -103,13 +110,17 @@ impl Billing {
     pub fn start(
         store: LedgerStore,
         config: BillingConfig,
+        redis: Option<(&crate::config::RedisConfig, &str)>,
         shutdown: tokio_util::sync::CancellationToken,
-    ) -> Arc<Billing> {
-        let writer = writer::Writer::start(store.clone());
+    ) -> Result<Arc<Billing>, String> {
+        let shared =
+            balances::Balances::start(Duration::from_millis(config.balance_cache_ms), redis)?;
+        let writer = writer::Writer::start(store.clone(), shared.clone());
         let billing = Arc::new(Billing {
             config,
             store,
             writer,
+            balances: shared,
         });
         let settler = billing.clone();
         let stop = shutdown.clone();
@@ -120,8 +131,7 @@ impl Billing {
                     _ = stop.cancelled() => break,
                     _ = tokio::time::sleep(every) => {}
                 }
-                let batch = settler.config.settle_batch;
-                match settle::settle(&settler.store, batch, settle::test_pause()).await {
+                match settler.settle().await {
                     Ok(Some(r)) => {
                         tracing::info!(settlement = %r.settlement, entries = r.entries, amount = r.amount, "settled")
                     }
@@ -154,7 +164,31 @@ impl Billing {
                 }
             }
         });
-        billing
+        Ok(billing)
+    }
+
+    /// `account` as callers read it: from the balance cache (fresh after
+    /// this engine's own writes, and other engines' with Redis), else the
+    /// ledger. Never used to grant a hold.
+    pub async fn balance(&self, account: &str) -> Result<Option<Account>, DataError> {
+        self.balances.balances.read(&self.store, account).await
+    }
+
+    /// Settles what is pending now (`None`: another settler is at it);
+    /// every engine's cached balances are dropped after.
+    pub async fn settle(&self) -> Result<Option<settle::Report>, DataError> {
+        let report =
+            settle::settle(&self.store, self.config.settle_batch, settle::test_pause()).await;
+        if matches!(report, Ok(Some(_))) {
+            self.balances.changed_everything().await;
+        }
+        report
+    }
+
+    /// Tells the other engines that `account` moved, and waits until
+    /// Redis has it (the CLI, which exits right after).
+    pub async fn announce(&self, account: &str) {
+        self.balances.tell(account).await;
     }
 
     pub fn config(&self) -> &BillingConfig {
@@ -191,9 +225,9 @@ impl Billing {
     }
 
     /// The price of `plugin`'s route `"METHOD /pattern"`: the operator's,
-    /// else none (routes declare no price of their own yet).
-    pub fn route_price(&self, plugin: &str, route: &str) -> Option<u64> {
-        self.config.route_price(plugin, route)
+    /// else what the plugin declares (`kiln:plugin/http-prices`).
+    pub fn route_price(&self, plugin: &str, route: &str, declared: Option<u64>) -> Option<u64> {
+        self.config.route_price(plugin, route).or(declared)
     }
 
     /// The price of `plugin`'s MCP tool: the operator's, else what the
@@ -247,6 +281,7 @@ impl Billing {
                 request_key: Some(request_key),
                 amount,
                 request_id: request_id.to_string(),
+                meter: Arc::new(Meter::new(self.clone(), account, price)),
             }),
             Ok(Applied::Insufficient { available }) => Err(Refusal::Insufficient {
                 account,
@@ -263,24 +298,39 @@ impl Billing {
         }
     }
 
-    /// Adds `amount` to `account` (created on its first credit).
+    /// Creates `account` with nothing in it (`Opened`, or `Exists`).
+    pub async fn open(&self, account: &str) -> Result<Applied, DataError> {
+        validate_account(account)?;
+        self.writer
+            .submit(Op::Open {
+                account: account.to_string(),
+                now_ms: now_ms(),
+            })
+            .await
+    }
+
+    /// Adds `amount` to `account` (created on its first credit); with
+    /// `key`, once however often it is retried.
     pub async fn credit(
         &self,
         account: &str,
         amount: u64,
         reason: Option<&str>,
+        key: Option<&str>,
     ) -> Result<Applied, DataError> {
-        self.adjust(account, true, amount, reason).await
+        self.adjust(account, true, amount, reason, key).await
     }
 
-    /// Takes `amount` from `account`, never below what it has available.
+    /// Takes `amount` from `account`, never below what it has available;
+    /// with `key`, once.
     pub async fn debit(
         &self,
         account: &str,
         amount: u64,
         reason: Option<&str>,
+        key: Option<&str>,
     ) -> Result<Applied, DataError> {
-        self.adjust(account, false, amount, reason).await
+        self.adjust(account, false, amount, reason, key).await
     }
 
     async fn adjust(
@@ -289,7 +339,18 @@ impl Billing {
         credit: bool,
         amount: u64,
         reason: Option<&str>,
+        key: Option<&str>,
     ) -> Result<Applied, DataError> {
+        if key.is_some_and(|k| !idempotency_key_ok(k)) {
+            return Err(DataError::Invalid(
+                "an idempotency key is 1 to 255 visible ASCII characters".into(),
+            ));
+        }
+        if reason.is_some_and(|r| r.len() > 500 || r.chars().any(char::is_control)) {
+            return Err(DataError::Invalid(
+                "a reason is at most 500 bytes without control characters".into(),
+            ));
+        }
         let amount = i64::try_from(amount)
             .ok()
             .filter(|a| *a > 0 && *a <= MAX_ADJUSTMENT)
@@ -305,6 +366,7 @@ impl Billing {
                 credit,
                 amount,
                 reason: reason.map(str::to_string),
+                key: key.map(str::to_string),
                 now_ms: now_ms(),
             })
             .await
@@ -346,12 +408,43 @@ pub struct Hold {
     request_key: Option<String>,
     amount: i64,
     request_id: String,
+    meter: Arc<Meter>,
 }
 
 impl Hold {
     /// What was held, in micros.
     pub fn amount(&self) -> i64 {
         self.amount
+    }
+
+    /// The call's meter, for its `kiln:plugin/billing` import.
+    pub fn meter(&self) -> Arc<Meter> {
+        self.meter.clone()
+    }
+
+    /// Ends the call's hold by the one rule: a call that succeeded costs
+    /// its price, or what the plugin charged if it charged; one that
+    /// failed (an error answer, a trap, a timeout) costs what the plugin
+    /// charged before it failed (`billing.on_failure = "keep_charges"`,
+    /// the default) or nothing (`"void"`). The entry is committed when
+    /// this returns.
+    pub async fn finish(self, succeeded: bool) -> Result<Applied, DataError> {
+        let charged = self
+            .meter
+            .charged()
+            .map(|c| i64::try_from(c).unwrap_or(i64::MAX));
+        let amount = match (succeeded, self.billing.config.on_failure) {
+            (true, _) => Some(charged.unwrap_or(self.amount)),
+            (false, OnFailure::KeepCharges) => charged,
+            (false, OnFailure::Void) => None,
+        };
+        match amount {
+            Some(amount) if amount > 0 => {
+                let reason = self.meter.reasons();
+                self.post(amount, reason).await
+            }
+            _ => self.void().await,
+        }
     }
 
     /// Charges `amount` (clamped to the hold) and releases the rest; the

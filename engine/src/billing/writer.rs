@@ -6,12 +6,14 @@
 //! engine's batch may have deadlocked with it on PostgreSQL); it either
 //! applied whole or not at all, so a retry never counts twice. A commit
 //! whose outcome is unknown (the connection dropped while committing) is
-//! not retried: its callers hear the failure.
+//! not retried: its callers hear the failure. After each commit, the
+//! balance cache forgets the accounts the batch touched (`balances`).
 
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::balances::Shared;
 use crate::store::DataError;
 use crate::store::ledger::{Applied, LedgerStore, Op};
 
@@ -33,9 +35,9 @@ pub struct Writer {
 impl Writer {
     /// Starts the writing task; it ends when every `Writer` is dropped and
     /// the queue is written.
-    pub fn start(store: LedgerStore) -> Writer {
+    pub fn start(store: LedgerStore, balances: Shared) -> Writer {
         let (queue, jobs) = mpsc::channel(MAX_BATCH * 8);
-        tokio::spawn(write(store, jobs));
+        tokio::spawn(write(store, balances, jobs));
         Writer { queue }
     }
 
@@ -52,7 +54,7 @@ impl Writer {
     }
 }
 
-async fn write(store: LedgerStore, mut jobs: mpsc::Receiver<Job>) {
+async fn write(store: LedgerStore, balances: Shared, mut jobs: mpsc::Receiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let ops: Vec<Op> = batch.iter().map(|j| j.op.clone()).collect();
@@ -70,6 +72,8 @@ async fn write(store: LedgerStore, mut jobs: mpsc::Receiver<Job>) {
         };
         match result {
             Ok(applied) => {
+                // Cached balances go stale before anyone hears back.
+                balances.changed(&ops, &applied);
                 for (job, applied) in batch.drain(..).zip(applied) {
                     let _ = job.reply.send(Ok(applied));
                 }

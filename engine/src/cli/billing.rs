@@ -1,7 +1,7 @@
 //! `kiln billing credit|debit|balance|ledger|settle`: the ledger read and
 //! moved directly in the engine's database, each movement in the audit log.
 
-use crate::billing::{Billing, BillingConfig, settle};
+use crate::billing::{Billing, BillingConfig};
 use crate::config::Config;
 use crate::store::audit::AuditLog;
 use crate::store::ledger::{Applied, LedgerStore};
@@ -17,27 +17,46 @@ async fn open(
     config: &Config,
 ) -> anyhow::Result<(crate::store::Database, std::sync::Arc<Billing>)> {
     let db = crate::server::open_database(config).await?;
+    // With Redis, the engines hear about what this command moves.
+    let redis = config
+        .redis
+        .url
+        .as_ref()
+        .map(|url| (&config.redis, url.expose()));
     let billing = Billing::start(
         LedgerStore::new(db.clone()),
         config.section::<BillingConfig>(),
+        redis,
         tokio_util::sync::CancellationToken::new(),
-    );
+    )
+    .map_err(anyhow::Error::msg)?;
     Ok((db, billing))
 }
 
-/// Credits (`credit`) or debits an account and prints its new balance.
+/// A credit or a debit, why, and the key that makes it happen once.
+pub struct Movement<'a> {
+    pub credit: bool,
+    pub reason: Option<&'a str>,
+    pub key: Option<&'a str>,
+}
+
+/// Credits or debits an account and prints its new balance.
 pub async fn adjust(
     config: &Config,
     account: &str,
     micros: u64,
-    credit: bool,
-    reason: Option<&str>,
+    movement: Movement<'_>,
 ) -> anyhow::Result<()> {
+    let Movement {
+        credit,
+        reason,
+        key,
+    } = movement;
     let (db, billing) = open(config).await?;
     let done = if credit {
-        billing.credit(account, micros, reason).await
+        billing.credit(account, micros, reason, key).await
     } else {
-        billing.debit(account, micros, reason).await
+        billing.debit(account, micros, reason, key).await
     };
     let outcome = match done {
         Ok(Applied::Adjusted { entry, balance }) => {
@@ -54,10 +73,15 @@ pub async fn adjust(
                     serde_json::json!({ "micros": micros, "entry": entry, "reason": reason, "via": "cli" }),
                 )
                 .await;
+            billing.announce(account).await;
             println!(
                 "{account}: balance {} ({balance} micros), entry {entry}",
                 dollars(balance)
             );
+            Ok(())
+        }
+        Ok(Applied::AlreadyApplied { entry }) => {
+            println!("{account}: already done under this key (entry {entry}); nothing changed");
             Ok(())
         }
         Ok(Applied::NoAccount) => Err(anyhow::anyhow!(
@@ -123,8 +147,7 @@ pub async fn ledger(config: &Config, account: &str, limit: u32) -> anyhow::Resul
 
 pub async fn run_settlement(config: &Config) -> anyhow::Result<()> {
     let (db, billing) = open(config).await?;
-    let batch = billing.config().settle_batch;
-    let report = settle::settle(billing.store(), batch, settle::test_pause()).await;
+    let report = billing.settle().await;
     let outcome = match report {
         Ok(Some(r)) => {
             AuditLog::new(db.clone())

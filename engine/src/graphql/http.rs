@@ -274,15 +274,33 @@ pub fn bad_request(media: Media, status: StatusCode, message: &str) -> HttpRespo
         .into_response()
 }
 
-/// The request id and caller the HTTP layers put in `extensions`.
-pub fn request_info(extensions: &axum::http::Extensions, state: &GraphqlState) -> RequestInfo {
-    RequestInfo {
+/// The request id and caller the HTTP layers put in `extensions`, and the
+/// client's `Idempotency-Key` (which, with each priced field's path, names
+/// the field's charge across retries); the error to answer when the key is
+/// not 1 to 255 visible ASCII characters.
+pub fn request_info(
+    extensions: &axum::http::Extensions,
+    headers: &axum::http::HeaderMap,
+    state: &GraphqlState,
+) -> Result<RequestInfo, &'static str> {
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .filter(|k| crate::billing::idempotency_key_ok(k))
+                .map(std::sync::Arc::from)
+                .ok_or("Idempotency-Key must be 1 to 255 visible ASCII characters")?,
+        ),
+    };
+    Ok(RequestInfo {
         request_id: RequestId::of(extensions),
         caller: extensions.get::<Caller>().cloned().unwrap_or_default(),
         access: state.access.clone(),
         billing: Some(state.billing.clone()),
-        idempotency_key: None,
-    }
+        idempotency_key,
+    })
 }
 
 /// `GET /graphql`: a query in the query string, or GraphiQL for browsers.
@@ -332,7 +350,10 @@ pub async fn get(
         }
         _ => {}
     }
-    let info = request_info(request.extensions(), &state);
+    let info = match request_info(request.extensions(), request.headers(), &state) {
+        Ok(info) => info,
+        Err(message) => return bad_request(media, StatusCode::BAD_REQUEST, message),
+    };
     let response = LiveSchema(state.registry.clone())
         .execute(params.into_request(info))
         .await;
@@ -390,7 +411,10 @@ pub async fn post(
             "subscriptions are served at /graphql/ws (WebSocket) and /graphql/stream (SSE)",
         );
     }
-    let info = request_info(&parts.extensions, &state);
+    let info = match request_info(&parts.extensions, &parts.headers, &state) {
+        Ok(info) => info,
+        Err(message) => return bad_request(media, StatusCode::BAD_REQUEST, message),
+    };
     let response = LiveSchema(state.registry.clone())
         .execute(params.into_request(info))
         .await;

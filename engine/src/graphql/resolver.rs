@@ -29,7 +29,9 @@ impl Resolver for Plugin {
                     principal: caller.as_ref().map(|c| c.json.clone()),
                 },
             };
-            let spec = CallSpec::new(request.request_id, at.as_str()).caller(caller);
+            let spec = CallSpec::new(request.request_id, at.as_str())
+                .caller(caller)
+                .meter(request.meter);
             let outcome = self
                 .call(&GRAPHQL, spec, async |graphql, store, instance| {
                     let guest = graphql.load(&mut *store, &instance)?;

@@ -57,6 +57,8 @@ pub struct ResolveRequest {
     pub request_id: Arc<str>,
     pub operation: &'static str,
     pub caller: Caller,
+    /// The hold and charges of a priced field (`kiln:plugin/billing`).
+    pub meter: Option<Arc<crate::billing::Meter>>,
 }
 
 /// A field error in GraphQL terms: a message for the client and a code for
@@ -627,6 +629,7 @@ fn plugin_field(
                         .unwrap_or_else(|| Arc::from("-")),
                     operation,
                     caller: info.map(|i| i.caller.clone()).unwrap_or_default(),
+                    meter: hold.as_ref().map(crate::billing::Hold::meter),
                 };
                 // Subscriptions carry no budget: their events are bounded
                 // by the topic, not by the document.
@@ -656,24 +659,16 @@ fn plugin_field(
             .await;
             let outcome = match hold {
                 None => outcome,
-                Some(hold) => {
-                    let written = if outcome.is_ok() {
-                        let amount = hold.amount();
-                        hold.post(amount, None).await
-                    } else {
-                        hold.void().await
-                    };
-                    match written {
-                        Ok(_) => outcome,
-                        Err(e) => {
-                            tracing::error!(error = %e, field = %at, "the ledger could not record a priced field");
-                            Err(field_error(FieldError {
-                                code: "BILLING_UNAVAILABLE",
-                                message: format!("{at} ran but its charge could not be recorded"),
-                            }))
-                        }
+                Some(hold) => match hold.finish(outcome.is_ok()).await {
+                    Ok(_) => outcome,
+                    Err(e) => {
+                        tracing::error!(error = %e, field = %at, "the ledger could not record a priced field");
+                        Err(field_error(FieldError {
+                            code: "BILLING_UNAVAILABLE",
+                            message: format!("{at} ran but its charge could not be recorded"),
+                        }))
                     }
-                }
+                },
             };
             match outcome {
                 Ok(v) => Ok(v),

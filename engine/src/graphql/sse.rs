@@ -98,7 +98,11 @@ pub async fn stream(
         }
         _ => None,
     };
-    let request = params.into_request(request_info(&parts.extensions, &state));
+    let info = match request_info(&parts.extensions, &parts.headers, &state) {
+        Ok(info) => info,
+        Err(message) => return bad_request(Media::Json, StatusCode::BAD_REQUEST, message),
+    };
+    let request = params.into_request(info);
     let results = LiveSchema(state.registry.clone()).execute_stream(request, None);
     // At shutdown a subscription's stream ends here, and the `complete`
     // event below still goes out: the client sees a finished stream, not a

@@ -106,11 +106,19 @@ pub struct CallMeta {
     pub deadline: Instant,
 }
 
-/// What a front door hands the capabilities of one call.
-pub struct CallStart<'a> {
-    pub meta: &'a CallMeta,
+/// What a front door hands the capabilities of one call, beyond its meta.
+#[derive(Default)]
+pub struct Handoff {
     /// The MCP client of a tool call (taken by `mcp-client`).
     pub client: Option<ClientLink>,
+    /// The hold and charges of a priced call (taken by `billing`).
+    pub meter: Option<std::sync::Arc<crate::billing::Meter>>,
+}
+
+/// What the capabilities of one call start from.
+pub struct CallStart<'a> {
+    pub meta: &'a CallMeta,
+    pub handoff: Handoff,
 }
 
 /// A capability's part of the call state: all a host implementation sees.

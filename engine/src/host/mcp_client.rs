@@ -33,7 +33,7 @@ impl Capability for McpClient {
     }
 
     fn begin(_: &(), start: &mut CallStart<'_>) -> Option<ClientLink> {
-        start.client.take()
+        start.handoff.client.take()
     }
 
     /// The MCP server reads the link's channel until every sender is gone.

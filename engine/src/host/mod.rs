@@ -37,6 +37,7 @@ capability::capabilities! {
     mcp_client::McpClient,
     outbound::Outbound,
     runtime_info::RuntimeInfo,
+    billing::Billing,
 }
 
 /// What a plugin may reach, decided once per load (by each capability's

@@ -214,7 +214,7 @@ pub async fn release_plugin_name(
 }
 
 /// Who made an admin call, for the log: the principal, or the admin token.
-fn actor(caller: &Option<axum::Extension<Caller>>) -> String {
+pub(super) fn actor(caller: &Option<axum::Extension<Caller>>) -> String {
     caller
         .as_ref()
         .and_then(|c| c.0.principal().map(|p| p.subject.clone()))

@@ -45,11 +45,10 @@ pub async fn me(State(app): State<AppState>, request: Request) -> Response {
         }
     };
     let account = app.billing.account_of(&principal);
-    let store = app.billing.store();
     let read = async {
         Ok::<_, crate::store::DataError>((
-            store.account(&account).await?,
-            store.entries(&account, RECENT, None).await?,
+            app.billing.balance(&account).await?,
+            app.billing.store().entries(&account, RECENT, None).await?,
         ))
     };
     match read.await {
@@ -74,5 +73,332 @@ pub async fn me(State(app): State<AppState>, request: Request) -> Response {
         )
         .with_request_id(&request_id)
         .into_response(),
+    }
+}
+
+// ------------------------------------------------------------ the admin API
+//
+// Under `/_kiln/v1/admin/billing`, behind `require_admin` like the rest of
+// the admin API. Every movement is audited with who made it.
+
+use axum::Extension;
+use axum::extract::{Path, Query};
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::identity::Caller;
+use crate::store::DataError;
+use crate::store::ledger::Applied;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    limit: Option<u32>,
+    before: Option<i64>,
+}
+
+fn page_limit(page: &Page) -> Result<u32, ApiError> {
+    let limit = page.limit.unwrap_or(100);
+    if (1..=1000).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "limit must be between 1 and 1000",
+        ))
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> Response {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message).into_response()
+}
+
+fn ledger_error(e: DataError) -> Response {
+    match e {
+        DataError::Invalid(m) => bad_request(m),
+        DataError::Unavailable(detail) => {
+            tracing::error!(error = %detail, "the billing ledger failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "billing_unavailable",
+                "the ledger is unavailable; try again later (a movement whose answer was lost \
+                 is safe to retry with the same Idempotency-Key)",
+            )
+            .into_response()
+        }
+    }
+}
+
+fn no_account(account: &str) -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no billing account {:?}", crate::text::echo(account)),
+    )
+    .into_response()
+}
+
+type Queried<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
+type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+/// `GET /_kiln/v1/admin/billing/accounts?limit=100`: accounts by name.
+pub async fn accounts(State(app): State<AppState>, page: Queried<Page>) -> Response {
+    let page = match page {
+        Ok(Query(p)) => p,
+        Err(e) => return bad_request(e.body_text()),
+    };
+    let limit = match page_limit(&page) {
+        Ok(l) => l,
+        Err(e) => return e.into_response(),
+    };
+    match app.billing.store().accounts(limit).await {
+        Ok(accounts) => Json(json!({ "accounts": accounts })).into_response(),
+        Err(e) => ledger_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccount {
+    account: String,
+}
+
+/// `POST /_kiln/v1/admin/billing/accounts` `{"account": "key:ci"}`: 201
+/// with the empty account, 409 when it exists.
+pub async fn open_account(
+    State(app): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    body: Body<NewAccount>,
+) -> Response {
+    let account = match body {
+        Ok(Json(b)) => b.account,
+        Err(e) => return bad_request(e.body_text()),
+    };
+    match app.billing.open(&account).await {
+        Ok(Applied::Opened) => {
+            app.audit
+                .record(
+                    &super::admin::actor(&caller),
+                    "billing.account_opened",
+                    Some(&account),
+                    json!({ "via": "admin-api" }),
+                )
+                .await;
+            let created = app.billing.store().account(&account).await;
+            match created {
+                Ok(Some(a)) => (StatusCode::CREATED, Json(a)).into_response(),
+                Ok(None) => no_account(&account),
+                Err(e) => ledger_error(e),
+            }
+        }
+        Ok(Applied::Exists) => ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("billing account {account:?} exists already"),
+        )
+        .into_response(),
+        Ok(other) => ledger_error(DataError::Unavailable(format!(
+            "unexpected ledger answer {other:?}"
+        ))),
+        Err(e) => ledger_error(e),
+    }
+}
+
+/// `GET /_kiln/v1/admin/billing/accounts/{account}`: the running sums and
+/// the same sums recomputed from the entries and holds (`derived`), which
+/// must agree (`consistent`).
+pub async fn account(State(app): State<AppState>, Path(account): Path<String>) -> Response {
+    let store = app.billing.store();
+    let read = async {
+        Ok::<_, DataError>((
+            store.account(&account).await?,
+            store.derived(&account).await?,
+        ))
+    };
+    match read.await {
+        Ok((None, _)) => no_account(&account),
+        Ok((Some(a), (balance, pending, held))) => {
+            let consistent = (a.balance, a.pending, a.held) == (balance, pending, held);
+            Json(json!({
+                "account": a,
+                "derived": { "balance": balance, "pending": pending, "held": held },
+                "consistent": consistent,
+            }))
+            .into_response()
+        }
+        Err(e) => ledger_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MovementBody {
+    amount_micros: u64,
+    reason: Option<String>,
+}
+
+/// `POST /_kiln/v1/admin/billing/accounts/{account}/credit`
+/// `{"amount_micros": 5000000, "reason": "top-up"}`, with an optional
+/// `Idempotency-Key` header that makes a retry change nothing.
+pub async fn credit(
+    State(app): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: Body<MovementBody>,
+) -> Response {
+    movement(app, caller, account, &headers, body, true).await
+}
+
+/// `POST /_kiln/v1/admin/billing/accounts/{account}/debit`: as `credit`;
+/// 409 `overdrawn` when the account has less available.
+pub async fn debit(
+    State(app): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: Body<MovementBody>,
+) -> Response {
+    movement(app, caller, account, &headers, body, false).await
+}
+
+async fn movement(
+    app: AppState,
+    caller: Option<Extension<Caller>>,
+    account: String,
+    headers: &HeaderMap,
+    body: Body<MovementBody>,
+    credit: bool,
+) -> Response {
+    let wanted = match body {
+        Ok(Json(b)) => b,
+        Err(e) => return bad_request(e.body_text()),
+    };
+    let key = match headers.get("idempotency-key").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(k)) => Some(k),
+        Some(Err(_)) => return bad_request("Idempotency-Key must be visible ASCII"),
+    };
+    let reason = wanted.reason.as_deref();
+    let done = if credit {
+        app.billing
+            .credit(&account, wanted.amount_micros, reason, key)
+            .await
+    } else {
+        app.billing
+            .debit(&account, wanted.amount_micros, reason, key)
+            .await
+    };
+    match done {
+        Ok(Applied::Adjusted { entry, balance }) => {
+            let action = if credit {
+                "billing.credit"
+            } else {
+                "billing.debit"
+            };
+            app.audit
+                .record(
+                    &super::admin::actor(&caller),
+                    action,
+                    Some(&account),
+                    json!({ "micros": wanted.amount_micros, "entry": entry, "reason": reason,
+                            "idempotency_key": key, "via": "admin-api" }),
+                )
+                .await;
+            Json(json!({ "account": account, "entry": entry, "balance_micros": balance, "replayed": false }))
+                .into_response()
+        }
+        // A retry: the first movement's entry, nothing changed.
+        Ok(Applied::AlreadyApplied { entry }) => {
+            Json(json!({ "account": account, "entry": entry, "replayed": true })).into_response()
+        }
+        Ok(Applied::NoAccount) => no_account(&account),
+        Ok(Applied::Overdrawn { available }) => ApiError::new(
+            StatusCode::CONFLICT,
+            "overdrawn",
+            format!(
+                "account {account:?} has {available} micros available; a debit of {} would overdraw it",
+                wanted.amount_micros
+            ),
+        )
+        .with_details(json!({ "available_micros": available }))
+        .into_response(),
+        Ok(other) => ledger_error(DataError::Unavailable(format!(
+            "unexpected ledger answer {other:?}"
+        ))),
+        Err(e) => ledger_error(e),
+    }
+}
+
+/// `GET /_kiln/v1/admin/billing/accounts/{account}/entries?limit=100&before=<id>`:
+/// newest first; page with the last id seen.
+pub async fn entries(
+    State(app): State<AppState>,
+    Path(account): Path<String>,
+    page: Queried<Page>,
+) -> Response {
+    let page = match page {
+        Ok(Query(p)) => p,
+        Err(e) => return bad_request(e.body_text()),
+    };
+    let limit = match page_limit(&page) {
+        Ok(l) => l,
+        Err(e) => return e.into_response(),
+    };
+    match app
+        .billing
+        .store()
+        .entries(&account, limit, page.before)
+        .await
+    {
+        Ok(entries) => Json(json!({ "account": account, "entries": entries })).into_response(),
+        Err(e) => ledger_error(e),
+    }
+}
+
+/// `GET /_kiln/v1/admin/billing/settlements?limit=100`: newest first.
+pub async fn settlements(State(app): State<AppState>, page: Queried<Page>) -> Response {
+    let page = match page {
+        Ok(Query(p)) => p,
+        Err(e) => return bad_request(e.body_text()),
+    };
+    let limit = match page_limit(&page) {
+        Ok(l) => l,
+        Err(e) => return e.into_response(),
+    };
+    match app.billing.store().settlements(limit).await {
+        Ok(settlements) => Json(json!({ "settlements": settlements })).into_response(),
+        Err(e) => ledger_error(e),
+    }
+}
+
+/// `POST /_kiln/v1/admin/billing/settle`: settles what is pending now, on
+/// this engine; 409 when another settler holds the lock.
+pub async fn settle_now(
+    State(app): State<AppState>,
+    caller: Option<Extension<Caller>>,
+) -> Response {
+    match app.billing.settle().await {
+        Ok(Some(report)) => {
+            app.audit
+                .record(
+                    &super::admin::actor(&caller),
+                    "billing.settled",
+                    Some(&report.settlement),
+                    json!({ "entries": report.entries, "micros": report.amount,
+                            "batches": report.batches, "via": "admin-api" }),
+                )
+                .await;
+            Json(report).into_response()
+        }
+        Ok(None) => ApiError::new(
+            StatusCode::CONFLICT,
+            "settling",
+            "another engine or command is settling now; what it does not finish, the next run does",
+        )
+        .into_response(),
+        Err(e) => ledger_error(e),
     }
 }

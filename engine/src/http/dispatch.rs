@@ -18,8 +18,8 @@ use crate::request::error::ApiError;
 use crate::request::id::RequestId;
 use crate::routes::Lookup;
 use crate::runtime::bindings::types;
-use crate::runtime::call::HTTP_HANDLER;
-use crate::runtime::{CallResult, CallSpec, CallerRef, LoadError, Plugin};
+use crate::runtime::call::{HTTP_HANDLER, HTTP_PRICES};
+use crate::runtime::{CallResult, CallSpec, LoadError, Plugin};
 use futures_util::future::BoxFuture;
 
 pub async fn plugin_route(
@@ -136,14 +136,17 @@ async fn dispatch(
     let plugin = &target.plugin;
     let name = plugin.manifest.name.as_str();
     // A priced route holds its price before the plugin runs (the route's
-    // name is only spelled out when the operator priced some route).
-    let operation = app
-        .billing
-        .prices_routes()
+    // name is only spelled out when the operator or the plugin priced
+    // some route).
+    let declared = plugin
+        .parts
+        .get::<RoutePrices>()
+        .map(|prices| prices.of(&target.handler));
+    let operation = (declared.is_some() || app.billing.prices_routes())
         .then(|| format!("{} {}", route_method, target.pattern));
     let price = operation
         .as_deref()
-        .and_then(|operation| app.billing.route_price(name, operation));
+        .and_then(|operation| app.billing.route_price(name, operation, declared.flatten()));
     let hold = match (price, &operation) {
         (Some(price), Some(operation)) if price > 0 => Some(
             app.billing
@@ -164,8 +167,9 @@ async fn dispatch(
         plugin,
         &target.handler,
         &wit_request,
-        caller.for_plugin(),
-        request_id,
+        CallSpec::new(request_id, &*target.handler)
+            .caller(caller.for_plugin())
+            .meter(hold.as_ref().map(crate::billing::Hold::meter)),
     )
     .await
     .map_err(|e| ApiError::from_call(name, &e, app.verbose_errors))
@@ -184,16 +188,10 @@ async fn dispatch(
     answer
 }
 
-/// Posts the hold's price after a call that succeeded, voids it after one
-/// that failed; the entry is committed before the response goes out.
+/// Posts what the call cost (`Hold::finish`); the entry is committed
+/// before the response goes out.
 async fn settle_hold(hold: crate::billing::Hold, succeeded: bool) -> Result<(), ApiError> {
-    let written = if succeeded {
-        let amount = hold.amount();
-        hold.post(amount, None).await
-    } else {
-        hold.void().await
-    };
-    written.map(|_| ()).map_err(|e| {
+    hold.finish(succeeded).await.map(|_| ()).map_err(|e| {
         tracing::error!(error = %e, "the ledger could not record a priced call");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -255,14 +253,72 @@ pub enum RoutesLoadError {
         "invalid manifest: declares {0} route(s) but does not export kiln:plugin/http-handler@0.1.0"
     )]
     NoHandler(usize),
+    #[error("http-prices.prices() failed: {0}")]
+    Prices(crate::runtime::CallError),
+    #[error("kiln:plugin/http-prices prices {0}, which is not one of the plugin's routes")]
+    UnknownRoute(String),
+    #[error("kiln:plugin/http-prices prices route {0} twice")]
+    PricedTwice(String),
+}
+
+/// The prices a plugin declares for its routes (`kiln:plugin/http-prices`),
+/// by handler; kept in the plugin's parts only when it prices some.
+pub struct RoutePrices(std::collections::HashMap<String, u64>);
+
+impl RoutePrices {
+    /// The declared price of the route whose handler is `handler`.
+    pub fn of(&self, handler: &str) -> Option<u64> {
+        self.0.get(handler).copied()
+    }
+
+    /// Checks what the plugin declared against its manifest's routes.
+    fn checked(
+        declared: Vec<crate::runtime::bindings::exports::kiln::plugin::http_prices::RoutePrice>,
+        manifest: &crate::manifest::Manifest,
+    ) -> Result<Self, RoutesLoadError> {
+        let mut prices = std::collections::HashMap::with_capacity(declared.len());
+        for price in declared {
+            if !manifest.routes.iter().any(|r| r.handler == price.handler) {
+                return Err(RoutesLoadError::UnknownRoute(
+                    crate::text::echo(&price.handler).into_owned(),
+                ));
+            }
+            if prices.insert(price.handler.clone(), price.micros).is_some() {
+                return Err(RoutesLoadError::PricedTwice(
+                    crate::text::echo(&price.handler).into_owned(),
+                ));
+            }
+        }
+        Ok(RoutePrices(prices))
+    }
 }
 
 impl FrontDoor for RoutesDoor {
     fn describe<'a>(&'a self, plugin: &'a mut Plugin) -> BoxFuture<'a, Result<(), LoadError>> {
-        let routes = plugin.manifest.routes.len();
-        let refusal = (routes > 0 && !plugin.exports(&HTTP_HANDLER))
-            .then(|| refused(RoutesLoadError::NoHandler(routes)));
-        Box::pin(async move { refusal.map_or(Ok(()), Err) })
+        Box::pin(async move {
+            let routes = plugin.manifest.routes.len();
+            if routes > 0 && !plugin.exports(&HTTP_HANDLER) {
+                return Err(refused(RoutesLoadError::NoHandler(routes)));
+            }
+            if routes == 0 {
+                return Ok(());
+            }
+            let asked = plugin
+                .ask(&HTTP_PRICES, async |prices, store, instance| {
+                    let guest = prices.load(&mut *store, &instance)?;
+                    guest.call_prices(store).await
+                })
+                .await;
+            let Some(declared) = asked else {
+                return Ok(());
+            };
+            let declared = declared.map_err(|e| refused(RoutesLoadError::Prices(e)))?;
+            let prices = RoutePrices::checked(declared, &plugin.manifest).map_err(refused)?;
+            if !prices.0.is_empty() {
+                plugin.parts.insert(prices);
+            }
+            Ok(())
+        })
     }
 
     fn admit(&self, next: &mut Snapshot, plugin: &Arc<Plugin>) -> Result<(), String> {
@@ -287,10 +343,8 @@ pub async fn call_handler(
     plugin: &Plugin,
     handler: &str,
     request: &types::HttpRequest,
-    caller: Option<CallerRef>,
-    request_id: Arc<str>,
+    spec: CallSpec,
 ) -> CallResult<types::HttpResponse> {
-    let spec = CallSpec::new(request_id, handler).caller(caller);
     plugin
         .call(&HTTP_HANDLER, spec, async |http, store, instance| {
             let guest = http.load(&mut *store, &instance)?;

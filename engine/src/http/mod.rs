@@ -45,6 +45,8 @@ pub enum StateError {
     Revocations(String),
     #[error("{0}")]
     Identity(String),
+    #[error("{0}")]
+    Billing(String),
 }
 
 pub struct AppInner {
@@ -131,8 +133,10 @@ impl AppState {
         let billing = crate::billing::Billing::start(
             crate::store::ledger::LedgerStore::new(db.clone()),
             config.section::<crate::billing::BillingConfig>(),
+            redis(),
             shutdown.clone(),
-        );
+        )
+        .map_err(StateError::Billing)?;
         let mcp = mcp_config.enabled.then(|| {
             Arc::new(crate::mcp::state::Shared {
                 mcp: crate::mcp::service(
@@ -324,6 +328,22 @@ pub fn router(state: AppState) -> Front {
         )
         .route("/audit", get(admin::audit))
         .route("/plugin-names", get(admin::plugin_names))
+        .route(
+            "/billing/accounts",
+            get(billing::accounts).post(billing::open_account),
+        )
+        .route("/billing/accounts/{account}", get(billing::account))
+        .route(
+            "/billing/accounts/{account}/credit",
+            axum::routing::post(billing::credit),
+        )
+        .route(
+            "/billing/accounts/{account}/debit",
+            axum::routing::post(billing::debit),
+        )
+        .route("/billing/accounts/{account}/entries", get(billing::entries))
+        .route("/billing/settlements", get(billing::settlements))
+        .route("/billing/settle", axum::routing::post(billing::settle_now))
         .route(
             "/plugin-names/{name}",
             axum::routing::delete(admin::release_plugin_name),

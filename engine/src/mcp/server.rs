@@ -245,7 +245,8 @@ impl ServerHandler for KilnMcp {
         let arguments = arguments.to_string();
         let spec = CallSpec::new(request_id, tool.name.as_str())
             .caller(caller)
-            .client(Some(link));
+            .client(Some(link))
+            .meter(hold.as_ref().map(crate::billing::Hold::meter));
         let call = plugin.call(&MCP, spec, async |mcp, store, instance| {
             let guest = mcp.load(&mut *store, &instance)?;
             guest
@@ -262,14 +263,9 @@ impl ServerHandler for KilnMcp {
         let (outcome, ()) = tokio::join!(call, forward);
         let result = tool_outcome(plugin, tool, outcome);
         if let Some(hold) = hold {
-            // Charged only for a result; an error result voids the hold.
-            let written = if result.is_error == Some(true) {
-                hold.void().await
-            } else {
-                let amount = hold.amount();
-                hold.post(amount, None).await
-            };
-            if let Err(e) = written {
+            // A result costs the price (or what the tool charged); an error
+            // result costs only what the tool charged before it failed.
+            if let Err(e) = hold.finish(result.is_error != Some(true)).await {
                 tracing::error!(error = %e, tool = %tool.name, "the ledger could not record a priced tool call");
                 return Ok(failed(format!(
                     "tool '{}' ran but its charge could not be recorded (billing is unavailable); \

@@ -11,6 +11,7 @@ wasmtime::component::bindgen!({
         "kiln:plugin/kv": async | trappable,
         "kiln:plugin/cache": async | trappable,
         "kiln:plugin/sql": async | trappable,
+        "kiln:plugin/billing": async | trappable,
         default: trappable,
     },
     exports: { default: async },
@@ -21,6 +22,7 @@ pub use self::exports::kiln::plugin::auth_provider::GuestIndices as AuthProvider
 pub use self::exports::kiln::plugin::graphql;
 pub use self::exports::kiln::plugin::graphql::GuestIndices as GraphqlIndices;
 pub use self::exports::kiln::plugin::http_handler::GuestIndices as HttpHandlerIndices;
+pub use self::exports::kiln::plugin::http_prices::GuestIndices as HttpPricesIndices;
 pub use self::exports::kiln::plugin::mcp;
 pub use self::exports::kiln::plugin::mcp::GuestIndices as McpIndices;
 pub use self::exports::kiln::plugin::plugin::GuestIndices as PluginIndices;

@@ -11,16 +11,20 @@ use tracing::Instrument;
 use wasmtime::Store;
 use wasmtime::component::Instance;
 
-use super::bindings::{AuthProviderIndices, GraphqlIndices, HttpHandlerIndices, McpIndices, types};
+use super::bindings::{
+    AuthProviderIndices, GraphqlIndices, HttpHandlerIndices, HttpPricesIndices, McpIndices, types,
+};
 use super::observer::{CallInfo, CallReport, InstanceMode, Outcome};
 use super::plugin::{CallError, Plugin};
 use super::state::CallState;
+use crate::host::capability::Handoff;
 use crate::host::mcp_client::ClientLink;
 
 /// The exports a component has beyond `describe`, found once at load.
 #[derive(Default)]
 pub(crate) struct Exports {
     pub(crate) http: Option<HttpHandlerIndices>,
+    pub(crate) http_prices: Option<HttpPricesIndices>,
     pub(crate) graphql: Option<GraphqlIndices>,
     pub(crate) mcp: Option<McpIndices>,
     pub(crate) auth: Option<AuthProviderIndices>,
@@ -42,6 +46,10 @@ impl<I> Export<I> {
 pub const HTTP_HANDLER: Export<HttpHandlerIndices> = Export {
     name: "kiln:plugin/http-handler",
     pick: |e| e.http.as_ref(),
+};
+pub const HTTP_PRICES: Export<HttpPricesIndices> = Export {
+    name: "kiln:plugin/http-prices",
+    pick: |e| e.http_prices.as_ref(),
 };
 pub const GRAPHQL: Export<GraphqlIndices> = Export {
     name: "kiln:plugin/graphql",
@@ -73,6 +81,8 @@ pub struct CallSpec {
     pub operation: String,
     pub caller: Option<CallerRef>,
     pub client: Option<ClientLink>,
+    /// The hold and charges of a priced call (`kiln:plugin/billing`).
+    pub meter: Option<Arc<crate::billing::Meter>>,
 }
 
 impl CallSpec {
@@ -82,6 +92,7 @@ impl CallSpec {
             operation: operation.into(),
             caller: None,
             client: None,
+            meter: None,
         }
     }
 
@@ -92,6 +103,11 @@ impl CallSpec {
 
     pub fn client(mut self, client: Option<ClientLink>) -> Self {
         self.client = client;
+        self
+    }
+
+    pub fn meter(mut self, meter: Option<Arc<crate::billing::Meter>>) -> Self {
+        self.meter = meter;
         self
     }
 }
@@ -154,7 +170,11 @@ impl Plugin {
                 armed: true,
             };
             let caller = spec.caller.as_ref().map(|c| c.json.clone());
-            let lease = self.lease(spec.request_id.clone(), caller, spec.client);
+            let handoff = Handoff {
+                client: spec.client,
+                meter: spec.meter,
+            };
+            let lease = self.lease(spec.request_id.clone(), caller, handoff);
             let mode = match (lease.instance.is_some(), self.reuses_instances()) {
                 (true, _) => InstanceMode::Warm,
                 (false, true) => InstanceMode::WarmNew,

@@ -12,7 +12,8 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::Runtime;
 use super::bindings::{
-    AuthProviderIndices, GraphqlIndices, HttpHandlerIndices, McpIndices, PluginIndices, types,
+    AuthProviderIndices, GraphqlIndices, HttpHandlerIndices, HttpPricesIndices, McpIndices,
+    PluginIndices, types,
 };
 use super::cache::CacheOutcome;
 use super::call::{Export, Exports};
@@ -23,8 +24,8 @@ use super::state::CallState;
 use crate::config::{CpuLimit, InstanceReuse, Limits, PluginSettings};
 use crate::hash::sha256_hex;
 use crate::host::PluginContext;
+use crate::host::capability::Handoff;
 use crate::host::capability::{CallMeta, PluginFacts};
-use crate::host::mcp_client::ClientLink;
 use crate::host::outbound::OutboundPolicy;
 use crate::manifest::{Manifest, RawManifest};
 
@@ -221,6 +222,7 @@ impl Runtime {
             PluginIndices::new(&pre).map_err(|e| LoadError::NoDescribe(e.to_string()))?;
         let exports = Exports {
             http: HttpHandlerIndices::new(&pre).ok(),
+            http_prices: HttpPricesIndices::new(&pre).ok(),
             graphql: GraphqlIndices::new(&pre).ok(),
             mcp: McpIndices::new(&pre).ok(),
             auth: AuthProviderIndices::new(&pre).ok(),
@@ -324,9 +326,9 @@ impl Plugin {
         &self,
         context: Arc<PluginContext>,
         meta: CallMeta,
-        client: Option<ClientLink>,
+        handoff: Handoff,
     ) -> Store<CallState> {
-        let state = CallState::new(context, meta, client, self.limits.memory);
+        let state = CallState::new(context, meta, handoff, self.limits.memory);
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
         if self.cpu_limit == CpuLimit::Fuel {
@@ -440,7 +442,7 @@ impl Plugin {
         &self,
         request_id: Arc<str>,
         caller: Option<String>,
-        client: Option<ClientLink>,
+        handoff: Handoff,
     ) -> Lease {
         let meta = self.meta(request_id, caller);
         if let Some(pool) = &self.pool
@@ -448,7 +450,7 @@ impl Plugin {
         {
             warm.store
                 .data_mut()
-                .begin_call(self.context.clone(), meta, client);
+                .begin_call(self.context.clone(), meta, handoff);
             if self.cpu_limit == CpuLimit::Fuel {
                 // Cannot fail: fuel is enabled on the engine whenever cpu_limit is Fuel.
                 let _ = warm.store.set_fuel(self.limits.fuel);
@@ -461,14 +463,17 @@ impl Plugin {
                 reusable: true,
             };
         }
-        Lease::fresh(self.new_store(self.context.clone(), meta, client), true)
+        Lease::fresh(self.new_store(self.context.clone(), meta, handoff), true)
     }
 
     /// A fresh store for the calls that describe the plugin at load.
     fn describe_lease(&self) -> Lease {
         let mut meta = self.meta(Arc::from("describe"), None);
         meta.plugin = self.describing.name.clone();
-        Lease::fresh(self.new_store(self.describing.clone(), meta, None), false)
+        Lease::fresh(
+            self.new_store(self.describing.clone(), meta, Handoff::default()),
+            false,
+        )
     }
 
     /// A new instance in `store`. When every slot of the pooling allocator

@@ -9,8 +9,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::output::GuestOutput;
-use crate::host::capability::{CallMeta, CallStart};
-use crate::host::mcp_client::ClientLink;
+use crate::host::capability::{CallMeta, CallStart, Handoff};
 use crate::host::{Calls, PluginContext, Scopes};
 
 pub struct CallState {
@@ -34,7 +33,7 @@ impl CallState {
     pub fn new(
         plugin: Arc<PluginContext>,
         meta: CallMeta,
-        client: Option<ClientLink>,
+        handoff: Handoff,
         memory_limit: u64,
     ) -> Self {
         let stdout = GuestOutput::default();
@@ -50,7 +49,7 @@ impl CallState {
             .build();
         let calls = plugin.scopes.begin(&mut CallStart {
             meta: &meta,
-            client,
+            handoff,
         });
         CallState {
             wasi,
@@ -69,15 +68,10 @@ impl CallState {
     /// Readies a warm instance's state for its next call: everything that
     /// belongs to one call starts over, and the plugin context is the
     /// current one (the instance may have been created while describing).
-    pub fn begin_call(
-        &mut self,
-        plugin: Arc<PluginContext>,
-        meta: CallMeta,
-        client: Option<ClientLink>,
-    ) {
+    pub fn begin_call(&mut self, plugin: Arc<PluginContext>, meta: CallMeta, handoff: Handoff) {
         self.calls = plugin.scopes.begin(&mut CallStart {
             meta: &meta,
-            client,
+            handoff,
         });
         self.plugin = plugin;
         self.meta = meta;

@@ -38,14 +38,19 @@ pub enum Op {
     /// Release the hold.
     Void { request_key: String },
     /// Add (`credit`) or take (`debit`) money; the account is created on
-    /// its first credit.
+    /// its first credit. With `key`, once: a retry under the same key
+    /// (from this engine or another) finds the first entry and changes
+    /// nothing.
     Adjust {
         account: String,
         credit: bool,
         amount: i64,
         reason: Option<String>,
+        key: Option<String>,
         now_ms: i64,
     },
+    /// Create `account` with nothing in it.
+    Open { account: String, now_ms: i64 },
     /// Release every hold that expired by `now_ms`.
     Expire { now_ms: i64 },
 }
@@ -80,6 +85,14 @@ pub enum Applied {
     Overdrawn {
         available: i64,
     },
+    /// A credit or debit under this key is in the ledger already: that
+    /// entry, nothing changed.
+    AlreadyApplied {
+        entry: i64,
+    },
+    Opened,
+    /// The account existed already.
+    Exists,
     Expired(u64),
 }
 
@@ -378,7 +391,34 @@ impl LedgerStore {
                             }
                         }
                     }
-                    Op::Adjust { account, credit, amount, reason, now_ms } => {
+                    Op::Open { account, now_ms } => {
+                        let created = sqlx::query(
+                            "INSERT INTO billing_accounts (account, created_at) VALUES ($1, $2) \
+                             ON CONFLICT (account) DO NOTHING",
+                        )
+                        .bind(account)
+                        .bind(now_ms)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                        if created.rows_affected() == 0 { Applied::Exists } else { Applied::Opened }
+                    }
+                    Op::Adjust { account, credit, amount, reason, key, now_ms } => {
+                        let request_key = key.as_ref().map(|k| {
+                            format!("{} {account} {k}", if *credit { "credit" } else { "debit" })
+                        });
+                        if let Some(request_key) = &request_key {
+                            let found = sqlx::query("SELECT id FROM billing_entries WHERE request_key = $1")
+                                .bind(request_key)
+                                .fetch_optional(&mut *tx)
+                                .await
+                                .map_err(unavailable)?;
+                            if let Some(row) = found {
+                                let entry: i64 = row.try_get("id").map_err(unavailable)?;
+                                out.push(Applied::AlreadyApplied { entry });
+                                continue;
+                            }
+                        }
                         if *credit {
                             sqlx::query(
                                 "INSERT INTO billing_accounts (account, created_at) VALUES ($1, $2) \
@@ -412,21 +452,43 @@ impl LedgerStore {
                             }
                             Some(row) => {
                                 let balance: i64 = row.try_get("balance").map_err(unavailable)?;
-                                let entry: i64 = sqlx::query(
-                                    "INSERT INTO billing_entries (account, kind, amount, reason, created_at) \
-                                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                                let entry = sqlx::query(
+                                    "INSERT INTO billing_entries (account, kind, amount, reason, request_key, created_at) \
+                                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (request_key) DO NOTHING RETURNING id",
                                 )
                                 .bind(account)
                                 .bind(if *credit { "credit" } else { "debit" })
                                 .bind(amount)
                                 .bind(reason)
+                                .bind(&request_key)
                                 .bind(now_ms)
-                                .fetch_one(&mut *tx)
+                                .fetch_optional(&mut *tx)
                                 .await
-                                .map_err(unavailable)?
-                                .try_get("id")
                                 .map_err(unavailable)?;
-                                Applied::Adjusted { entry, balance }
+                                match entry {
+                                    Some(row) => Applied::Adjusted {
+                                        entry: row.try_get("id").map_err(unavailable)?,
+                                        balance,
+                                    },
+                                    None => {
+                                        // Another engine wrote this key between
+                                        // the look and the write: undo this one.
+                                        sqlx::query("UPDATE billing_accounts SET balance = balance - $2 WHERE account = $1")
+                                            .bind(account)
+                                            .bind(sign * amount)
+                                            .execute(&mut *tx)
+                                            .await
+                                            .map_err(unavailable)?;
+                                        let first: i64 = sqlx::query("SELECT id FROM billing_entries WHERE request_key = $1")
+                                            .bind(&request_key)
+                                            .fetch_one(&mut *tx)
+                                            .await
+                                            .map_err(unavailable)?
+                                            .try_get("id")
+                                            .map_err(unavailable)?;
+                                        Applied::AlreadyApplied { entry: first }
+                                    }
+                                }
                             }
                         }
                     }
@@ -766,6 +828,7 @@ mod tests {
             credit: true,
             amount: 100,
             reason: None,
+            key: None,
             now_ms: 0,
         };
         let applied = s

@@ -179,6 +179,14 @@ export function adapt(user, pkg) {
       },
     },
 
+    httpPrices: {
+      prices() {
+        return router.routes
+          .filter((r) => r.priceMicros !== undefined)
+          .map((r) => ({ handler: r.key, micros: BigInt(r.priceMicros) }));
+      },
+    },
+
     httpHandler: {
       async handle(key, wire) {
         const handler = byKey.get(key);

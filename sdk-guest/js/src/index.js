@@ -12,6 +12,7 @@ import * as wsql from 'kiln:plugin/sql@0.1.0';
 import * as wpubsub from 'kiln:plugin/pubsub@0.1.0';
 import * as widentity from 'kiln:plugin/identity@0.1.0';
 import * as wruntime from 'kiln:plugin/runtime-info@0.1.0';
+import * as wbilling from 'kiln:plugin/billing@0.1.0';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -165,6 +166,21 @@ export class Router {
   delete(path, handler) { return this.route('DELETE', path, handler); }
   head(path, handler) { return this.route('HEAD', path, handler); }
   options(path, handler) { return this.route('OPTIONS', path, handler); }
+
+  /**
+   * Prices the route declared last: `micros` (1,000,000 = $1) is held on the
+   * caller's account before each call and charged after it, unless the
+   * handler charges what it used (`billing.charge`), then at most this.
+   */
+  price(micros) {
+    const last = this.routes[this.routes.length - 1];
+    if (!last) throw new TypeError('price() prices the route declared before it; declare one first');
+    if (!Number.isSafeInteger(micros) || micros < 0) {
+      throw new TypeError(`the price of ${last.key} must be a whole number of micros (got ${micros})`);
+    }
+    last.priceMicros = micros;
+    return this;
+  }
 }
 
 /** `{ 'GET /path': handler }` or a Router, as a Router. */
@@ -300,6 +316,71 @@ export const runtime = {
     };
   },
   timeLeftMs: () => Number(wruntime.timeLeftMs()),
+};
+
+/**
+ * Why `billing.charge` or `billing.balance` did not do what was asked:
+ * `kind` is 'not-priced', 'exceeds-hold' (with `held` and `charged`),
+ * 'invalid-reason' or 'unavailable'.
+ */
+export class BillingError extends Error {
+  constructor(kind, message, state) {
+    super(message);
+    this.name = 'BillingError';
+    this.kind = kind;
+    if (state) {
+      this.held = Number(state.held);
+      this.charged = Number(state.charged);
+    }
+  }
+}
+
+function billingCall(call) {
+  try {
+    return call();
+  } catch (e) {
+    const p = e && e.payload;
+    if (!p || typeof p.tag !== 'string') throw e;
+    switch (p.tag) {
+      case 'not-priced':
+        throw new BillingError(p.tag, 'this call is not priced, so it cannot charge');
+      case 'exceeds-hold':
+        throw new BillingError(
+          p.tag,
+          `the charge would pass the call's hold (${p.val.held} micros held, ${p.val.charged} charged)`,
+          p.val,
+        );
+      case 'invalid-reason':
+        throw new BillingError(p.tag, String(p.val));
+      default:
+        throw new BillingError(p.tag, 'billing is unavailable');
+    }
+  }
+}
+
+/**
+ * Money for the call being served (micro-units: 1,000,000 = $1). A priced
+ * call costs its price unless it charges; once it charges, it costs the sum
+ * of its charges, never more than the price the host held.
+ */
+export const billing = {
+  /** Charges `micros` for `reason`; returns the call's total so far. */
+  charge: (micros, reason) => {
+    if (!Number.isSafeInteger(micros) || micros < 0) {
+      throw new TypeError(`a charge is a whole number of micros (got ${micros})`);
+    }
+    return Number(billingCall(() => wbilling.charge(BigInt(micros), String(reason))));
+  },
+  /** The caller's account: what it may still spend, this call's hold and charges. */
+  balance: () => {
+    const f = billingCall(() => wbilling.balance());
+    return {
+      account: f.account,
+      availableMicros: Number(f.available),
+      heldMicros: Number(f.call.held),
+      chargedMicros: Number(f.call.charged),
+    };
+  },
 };
 
 /** The caller of the current call, or null when anonymous. */
