@@ -327,6 +327,35 @@ async fn each_priced_field_of_a_document_is_held_and_charged_on_its_own() {
     assert_eq!(error["extensions"]["available_micros"], 50, "{short}");
     assert_eq!(error["extensions"]["account"], "key:gql", "{short}");
     assert_eq!(balance(&e, "key:gql"), (250, 200, 0, 50));
+
+    // An Idempotency-Key names a document's charges across retries.
+    cli_ok(&e, &["billing", "credit", "key:gql", "1000"]);
+    let keyed = |key: &'static str| {
+        let url = e.url("/graphql");
+        let payer = payer.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/json")
+                .header("idempotency-key", key)
+                .bearer_auth(payer)
+                .body(serde_json::json!({ "query": "{ hello }" }).to_string())
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, first) = keyed("doc-1").await;
+    assert_eq!((status, &first["data"]["hello"]), (200, &json!("Hello, world!")), "{first}");
+    let (_, retried) = keyed("doc-1").await;
+    assert_eq!(
+        retried["errors"][0]["extensions"]["code"], "ALREADY_CHARGED",
+        "{retried}"
+    );
+    let (status, _) = keyed("not a key").await;
+    assert_eq!(status, 400);
+    assert_eq!(balance(&e, "key:gql"), (1_250, 300, 0, 950));
 }
 
 /// fixture-basic's `POST /basic/metered` (priced at 1,000 micros by the

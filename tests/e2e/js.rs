@@ -408,3 +408,60 @@ async fn a_js_plugin_learns_who_it_is_and_how_long_its_call_has_left() {
     let left = info["timeLeftMs"].as_u64().unwrap();
     assert!((1000..=4000).contains(&left), "{info}");
 }
+
+/// A JavaScript plugin prices its own route (`router.price`) and charges
+/// within the hold (`billing.charge`), through the same host as Rust.
+#[tokio::test]
+async fn a_js_plugin_prices_its_route_and_charges_within_the_hold() {
+    let engine = fixture_js(None).await;
+    let out = engine.cli(&["keys", "create", "--name", "js-payer"]);
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let credit = engine.cli(&["billing", "credit", "key:js-payer", "2000"]);
+    assert!(credit.status.success());
+    let call = |query: &'static str| {
+        let url = engine.url(&format!("/js/metered{query}"));
+        let key = key.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, body) = call("?charges=100,150,300").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["results"],
+        json!([{ "total": 100 }, { "total": 250 }, { "error": "exceeds-hold", "held": 500, "charged": 250 }]),
+        "{body}"
+    );
+    assert_eq!(body["funds"]["account"], "key:js-payer", "{body}");
+    assert_eq!(body["funds"]["heldMicros"], 500, "{body}");
+    assert_eq!(body["funds"]["availableMicros"], 1500, "{body}");
+    // No charge: the declared price.
+    let (status, _) = call("").await;
+    assert_eq!(status, 200);
+    let me: Value = reqwest::Client::new()
+        .get(engine.url("/_kiln/v1/billing/me"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["pending_micros"], 750, "{me}");
+    let unpriced: Value = reqwest::Client::new()
+        .get(engine.url("/js/unpriced-charge"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(unpriced, json!({ "error": "not-priced" }));
+}

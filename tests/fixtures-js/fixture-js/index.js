@@ -1,5 +1,5 @@
 // Test fixture for the end-to-end tests of JavaScript plugins (tests/e2e/js.rs).
-import { Router, json, text, kv, caller, config, runtime, KilnError } from 'kiln';
+import { Router, json, text, kv, caller, config, runtime, billing, BillingError, KilnError } from 'kiln';
 
 // Module state: survives between calls only on a warm instance.
 let calls = 0;
@@ -46,4 +46,25 @@ export const routes = new Router()
   })
   .get('/js/whoami', () => json({ caller: caller() }))
   .get('/js/runtime', () => json({ ...runtime.info(), timeLeftMs: runtime.timeLeftMs() }))
-  .get('/js/config', () => text(config.get('greeting') ?? 'unset'));
+  .get('/js/config', () => text(config.get('greeting') ?? 'unset'))
+  // Priced by the plugin at 500 micros; charges each of ?charges=a,b,c.
+  .get('/js/metered', (req) => {
+    const results = (req.searchParams.get('charges') || '').split(',').filter(Boolean).map((c) => {
+      try {
+        return { total: billing.charge(Number(c), `${c} js units`) };
+      } catch (e) {
+        if (e instanceof BillingError) return { error: e.kind, held: e.held, charged: e.charged };
+        throw e;
+      }
+    });
+    return json({ results, funds: billing.balance() });
+  })
+  .price(500)
+  .get('/js/unpriced-charge', () => {
+    try {
+      billing.charge(1, 'nothing');
+      return json({ charged: true });
+    } catch (e) {
+      return json({ error: e instanceof BillingError ? e.kind : String(e) });
+    }
+  });
