@@ -347,7 +347,11 @@ async fn each_priced_field_of_a_document_is_held_and_charged_on_its_own() {
         }
     };
     let (status, first) = keyed("doc-1").await;
-    assert_eq!((status, &first["data"]["hello"]), (200, &json!("Hello, world!")), "{first}");
+    assert_eq!(
+        (status, &first["data"]["hello"]),
+        (200, &json!("Hello, world!")),
+        "{first}"
+    );
     let (_, retried) = keyed("doc-1").await;
     assert_eq!(
         retried["errors"][0]["extensions"]["code"], "ALREADY_CHARGED",

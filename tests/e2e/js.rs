@@ -428,7 +428,10 @@ async fn a_js_plugin_prices_its_route_and_charges_within_the_hold() {
                 .send()
                 .await
                 .unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
         }
     };
     let (status, body) = call("?charges=100,150,300").await;

@@ -107,6 +107,7 @@ pub mod kv;
 pub mod ledger;
 pub mod plugin_names;
 pub mod sql;
+pub(crate) mod sqlite_direct;
 
 /// Unix seconds (as the engine's tables keep time) in RFC 3339
 /// (`2026-12-01T09:20:05Z`), for people.

@@ -1,0 +1,309 @@
+//! Statements run straight on a locked SQLite connection handle.
+//!
+//! sqlx runs every SQLite statement on the connection's own worker thread,
+//! one channel round trip (two thread switches) per statement. For the
+//! ledger's group commit, a batch of hundreds of small statements, those
+//! switches were most of the cost (`perf`: a third of the samples in
+//! `finish_task_switch`, under flume). Locking the handle once per batch and
+//! stepping the statements here keeps the whole batch on one thread.
+//!
+//! Only what the ledger needs: integer and text parameters, integer and text
+//! columns, the change count. The statements are prepared once per
+//! connection and kept ([`Dedicated`]: a connection of its own, whose
+//! statements are finalized before it closes); each is reset after use.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::{CStr, CString, c_int};
+use std::ptr::NonNull;
+
+use libsqlite3_sys as ffi;
+use sqlx::ConnectOptions;
+
+/// A parameter, bound as `?1`, `?2`, … (or `$1`, `$2`, … which SQLite
+/// numbers the same way).
+#[derive(Debug, Clone, Copy)]
+pub enum Param<'a> {
+    Int(i64),
+    Text(&'a str),
+    OptText(Option<&'a str>),
+}
+
+/// One column of a result row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cell {
+    Int(i64),
+    Text(String),
+    Null,
+}
+
+impl Cell {
+    pub fn int(&self) -> Result<i64, String> {
+        match self {
+            Cell::Int(v) => Ok(*v),
+            other => Err(format!("expected an integer column, got {other:?}")),
+        }
+    }
+
+    pub fn text(&self) -> Result<String, String> {
+        match self {
+            Cell::Text(v) => Ok(v.clone()),
+            other => Err(format!("expected a text column, got {other:?}")),
+        }
+    }
+}
+
+/// A connection of its own (outside any pool, so nothing else ever runs
+/// on it) and the statements prepared on it.
+pub struct Dedicated {
+    conn: sqlx::SqliteConnection,
+    statements: Statements,
+}
+
+/// Prepared statements by their SQL text.
+#[derive(Default)]
+pub struct Statements(HashMap<&'static str, NonNull<ffi::sqlite3_stmt>>);
+
+// SAFETY: the statements are only used while their connection's handle is
+// locked by the one task that owns the `Dedicated` (behind a mutex).
+unsafe impl Send for Statements {}
+
+impl Drop for Dedicated {
+    fn drop(&mut self) {
+        // Before the connection closes (the fields drop after this).
+        for (_, stmt) in self.statements.0.drain() {
+            // SAFETY: each statement came from sqlite3_prepare_v3 on this
+            // connection and is finalized once.
+            unsafe {
+                ffi::sqlite3_finalize(stmt.as_ptr());
+            }
+        }
+    }
+}
+
+impl Dedicated {
+    /// Opens a new connection with the options of `pool`'s.
+    pub async fn open(pool: &sqlx::SqlitePool) -> Result<Self, sqlx::Error> {
+        let conn = pool.connect_options().connect().await?;
+        Ok(Dedicated {
+            conn,
+            statements: Statements::default(),
+        })
+    }
+
+    /// Runs `work` on the locked handle.
+    pub async fn with<R>(&mut self, work: impl FnOnce(&Direct<'_>) -> R) -> Result<R, sqlx::Error> {
+        let mut handle = self.conn.lock_handle().await?;
+        // SAFETY: the handle stays locked until `handle` drops, after `direct`.
+        let direct = Direct {
+            db: handle.as_raw_handle(),
+            statements: RefCell::new(&mut self.statements),
+        };
+        // The batch is synchronous work of a millisecond or so (more when
+        // SQLite checkpoints its WAL): on the multi-threaded runtime the
+        // worker's other tasks move to another thread meanwhile.
+        let multi = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        Ok(if multi {
+            tokio::task::block_in_place(|| work(&direct))
+        } else {
+            work(&direct)
+        })
+    }
+}
+
+/// A locked connection handle and its statements.
+pub struct Direct<'c> {
+    db: NonNull<ffi::sqlite3>,
+    statements: RefCell<&'c mut Statements>,
+}
+
+/// A statement in use, reset (its bindings cleared) when dropped.
+struct Statement {
+    stmt: NonNull<ffi::sqlite3_stmt>,
+}
+
+impl Drop for Statement {
+    fn drop(&mut self) {
+        // SAFETY: the statement is live (kept in the connection's cache).
+        unsafe {
+            ffi::sqlite3_reset(self.stmt.as_ptr());
+            ffi::sqlite3_clear_bindings(self.stmt.as_ptr());
+        }
+    }
+}
+
+impl Direct<'_> {
+    fn error(&self, what: &str) -> String {
+        // SAFETY: the handle is live; sqlite3_errmsg returns a NUL-terminated
+        // string owned by the connection, copied here at once.
+        let message = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(self.db.as_ptr())) };
+        format!("{what}: {}", message.to_string_lossy())
+    }
+
+    fn prepare(&self, sql: &'static str, params: &[Param<'_>]) -> Result<Statement, String> {
+        let mut statements = self.statements.borrow_mut();
+        let stmt = match statements.0.get(sql) {
+            Some(stmt) => *stmt,
+            None => {
+                let text = CString::new(sql).map_err(|_| "SQL text with a NUL byte".to_string())?;
+                let mut raw = std::ptr::null_mut();
+                // SAFETY: the handle is live and `text` outlives the call;
+                // SQLite writes the new statement (or null) to `raw`.
+                let rc = unsafe {
+                    ffi::sqlite3_prepare_v3(
+                        self.db.as_ptr(),
+                        text.as_ptr(),
+                        -1,
+                        ffi::SQLITE_PREPARE_PERSISTENT,
+                        &mut raw,
+                        std::ptr::null_mut(),
+                    )
+                };
+                if rc != ffi::SQLITE_OK {
+                    if !raw.is_null() {
+                        // SAFETY: a statement SQLite gave back, never used.
+                        unsafe { ffi::sqlite3_finalize(raw) };
+                    }
+                    return Err(self.error("prepare"));
+                }
+                let stmt = NonNull::new(raw).ok_or("prepare: empty statement")?;
+                statements.0.insert(sql, stmt);
+                stmt
+            }
+        };
+        let stmt = Statement { stmt };
+        for (i, param) in params.iter().enumerate() {
+            let index = c_int::try_from(i + 1).map_err(|_| "too many parameters")?;
+            // SAFETY: the statement is live; SQLITE_TRANSIENT makes SQLite copy
+            // the text before the call returns.
+            let rc = unsafe {
+                match param {
+                    Param::Int(v) => ffi::sqlite3_bind_int64(stmt.stmt.as_ptr(), index, *v),
+                    Param::Text(t) | Param::OptText(Some(t)) => ffi::sqlite3_bind_text(
+                        stmt.stmt.as_ptr(),
+                        index,
+                        t.as_ptr().cast(),
+                        c_int::try_from(t.len()).map_err(|_| "text parameter too long")?,
+                        ffi::SQLITE_TRANSIENT(),
+                    ),
+                    Param::OptText(None) => ffi::sqlite3_bind_null(stmt.stmt.as_ptr(), index),
+                }
+            };
+            if rc != ffi::SQLITE_OK {
+                return Err(self.error("bind"));
+            }
+        }
+        Ok(stmt)
+    }
+
+    /// Runs `sql` to the end; the rows it changed.
+    pub fn execute(&self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, String> {
+        let stmt = self.prepare(sql, params)?;
+        loop {
+            // SAFETY: the statement is live.
+            match unsafe { ffi::sqlite3_step(stmt.stmt.as_ptr()) } {
+                ffi::SQLITE_ROW => continue,
+                ffi::SQLITE_DONE => break,
+                _ => return Err(self.error("step")),
+            }
+        }
+        drop(stmt);
+        // SAFETY: the handle is live.
+        let changes = unsafe { ffi::sqlite3_changes64(self.db.as_ptr()) };
+        Ok(u64::try_from(changes).unwrap_or(0))
+    }
+
+    /// Runs `sql`; every row it returns.
+    pub fn query(&self, sql: &'static str, params: &[Param<'_>]) -> Result<Vec<Vec<Cell>>, String> {
+        let stmt = self.prepare(sql, params)?;
+        let mut rows = Vec::new();
+        loop {
+            // SAFETY: the statement is live.
+            match unsafe { ffi::sqlite3_step(stmt.stmt.as_ptr()) } {
+                ffi::SQLITE_ROW => {}
+                ffi::SQLITE_DONE => break,
+                _ => return Err(self.error("step")),
+            }
+            // SAFETY: the statement has a current row; column text is copied
+            // before the next step.
+            let row = unsafe {
+                let s = stmt.stmt.as_ptr();
+                let columns = ffi::sqlite3_column_count(s);
+                (0..columns)
+                    .map(|i| match ffi::sqlite3_column_type(s, i) {
+                        ffi::SQLITE_INTEGER => Cell::Int(ffi::sqlite3_column_int64(s, i)),
+                        ffi::SQLITE_NULL => Cell::Null,
+                        _ => {
+                            let p = ffi::sqlite3_column_text(s, i);
+                            let n = usize::try_from(ffi::sqlite3_column_bytes(s, i)).unwrap_or(0);
+                            if p.is_null() {
+                                Cell::Null
+                            } else {
+                                let bytes = std::slice::from_raw_parts(p, n);
+                                Cell::Text(String::from_utf8_lossy(bytes).into_owned())
+                            }
+                        }
+                    })
+                    .collect()
+            };
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+
+    /// The first row, if any.
+    pub fn query_row(
+        &self,
+        sql: &'static str,
+        params: &[Param<'_>],
+    ) -> Result<Option<Vec<Cell>>, String> {
+        Ok(self.query(sql, params)?.into_iter().next())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn statements_bind_by_number_return_rows_and_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("t.db"))
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        let mut conn = Dedicated::open(&pool).await.unwrap();
+        let rows = conn
+            .with(|d| {
+                d.execute("CREATE TABLE t (a INTEGER, b TEXT)", &[])?;
+                for (a, b) in [(1, Some("x")), (2, None)] {
+                    // ?2 before ?1: bound by number, not by order.
+                    d.execute(
+                        "INSERT INTO t (b, a) VALUES (?2, ?1)",
+                        &[Param::Int(a), Param::OptText(b)],
+                    )?;
+                }
+                let changed = d.execute("UPDATE t SET a = a + ?1", &[Param::Int(10)])?;
+                assert_eq!(changed, 2);
+                d.query("SELECT a, b FROM t ORDER BY a", &[])
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                vec![Cell::Int(11), Cell::Text("x".into())],
+                vec![Cell::Int(12), Cell::Null]
+            ]
+        );
+        assert_eq!(conn.statements.0.len(), 4, "each text prepared once");
+        let error = conn
+            .with(|d| d.execute("INSERT INTO nowhere VALUES (1)", &[]))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(error.contains("no such table"), "{error}");
+    }
+}
