@@ -542,6 +542,19 @@ async fn the_admin_api_opens_credits_debits_reads_and_settles_accounts_once_per_
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["replayed"], true, "{again}");
     assert_eq!(again["entry"], first["entry"], "{again}");
+    // The same key for a different amount is a mistake, not a retry.
+    let (status, reused) = admin_post(
+        &e,
+        &credit,
+        Some("topup-1"),
+        json!({ "amount_micros": 70_000 }),
+    )
+    .await;
+    assert_eq!(
+        (status, reused["error"]["code"].as_str()),
+        (409, Some("idempotency_key_reused")),
+        "{reused}"
+    );
     let (status, _) = admin_post(&e, &credit, None, json!({ "amount_micros": 0 })).await;
     assert_eq!(status, 400);
     let (status, _) = admin_post(&e, &credit, None, json!({ "amount_micros": -5 })).await;

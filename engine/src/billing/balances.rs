@@ -8,6 +8,7 @@
 //! that is not there.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,9 @@ const MAX_ENTRIES: usize = 100_000;
 pub struct Balances {
     ttl: Duration,
     entries: Mutex<HashMap<String, (Instant, Option<Account>)>>,
+    /// Bumped by every invalidation: a read that began before one does
+    /// not cache what it read (it may predate the change).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// The cache and how its news travels.
@@ -38,11 +42,14 @@ impl Listener for Balances {
     fn heard(&self, payload: &str) {
         if payload == EVERYTHING {
             self.forget_all();
-        } else {
-            let mut entries = self.lock();
-            for account in payload.lines() {
-                entries.remove(account);
-            }
+            return;
+        }
+        // The bump and the removal under one lock: a read that began
+        // before them cannot put its older figure back afterwards.
+        let mut entries = self.lock();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        for account in payload.lines() {
+            entries.remove(account);
         }
     }
 
@@ -60,6 +67,7 @@ impl Balances {
         let balances = Arc::new(Balances {
             ttl,
             entries: Mutex::new(HashMap::new()),
+            generation: Default::default(),
         });
         let listener: Arc<dyn Listener> = balances.clone();
         let announcer = Announcer::start(CHANNEL, redis, Some(listener))?;
@@ -80,9 +88,13 @@ impl Balances {
         {
             return Ok(cached.clone());
         }
+        let before = self.generation.load(Ordering::Acquire);
         let fresh = store.account(account).await?;
         if !self.ttl.is_zero() {
             let mut entries = self.lock();
+            if self.generation.load(Ordering::Acquire) != before {
+                return Ok(fresh);
+            }
             if entries.len() >= MAX_ENTRIES {
                 entries.clear();
             }
@@ -92,7 +104,9 @@ impl Balances {
     }
 
     fn forget_all(&self) {
-        self.lock().clear();
+        let mut entries = self.lock();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Option<Account>)>> {

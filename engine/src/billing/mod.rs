@@ -56,11 +56,31 @@ pub enum Refusal {
     AlreadyCharged { key: String },
     #[error("this request ({key}) is in flight; wait for its answer")]
     InFlight { key: String },
+    #[error(
+        "payment required: this call costs {price} micros and this caller's account name cannot \
+         hold money (an account is \"kind:name\", 3 to 256 characters without spaces or control \
+         characters); use another credential"
+    )]
+    UnbillableAccount { price: u64 },
     #[error("billing is unavailable: {0}")]
     Unavailable(String),
 }
 
 impl Refusal {
+    /// The stable code every front door answers with (`payment_required`,
+    /// `already_charged`, `in_flight`, `billing_unavailable`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::Insufficient { .. }
+            | Refusal::NoAccount { .. }
+            | Refusal::Anonymous { .. }
+            | Refusal::UnbillableAccount { .. } => "payment_required",
+            Refusal::AlreadyCharged { .. } => "already_charged",
+            Refusal::InFlight { .. } => "in_flight",
+            Refusal::Unavailable(_) => "billing_unavailable",
+        }
+    }
+
     /// The facts behind a 402, for `error.details`.
     pub fn details(&self) -> serde_json::Value {
         match self {
@@ -74,7 +94,9 @@ impl Refusal {
             Refusal::NoAccount { account, price } => {
                 serde_json::json!({ "account": account, "price_micros": price, "available_micros": 0 })
             }
-            Refusal::Anonymous { price } => serde_json::json!({ "price_micros": price }),
+            Refusal::Anonymous { price } | Refusal::UnbillableAccount { price } => {
+                serde_json::json!({ "price_micros": price })
+            }
             Refusal::AlreadyCharged { key } | Refusal::InFlight { key } => {
                 serde_json::json!({ "request_key": key })
             }
@@ -262,6 +284,12 @@ impl Billing {
             return Err(Refusal::Anonymous { price });
         };
         let account = self.account_of(principal);
+        // A subject with a space or a control character (a JWT's `sub`, a
+        // provider's subject) could never be credited, and would not
+        // survive the request key's "<account> <key>" split.
+        if validate_account(&account).is_err() {
+            return Err(Refusal::UnbillableAccount { price });
+        }
         let request_key = format!("{account} {}", idempotency_key.unwrap_or(request_id));
         let now = now_ms();
         let amount = i64::try_from(price).unwrap_or(i64::MAX);

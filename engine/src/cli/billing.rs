@@ -80,10 +80,13 @@ pub async fn adjust(
             );
             Ok(())
         }
-        Ok(Applied::AlreadyApplied { entry }) => {
+        Ok(Applied::AlreadyApplied { entry, amount }) if u64::try_from(amount) == Ok(micros) => {
             println!("{account}: already done under this key (entry {entry}); nothing changed");
             Ok(())
         }
+        Ok(Applied::AlreadyApplied { entry, amount }) => Err(anyhow::anyhow!(
+            "this idempotency key was used for {amount} micros (entry {entry}), not {micros}; nothing changed"
+        )),
         Ok(Applied::NoAccount) => Err(anyhow::anyhow!(
             "account {account} does not exist (credit it first)"
         )),

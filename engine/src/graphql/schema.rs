@@ -683,15 +683,7 @@ fn plugin_field(
 /// `IN_FLIGHT`, `BILLING_UNAVAILABLE`) with the price, account and
 /// available amount in the error's extensions.
 fn payment_error(refused: &crate::billing::Refusal) -> Error {
-    use crate::billing::Refusal;
-    let code = match refused {
-        Refusal::Insufficient { .. } | Refusal::NoAccount { .. } | Refusal::Anonymous { .. } => {
-            "PAYMENT_REQUIRED"
-        }
-        Refusal::AlreadyCharged { .. } => "ALREADY_CHARGED",
-        Refusal::InFlight { .. } => "IN_FLIGHT",
-        Refusal::Unavailable(_) => "BILLING_UNAVAILABLE",
-    };
+    let code = refused.code().to_ascii_uppercase();
     let details = refused.details();
     Error::new(refused.to_string()).extend_with(|_, ext| {
         ext.set("code", code);

@@ -311,9 +311,22 @@ async fn movement(
                 .into_response()
         }
         // A retry: the first movement's entry, nothing changed.
-        Ok(Applied::AlreadyApplied { entry }) => {
+        Ok(Applied::AlreadyApplied { entry, amount })
+            if u64::try_from(amount) == Ok(wanted.amount_micros) =>
+        {
             Json(json!({ "account": account, "entry": entry, "replayed": true })).into_response()
         }
+        // The same key for a different movement: a client mistake, not a retry.
+        Ok(Applied::AlreadyApplied { entry, amount }) => ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_reused",
+            format!(
+                "this Idempotency-Key was used for a movement of {amount} micros (entry {entry}), \
+                 not {}; nothing changed",
+                wanted.amount_micros
+            ),
+        )
+        .into_response(),
         Ok(Applied::NoAccount) => no_account(&account),
         Ok(Applied::Overdrawn { available }) => ApiError::new(
             StatusCode::CONFLICT,

@@ -225,14 +225,12 @@ fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<&str>, ApiE
 /// 503 when the ledger does not answer.
 pub fn payment_refused(refused: &crate::billing::Refusal) -> ApiError {
     use crate::billing::Refusal;
-    let (status, code) = match refused {
-        Refusal::Insufficient { .. } | Refusal::NoAccount { .. } | Refusal::Anonymous { .. } => {
-            (StatusCode::PAYMENT_REQUIRED, "payment_required")
-        }
-        Refusal::AlreadyCharged { .. } => (StatusCode::CONFLICT, "already_charged"),
-        Refusal::InFlight { .. } => (StatusCode::CONFLICT, "in_flight"),
-        Refusal::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "billing_unavailable"),
+    let status = match refused {
+        Refusal::AlreadyCharged { .. } | Refusal::InFlight { .. } => StatusCode::CONFLICT,
+        Refusal::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::PAYMENT_REQUIRED,
     };
+    let code = refused.code();
     let e = ApiError::new(status, code, refused.to_string());
     match refused.details() {
         serde_json::Value::Null => e,

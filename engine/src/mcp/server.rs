@@ -600,15 +600,7 @@ fn idempotency_key(context: &RequestContext<RoleServer>) -> Option<&str> {
 /// the message, and the code with the price, account and available
 /// amount as structured content.
 fn payment_refused(refused: &crate::billing::Refusal) -> CallToolResponse {
-    use crate::billing::Refusal;
-    let code = match refused {
-        Refusal::Insufficient { .. } | Refusal::NoAccount { .. } | Refusal::Anonymous { .. } => {
-            "payment_required"
-        }
-        Refusal::AlreadyCharged { .. } => "already_charged",
-        Refusal::InFlight { .. } => "in_flight",
-        Refusal::Unavailable(_) => "billing_unavailable",
-    };
+    let code = refused.code();
     let mut result = CallToolResult::error(vec![ContentBlock::text(refused.to_string())]);
     let mut data = serde_json::json!({ "code": code });
     if let (Value::Object(details), Some(data)) = (refused.details(), data.as_object_mut()) {

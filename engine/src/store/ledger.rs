@@ -87,9 +87,10 @@ pub enum Applied {
         available: i64,
     },
     /// A credit or debit under this key is in the ledger already: that
-    /// entry, nothing changed.
+    /// entry and its amount, nothing changed.
     AlreadyApplied {
         entry: i64,
+        amount: i64,
     },
     Opened,
     /// The account existed already.
@@ -432,14 +433,16 @@ impl LedgerStore {
                             format!("{} {account} {k}", if *credit { "credit" } else { "debit" })
                         });
                         if let Some(request_key) = &request_key {
-                            let found = sqlx::query("SELECT id FROM billing_entries WHERE request_key = $1")
+                            let found = sqlx::query("SELECT id, amount FROM billing_entries WHERE request_key = $1")
                                 .bind(request_key)
                                 .fetch_optional(&mut *tx)
                                 .await
                                 .map_err(unavailable)?;
                             if let Some(row) = found {
-                                let entry: i64 = row.try_get("id").map_err(unavailable)?;
-                                out.push(Applied::AlreadyApplied { entry });
+                                out.push(Applied::AlreadyApplied {
+                                    entry: row.try_get("id").map_err(unavailable)?,
+                                    amount: row.try_get("amount").map_err(unavailable)?,
+                                });
                                 continue;
                             }
                         }
@@ -469,9 +472,24 @@ impl LedgerStore {
                         .map_err(unavailable)?;
                         match changed {
                             None => {
-                                match available_in!(tx, account) {
-                                    None => Applied::NoAccount,
-                                    Some(available) => Applied::Overdrawn { available },
+                                // The same keyed debit from another engine may
+                                // have taken the row first (this UPDATE waited
+                                // for it): then this is its retry, not an overdraft.
+                                let first = match &request_key {
+                                    Some(request_key) => sqlx::query("SELECT id, amount FROM billing_entries WHERE request_key = $1")
+                                        .bind(request_key)
+                                        .fetch_optional(&mut *tx)
+                                        .await
+                                        .map_err(unavailable)?,
+                                    None => None,
+                                };
+                                match (first, available_in!(tx, account)) {
+                                    (Some(row), _) => Applied::AlreadyApplied {
+                                        entry: row.try_get("id").map_err(unavailable)?,
+                                        amount: row.try_get("amount").map_err(unavailable)?,
+                                    },
+                                    (None, None) => Applied::NoAccount,
+                                    (None, Some(available)) => Applied::Overdrawn { available },
                                 }
                             }
                             Some(row) => {
@@ -503,14 +521,15 @@ impl LedgerStore {
                                             .execute(&mut *tx)
                                             .await
                                             .map_err(unavailable)?;
-                                        let first: i64 = sqlx::query("SELECT id FROM billing_entries WHERE request_key = $1")
+                                        let first = sqlx::query("SELECT id, amount FROM billing_entries WHERE request_key = $1")
                                             .bind(&request_key)
                                             .fetch_one(&mut *tx)
                                             .await
-                                            .map_err(unavailable)?
-                                            .try_get("id")
                                             .map_err(unavailable)?;
-                                        Applied::AlreadyApplied { entry: first }
+                                        Applied::AlreadyApplied {
+                                            entry: first.try_get("id").map_err(unavailable)?,
+                                            amount: first.try_get("amount").map_err(unavailable)?,
+                                        }
                                     }
                                 }
                             }
@@ -751,12 +770,25 @@ fn apply_sqlite(direct: &Direct<'_>, ops: &[Op]) -> (Result<Vec<Applied>, DataEr
     let failure = match applied {
         Ok(applied) => match direct.execute("COMMIT", &[]) {
             Ok(_) => return (Ok(applied), false),
-            Err(e) => format!("{UNCERTAIN}: {e}"),
+            Err(e) => e,
         },
         Err(e) => e,
     };
-    let broken = direct.execute("ROLLBACK", &[]).is_err();
-    (Err(DataError::Unavailable(failure)), broken)
+    // A local database says for certain: after a rollback that worked,
+    // nothing of the batch applied and it may be retried; only when the
+    // rollback fails too is the outcome unknown.
+    if !direct.in_transaction() {
+        return (Err(DataError::Unavailable(failure)), false);
+    }
+    match direct.execute("ROLLBACK", &[]) {
+        Ok(_) => (Err(DataError::Unavailable(failure)), false),
+        Err(e) => (
+            Err(DataError::Unavailable(format!(
+                "{UNCERTAIN}: {failure}; rollback: {e}"
+            ))),
+            true,
+        ),
+    }
 }
 
 /// What `account` may spend, or `None` when it does not exist.
@@ -926,9 +958,15 @@ fn apply_one_sqlite(direct: &Direct<'_>, op: &Op) -> Result<Applied, String> {
                 .as_ref()
                 .map(|k| format!("{} {account} {k}", if *credit { "credit" } else { "debit" }));
             if let Some(request_key) = &request_key
-                && let Some(entry) = entry_of_key(direct, request_key)?
+                && let Some(first) = direct.query_row(
+                    "SELECT id, amount FROM billing_entries WHERE request_key = ?1",
+                    &[Text(request_key)],
+                )?
             {
-                return Ok(Applied::AlreadyApplied { entry });
+                return Ok(Applied::AlreadyApplied {
+                    entry: first[0].int()?,
+                    amount: first[1].int()?,
+                });
             }
             if *credit {
                 direct.execute(

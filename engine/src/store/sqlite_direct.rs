@@ -252,6 +252,13 @@ impl Direct<'_> {
         Ok(rows)
     }
 
+    /// Whether a transaction is open on the connection (SQLite rolls some
+    /// failures back by itself).
+    pub fn in_transaction(&self) -> bool {
+        // SAFETY: the handle is live.
+        unsafe { ffi::sqlite3_get_autocommit(self.db.as_ptr()) == 0 }
+    }
+
     /// The first row, if any.
     pub fn query_row(
         &self,
