@@ -98,17 +98,15 @@ pub struct Page {
     before: Option<i64>,
 }
 
-fn page_limit(page: &Page) -> Result<u32, ApiError> {
+/// The page asked for: its limit (100 unless given, 1 to 1000) and the id
+/// to read before; else what is wrong with the query.
+fn page_of(page: Queried<Page>) -> Result<(u32, Option<i64>), String> {
+    let Query(page) = page.map_err(|e| e.body_text())?;
     let limit = page.limit.unwrap_or(100);
-    if (1..=1000).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "limit must be between 1 and 1000",
-        ))
+    if !(1..=1000).contains(&limit) {
+        return Err("limit must be between 1 and 1000".into());
     }
+    Ok((limit, page.before))
 }
 
 fn bad_request(message: impl Into<String>) -> Response {
@@ -145,13 +143,12 @@ type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 
 /// `GET /_kiln/v1/admin/billing/accounts?limit=100`: accounts by name.
 pub async fn accounts(State(app): State<AppState>, page: Queried<Page>) -> Response {
-    let page = match page {
-        Ok(Query(p)) => p,
-        Err(e) => return bad_request(e.body_text()),
-    };
-    let limit = match page_limit(&page) {
-        Ok(l) => l,
-        Err(e) => return e.into_response(),
+    let limit = match page_of(page) {
+        Ok((limit, None)) => limit,
+        Ok((_, Some(_))) => {
+            return bad_request("accounts are read by name; `before` pages entries");
+        }
+        Err(why) => return bad_request(why),
     };
     match app.billing.store().accounts(limit).await {
         Ok(accounts) => Json(json!({ "accounts": accounts })).into_response(),
@@ -352,20 +349,11 @@ pub async fn entries(
     Path(account): Path<String>,
     page: Queried<Page>,
 ) -> Response {
-    let page = match page {
-        Ok(Query(p)) => p,
-        Err(e) => return bad_request(e.body_text()),
+    let (limit, before) = match page_of(page) {
+        Ok(p) => p,
+        Err(why) => return bad_request(why),
     };
-    let limit = match page_limit(&page) {
-        Ok(l) => l,
-        Err(e) => return e.into_response(),
-    };
-    match app
-        .billing
-        .store()
-        .entries(&account, limit, page.before)
-        .await
-    {
+    match app.billing.store().entries(&account, limit, before).await {
         Ok(entries) => Json(json!({ "account": account, "entries": entries })).into_response(),
         Err(e) => ledger_error(e),
     }
@@ -373,13 +361,12 @@ pub async fn entries(
 
 /// `GET /_kiln/v1/admin/billing/settlements?limit=100`: newest first.
 pub async fn settlements(State(app): State<AppState>, page: Queried<Page>) -> Response {
-    let page = match page {
-        Ok(Query(p)) => p,
-        Err(e) => return bad_request(e.body_text()),
-    };
-    let limit = match page_limit(&page) {
-        Ok(l) => l,
-        Err(e) => return e.into_response(),
+    let limit = match page_of(page) {
+        Ok((limit, None)) => limit,
+        Ok((_, Some(_))) => {
+            return bad_request("settlements come newest first; `before` pages entries");
+        }
+        Err(why) => return bad_request(why),
     };
     match app.billing.store().settlements(limit).await {
         Ok(settlements) => Json(json!({ "settlements": settlements })).into_response(),
