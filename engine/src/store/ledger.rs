@@ -167,6 +167,14 @@ macro_rules! in_transaction {
     };
 }
 
+/// A hold's gate: the amount is set aside only when the account can afford
+/// it and no charge under this request key exists. On PostgreSQL the
+/// `UPDATE` locks the account row and re-checks after a concurrent writer,
+/// so two engines never both pass on the same money.
+const HOLD_GATE: &str = "UPDATE billing_accounts SET held = held + $2 \
+     WHERE account = $1 AND balance - pending - held >= $2 \
+     AND NOT EXISTS (SELECT 1 FROM billing_entries WHERE request_key = $3)";
+
 const ACCOUNT_COLUMNS: &str = "account, balance, pending, held, created_at";
 
 fn account_of<R: Row>(row: &R) -> Result<Account, DataError>
@@ -288,28 +296,25 @@ impl LedgerStore {
             for op in ops {
                 out.push(match op {
                     Op::Hold { account, request_key, amount, plugin, operation, now_ms, expires_at } => {
-                        let charged = sqlx::query("SELECT id FROM billing_entries WHERE request_key = $1")
-                            .bind(request_key)
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(unavailable)?;
-                        if charged.is_some() {
-                            out.push(Applied::AlreadyCharged);
-                            continue;
-                        }
-                        let debited = sqlx::query(
-                            "UPDATE billing_accounts SET held = held + $2 \
-                             WHERE account = $1 AND balance - pending - held >= $2",
-                        )
+                        // One statement on the way that succeeds; why it did
+                        // not is looked up only when it did not.
+                        let debited = sqlx::query(HOLD_GATE)
                         .bind(account)
                         .bind(amount)
+                        .bind(request_key)
                         .execute(&mut *tx)
                         .await
                         .map_err(unavailable)?;
                         if debited.rows_affected() == 0 {
-                            out.push(match available_in!(tx, account) {
-                                Some(available) => Applied::Insufficient { available },
-                                None => Applied::NoAccount,
+                            let charged = sqlx::query("SELECT id FROM billing_entries WHERE request_key = $1")
+                                .bind(request_key)
+                                .fetch_optional(&mut *tx)
+                                .await
+                                .map_err(unavailable)?;
+                            out.push(match (charged, available_in!(tx, account)) {
+                                (Some(_), _) => Applied::AlreadyCharged,
+                                (None, Some(available)) => Applied::Insufficient { available },
+                                (None, None) => Applied::NoAccount,
                             });
                             continue;
                         }
@@ -832,15 +837,14 @@ fn apply_one_sqlite(direct: &Direct<'_>, op: &Op) -> Result<Applied, String> {
             now_ms,
             expires_at,
         } => {
-            if entry_of_key(direct, request_key)?.is_some() {
-                return Ok(Applied::AlreadyCharged);
-            }
             let debited = direct.execute(
-                "UPDATE billing_accounts SET held = held + ?2 \
-                 WHERE account = ?1 AND balance - pending - held >= ?2",
-                &[Text(account), Int(*amount)],
+                HOLD_GATE,
+                &[Text(account), Int(*amount), Text(request_key)],
             )?;
             if debited == 0 {
+                if entry_of_key(direct, request_key)?.is_some() {
+                    return Ok(Applied::AlreadyCharged);
+                }
                 return Ok(match available_sqlite(direct, account)? {
                     Some(available) => Applied::Insufficient { available },
                     None => Applied::NoAccount,

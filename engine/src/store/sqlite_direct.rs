@@ -173,8 +173,24 @@ impl Direct<'_> {
             }
         };
         let stmt = Statement { stmt };
-        for (i, param) in params.iter().enumerate() {
-            let index = c_int::try_from(i + 1).map_err(|_| "too many parameters")?;
+        // SAFETY: the statement is live.
+        let slots = unsafe { ffi::sqlite3_bind_parameter_count(stmt.stmt.as_ptr()) };
+        for index in 1..=slots {
+            // Each slot takes the parameter its name numbers (`?3`, `$3`):
+            // SQLite gives `$n` names their slots in order of appearance.
+            // SAFETY: the statement is live; the name is NUL-terminated or null.
+            let name = unsafe { ffi::sqlite3_bind_parameter_name(stmt.stmt.as_ptr(), index) };
+            let number = if name.is_null() {
+                usize::try_from(index).ok()
+            } else {
+                // SAFETY: checked non-null above.
+                let name = unsafe { CStr::from_ptr(name) }.to_string_lossy();
+                name.get(1..).and_then(|n| n.parse::<usize>().ok())
+            };
+            let param = number
+                .and_then(|n| n.checked_sub(1))
+                .and_then(|n| params.get(n))
+                .ok_or_else(|| format!("no parameter for slot {index} of {sql:?}"))?;
             // SAFETY: the statement is live; SQLITE_TRANSIENT makes SQLite copy
             // the text before the call returns.
             let rc = unsafe {
@@ -293,6 +309,17 @@ mod tests {
                 }
                 let changed = d.execute("UPDATE t SET a = a + ?1", &[Param::Int(10)])?;
                 assert_eq!(changed, 2);
+                // `$2` before `$1` in the text: still bound by its number.
+                let none = d.execute(
+                    "UPDATE t SET a = a WHERE b = $2 AND a = $1",
+                    &[Param::Int(11), Param::Text("y")],
+                )?;
+                assert_eq!(none, 0);
+                let one = d.execute(
+                    "UPDATE t SET a = a WHERE b = $2 AND a = $1",
+                    &[Param::Int(11), Param::Text("x")],
+                )?;
+                assert_eq!(one, 1);
                 d.query("SELECT a, b FROM t ORDER BY a", &[])
             })
             .await
@@ -305,7 +332,7 @@ mod tests {
                 vec![Cell::Int(12), Cell::Null]
             ]
         );
-        assert_eq!(conn.statements.0.len(), 4, "each text prepared once");
+        assert_eq!(conn.statements.0.len(), 5, "each text prepared once");
         let error = conn
             .with(|d| d.execute("INSERT INTO nowhere VALUES (1)", &[]))
             .await
