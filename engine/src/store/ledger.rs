@@ -837,10 +837,8 @@ fn apply_one_sqlite(direct: &Direct<'_>, op: &Op) -> Result<Applied, String> {
             now_ms,
             expires_at,
         } => {
-            let debited = direct.execute(
-                HOLD_GATE,
-                &[Text(account), Int(*amount), Text(request_key)],
-            )?;
+            let debited =
+                direct.execute(HOLD_GATE, &[Text(account), Int(*amount), Text(request_key)])?;
             if debited == 0 {
                 if entry_of_key(direct, request_key)?.is_some() {
                     return Ok(Applied::AlreadyCharged);
