@@ -440,11 +440,6 @@ pub struct Hold {
 }
 
 impl Hold {
-    /// What was held, in micros.
-    pub fn amount(&self) -> i64 {
-        self.amount
-    }
-
     /// The call's meter, for its `kiln:plugin/billing` import.
     pub fn meter(&self) -> Arc<Meter> {
         self.meter.clone()

@@ -98,15 +98,26 @@ pub struct Page {
     before: Option<i64>,
 }
 
-/// The page asked for: its limit (100 unless given, 1 to 1000) and the id
-/// to read before; else what is wrong with the query.
-fn page_of(page: Queried<Page>) -> Result<(u32, Option<i64>), String> {
-    let Query(page) = page.map_err(|e| e.body_text())?;
-    let limit = page.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
+/// `?limit=` of the reads that come newest first or by name (no `before`:
+/// an unknown member is refused by the query's own check).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    limit: Option<u32>,
+}
+
+/// A read's limit: 100 unless given, 1 to 1000; else what is wrong with
+/// the query.
+fn limit_of<T>(
+    query: Queried<T>,
+    limit: impl FnOnce(&T) -> Option<u32>,
+) -> Result<(u32, T), String> {
+    let Query(query) = query.map_err(|e| e.body_text())?;
+    let n = limit(&query).unwrap_or(100);
+    if !(1..=1000).contains(&n) {
         return Err("limit must be between 1 and 1000".into());
     }
-    Ok((limit, page.before))
+    Ok((n, query))
 }
 
 fn bad_request(message: impl Into<String>) -> Response {
@@ -142,12 +153,9 @@ type Queried<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
 type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 
 /// `GET /_kiln/v1/admin/billing/accounts?limit=100`: accounts by name.
-pub async fn accounts(State(app): State<AppState>, page: Queried<Page>) -> Response {
-    let limit = match page_of(page) {
-        Ok((limit, None)) => limit,
-        Ok((_, Some(_))) => {
-            return bad_request("accounts are read by name; `before` pages entries");
-        }
+pub async fn accounts(State(app): State<AppState>, query: Queried<Limit>) -> Response {
+    let limit = match limit_of(query, |q| q.limit) {
+        Ok((limit, _)) => limit,
         Err(why) => return bad_request(why),
     };
     match app.billing.store().accounts(limit).await {
@@ -349,8 +357,8 @@ pub async fn entries(
     Path(account): Path<String>,
     page: Queried<Page>,
 ) -> Response {
-    let (limit, before) = match page_of(page) {
-        Ok(p) => p,
+    let (limit, before) = match limit_of(page, |p| p.limit) {
+        Ok((limit, page)) => (limit, page.before),
         Err(why) => return bad_request(why),
     };
     match app.billing.store().entries(&account, limit, before).await {
@@ -360,12 +368,9 @@ pub async fn entries(
 }
 
 /// `GET /_kiln/v1/admin/billing/settlements?limit=100`: newest first.
-pub async fn settlements(State(app): State<AppState>, page: Queried<Page>) -> Response {
-    let limit = match page_of(page) {
-        Ok((limit, None)) => limit,
-        Ok((_, Some(_))) => {
-            return bad_request("settlements come newest first; `before` pages entries");
-        }
+pub async fn settlements(State(app): State<AppState>, query: Queried<Limit>) -> Response {
+    let limit = match limit_of(query, |q| q.limit) {
+        Ok((limit, _)) => limit,
         Err(why) => return bad_request(why),
     };
     match app.billing.store().settlements(limit).await {

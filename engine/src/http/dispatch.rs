@@ -141,12 +141,12 @@ async fn dispatch(
     let declared = plugin
         .parts
         .get::<RoutePrices>()
-        .map(|prices| prices.of(&target.handler));
+        .and_then(|prices| prices.of(&target.handler));
     let operation = (declared.is_some() || app.billing.prices_routes())
         .then(|| format!("{} {}", route_method, target.pattern));
     let price = operation
         .as_deref()
-        .and_then(|operation| app.billing.route_price(name, operation, declared.flatten()));
+        .and_then(|operation| app.billing.route_price(name, operation, declared));
     let hold = match (price, &operation) {
         (Some(price), Some(operation)) if price > 0 => Some(
             app.billing

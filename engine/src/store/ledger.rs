@@ -175,6 +175,34 @@ const HOLD_GATE: &str = "UPDATE billing_accounts SET held = held + $2 \
      WHERE account = $1 AND balance - pending - held >= $2 \
      AND NOT EXISTS (SELECT 1 FROM billing_entries WHERE request_key = $3)";
 
+// The ledger's statements, one text for both databases: `$n` numbers
+// alike on PostgreSQL, in sqlx's SQLite and in `sqlite_direct`.
+const ADJUST_BALANCE: &str = "UPDATE billing_accounts SET balance = balance + $2 WHERE account = $1 AND ($3 OR balance - pending - held >= $4) RETURNING balance";
+const AVAILABLE: &str =
+    "SELECT balance - pending - held AS available FROM billing_accounts WHERE account = $1";
+const ENTRY_OF_KEY: &str = "SELECT id, amount FROM billing_entries WHERE request_key = $1";
+const EXPIRE_HOLDS: &str =
+    "DELETE FROM billing_holds WHERE expires_at <= $1 RETURNING account, amount";
+const INSERT_ADJUSTMENT: &str = "INSERT INTO billing_entries (account, kind, amount, reason, request_key, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (request_key) DO NOTHING RETURNING id";
+const INSERT_CHARGE: &str = "INSERT INTO billing_entries (account, kind, amount, plugin, operation, reason, request_key, request_id, created_at) VALUES ($1, 'charge', $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (request_key) DO NOTHING RETURNING id";
+const INSERT_HOLD: &str = "INSERT INTO billing_holds (request_key, account, amount, plugin, operation, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (request_key) DO NOTHING";
+const OPEN_ACCOUNT: &str = "INSERT INTO billing_accounts (account, created_at) VALUES ($1, $2) ON CONFLICT (account) DO NOTHING";
+const POST_HELD: &str =
+    "UPDATE billing_accounts SET held = held - $2, pending = pending + $3 WHERE account = $1";
+const RELEASE_HELD: &str = "UPDATE billing_accounts SET held = held - $2 WHERE account = $1";
+const TAKE_HOLD: &str =
+    "DELETE FROM billing_holds WHERE request_key = $1 RETURNING account, amount";
+const TAKE_HOLD_TO_POST: &str =
+    "DELETE FROM billing_holds WHERE request_key = $1 RETURNING account, amount, plugin, operation";
+const UNDO_ADJUST: &str = "UPDATE billing_accounts SET balance = balance - $2 WHERE account = $1";
+
+/// The request key a keyed credit or debit is made once under. An account
+/// always has a `:`, so this never meets a hold's "<account> <key>".
+fn adjustment_key(credit: bool, account: &str, key: Option<&str>) -> Option<String> {
+    let kind = if credit { "credit" } else { "debit" };
+    key.map(|k| format!("{kind} {account} {k}"))
+}
+
 const ACCOUNT_COLUMNS: &str = "account, balance, pending, held, created_at";
 
 fn account_of<R: Row>(row: &R) -> Result<Account, DataError>
@@ -224,7 +252,7 @@ where
 /// placed twice), inside transaction `$tx`.
 macro_rules! release_held {
     ($tx:ident, $account:expr, $amount:expr) => {
-        sqlx::query("UPDATE billing_accounts SET held = held - $2 WHERE account = $1")
+        sqlx::query(RELEASE_HELD)
             .bind($account)
             .bind($amount)
             .execute(&mut *$tx)
@@ -237,13 +265,11 @@ macro_rules! release_held {
 /// transaction `$tx`.
 macro_rules! available_in {
     ($tx:ident, $account:expr) => {
-        match sqlx::query(
-            "SELECT balance - pending - held AS available FROM billing_accounts WHERE account = $1",
-        )
-        .bind($account)
-        .fetch_optional(&mut *$tx)
-        .await
-        .map_err(unavailable)?
+        match sqlx::query(AVAILABLE)
+            .bind($account)
+            .fetch_optional(&mut *$tx)
+            .await
+            .map_err(unavailable)?
         {
             Some(row) => Some(row.try_get::<i64, _>("available").map_err(unavailable)?),
             None => None,
@@ -306,7 +332,7 @@ impl LedgerStore {
                         .await
                         .map_err(unavailable)?;
                         if debited.rows_affected() == 0 {
-                            let charged = sqlx::query("SELECT id FROM billing_entries WHERE request_key = $1")
+                            let charged = sqlx::query(ENTRY_OF_KEY)
                                 .bind(request_key)
                                 .fetch_optional(&mut *tx)
                                 .await
@@ -319,9 +345,7 @@ impl LedgerStore {
                             continue;
                         }
                         let inserted = sqlx::query(
-                            "INSERT INTO billing_holds \
-                             (request_key, account, amount, plugin, operation, created_at, expires_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (request_key) DO NOTHING",
+                            INSERT_HOLD,
                         )
                         .bind(request_key)
                         .bind(account)
@@ -343,8 +367,7 @@ impl LedgerStore {
                     }
                     Op::Post { request_key, amount, reason, request_id, now_ms } => {
                         let hold = sqlx::query(
-                            "DELETE FROM billing_holds WHERE request_key = $1 \
-                             RETURNING account, amount, plugin, operation",
+                            TAKE_HOLD_TO_POST,
                         )
                         .bind(request_key)
                         .fetch_optional(&mut *tx)
@@ -362,10 +385,7 @@ impl LedgerStore {
                         let amount = (*amount).clamp(0, held);
                         let entry = if amount > 0 {
                             sqlx::query(
-                                "INSERT INTO billing_entries \
-                                 (account, kind, amount, plugin, operation, reason, request_key, request_id, created_at) \
-                                 VALUES ($1, 'charge', $2, $3, $4, $5, $6, $7, $8) \
-                                 ON CONFLICT (request_key) DO NOTHING RETURNING id",
+                                INSERT_CHARGE,
                             )
                             .bind(&account)
                             .bind(amount)
@@ -388,8 +408,7 @@ impl LedgerStore {
                         // first counts; this one is released.
                         let charged = if entry.is_some() { amount } else { 0 };
                         sqlx::query(
-                            "UPDATE billing_accounts SET held = held - $2, pending = pending + $3 \
-                             WHERE account = $1",
+                            POST_HELD,
                         )
                         .bind(&account)
                         .bind(held)
@@ -405,7 +424,7 @@ impl LedgerStore {
                     }
                     Op::Void { request_key } => {
                         let hold = sqlx::query(
-                            "DELETE FROM billing_holds WHERE request_key = $1 RETURNING account, amount",
+                            TAKE_HOLD,
                         )
                         .bind(request_key)
                         .fetch_optional(&mut *tx)
@@ -423,8 +442,7 @@ impl LedgerStore {
                     }
                     Op::Open { account, now_ms } => {
                         let created = sqlx::query(
-                            "INSERT INTO billing_accounts (account, created_at) VALUES ($1, $2) \
-                             ON CONFLICT (account) DO NOTHING",
+                            OPEN_ACCOUNT,
                         )
                         .bind(account)
                         .bind(now_ms)
@@ -434,11 +452,9 @@ impl LedgerStore {
                         if created.rows_affected() == 0 { Applied::Exists } else { Applied::Opened }
                     }
                     Op::Adjust { account, credit, amount, reason, key, now_ms } => {
-                        let request_key = key.as_ref().map(|k| {
-                            format!("{} {account} {k}", if *credit { "credit" } else { "debit" })
-                        });
+                        let request_key = adjustment_key(*credit, account, key.as_deref());
                         if let Some(request_key) = &request_key {
-                            let found = sqlx::query("SELECT id, amount FROM billing_entries WHERE request_key = $1")
+                            let found = sqlx::query(ENTRY_OF_KEY)
                                 .bind(request_key)
                                 .fetch_optional(&mut *tx)
                                 .await
@@ -453,8 +469,7 @@ impl LedgerStore {
                         }
                         if *credit {
                             sqlx::query(
-                                "INSERT INTO billing_accounts (account, created_at) VALUES ($1, $2) \
-                                 ON CONFLICT (account) DO NOTHING",
+                                OPEN_ACCOUNT,
                             )
                             .bind(account)
                             .bind(now_ms)
@@ -464,9 +479,7 @@ impl LedgerStore {
                         }
                         let sign: i64 = if *credit { 1 } else { -1 };
                         let changed = sqlx::query(
-                            "UPDATE billing_accounts SET balance = balance + $2 \
-                             WHERE account = $1 AND ($3 OR balance - pending - held >= $4) \
-                             RETURNING balance",
+                            ADJUST_BALANCE,
                         )
                         .bind(account)
                         .bind(sign * amount)
@@ -481,7 +494,7 @@ impl LedgerStore {
                                 // have taken the row first (this UPDATE waited
                                 // for it): then this is its retry, not an overdraft.
                                 let first = match &request_key {
-                                    Some(request_key) => sqlx::query("SELECT id, amount FROM billing_entries WHERE request_key = $1")
+                                    Some(request_key) => sqlx::query(ENTRY_OF_KEY)
                                         .bind(request_key)
                                         .fetch_optional(&mut *tx)
                                         .await
@@ -500,8 +513,7 @@ impl LedgerStore {
                             Some(row) => {
                                 let balance: i64 = row.try_get("balance").map_err(unavailable)?;
                                 let entry = sqlx::query(
-                                    "INSERT INTO billing_entries (account, kind, amount, reason, request_key, created_at) \
-                                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (request_key) DO NOTHING RETURNING id",
+                                    INSERT_ADJUSTMENT,
                                 )
                                 .bind(account)
                                 .bind(if *credit { "credit" } else { "debit" })
@@ -520,13 +532,13 @@ impl LedgerStore {
                                     None => {
                                         // Another engine wrote this key between
                                         // the look and the write: undo this one.
-                                        sqlx::query("UPDATE billing_accounts SET balance = balance - $2 WHERE account = $1")
+                                        sqlx::query(UNDO_ADJUST)
                                             .bind(account)
                                             .bind(sign * amount)
                                             .execute(&mut *tx)
                                             .await
                                             .map_err(unavailable)?;
-                                        let first = sqlx::query("SELECT id, amount FROM billing_entries WHERE request_key = $1")
+                                        let first = sqlx::query(ENTRY_OF_KEY)
                                             .bind(&request_key)
                                             .fetch_one(&mut *tx)
                                             .await
@@ -542,7 +554,7 @@ impl LedgerStore {
                     }
                     Op::Expire { now_ms } => {
                         let expired = sqlx::query(
-                            "DELETE FROM billing_holds WHERE expires_at <= $1 RETURNING account, amount",
+                            EXPIRE_HOLDS,
                         )
                         .bind(now_ms)
                         .fetch_all(&mut *tx)
@@ -799,28 +811,19 @@ fn apply_sqlite(direct: &Direct<'_>, ops: &[Op]) -> (Result<Vec<Applied>, DataEr
 /// What `account` may spend, or `None` when it does not exist.
 fn available_sqlite(direct: &Direct<'_>, account: &str) -> Result<Option<i64>, String> {
     direct
-        .query_row(
-            "SELECT balance - pending - held FROM billing_accounts WHERE account = ?1",
-            &[Param::Text(account)],
-        )?
+        .query_row(AVAILABLE, &[Param::Text(account)])?
         .map(|row| row[0].int())
         .transpose()
 }
 
 fn release_held_sqlite(direct: &Direct<'_>, account: &str, amount: i64) -> Result<(), String> {
-    direct.execute(
-        "UPDATE billing_accounts SET held = held - ?2 WHERE account = ?1",
-        &[Param::Text(account), Param::Int(amount)],
-    )?;
+    direct.execute(RELEASE_HELD, &[Param::Text(account), Param::Int(amount)])?;
     Ok(())
 }
 
 fn entry_of_key(direct: &Direct<'_>, request_key: &str) -> Result<Option<i64>, String> {
     direct
-        .query_row(
-            "SELECT id FROM billing_entries WHERE request_key = ?1",
-            &[Param::Text(request_key)],
-        )?
+        .query_row(ENTRY_OF_KEY, &[Param::Text(request_key)])?
         .map(|row| row[0].int())
         .transpose()
 }
@@ -849,9 +852,7 @@ fn apply_one_sqlite(direct: &Direct<'_>, op: &Op) -> Result<Applied, String> {
                 });
             }
             let inserted = direct.execute(
-                "INSERT INTO billing_holds \
-                 (request_key, account, amount, plugin, operation, created_at, expires_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (request_key) DO NOTHING",
+                INSERT_HOLD,
                 &[
                     Text(request_key),
                     Text(account),
@@ -876,12 +877,7 @@ fn apply_one_sqlite(direct: &Direct<'_>, op: &Op) -> Result<Applied, String> {
             request_id,
             now_ms,
         } => {
-            let Some(hold) = direct.query_row(
-                "DELETE FROM billing_holds WHERE request_key = ?1 \
-                 RETURNING account, amount, plugin, operation",
-                &[Text(request_key)],
-            )?
-            else {
+            let Some(hold) = direct.query_row(TAKE_HOLD_TO_POST, &[Text(request_key)])? else {
                 return Ok(Applied::NotHeld);
             };
             let account = hold[0].text()?;
@@ -892,10 +888,7 @@ fn apply_one_sqlite(direct: &Direct<'_>, op: &Op) -> Result<Applied, String> {
             let entry = if amount > 0 {
                 direct
                     .query_row(
-                        "INSERT INTO billing_entries \
-                         (account, kind, amount, plugin, operation, reason, request_key, request_id, created_at) \
-                         VALUES (?1, 'charge', ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-                         ON CONFLICT (request_key) DO NOTHING RETURNING id",
+                        INSERT_CHARGE,
                         &[
                             Text(&account),
                             Int(amount),
@@ -913,35 +906,22 @@ fn apply_one_sqlite(direct: &Direct<'_>, op: &Op) -> Result<Applied, String> {
                 None
             };
             let charged = if entry.is_some() { amount } else { 0 };
-            direct.execute(
-                "UPDATE billing_accounts SET held = held - ?2, pending = pending + ?3 \
-                 WHERE account = ?1",
-                &[Text(&account), Int(held), Int(charged)],
-            )?;
+            direct.execute(POST_HELD, &[Text(&account), Int(held), Int(charged)])?;
             match entry {
                 Some(entry) => Applied::Posted { entry, amount },
                 None if amount == 0 => Applied::Voided,
                 None => Applied::AlreadyCharged,
             }
         }
-        Op::Void { request_key } => {
-            match direct.query_row(
-                "DELETE FROM billing_holds WHERE request_key = ?1 RETURNING account, amount",
-                &[Text(request_key)],
-            )? {
-                None => Applied::NotHeld,
-                Some(hold) => {
-                    release_held_sqlite(direct, &hold[0].text()?, hold[1].int()?)?;
-                    Applied::Voided
-                }
+        Op::Void { request_key } => match direct.query_row(TAKE_HOLD, &[Text(request_key)])? {
+            None => Applied::NotHeld,
+            Some(hold) => {
+                release_held_sqlite(direct, &hold[0].text()?, hold[1].int()?)?;
+                Applied::Voided
             }
-        }
+        },
         Op::Open { account, now_ms } => {
-            let created = direct.execute(
-                "INSERT INTO billing_accounts (account, created_at) VALUES (?1, ?2) \
-                 ON CONFLICT (account) DO NOTHING",
-                &[Text(account), Int(*now_ms)],
-            )?;
+            let created = direct.execute(OPEN_ACCOUNT, &[Text(account), Int(*now_ms)])?;
             if created == 0 {
                 Applied::Exists
             } else {
@@ -956,14 +936,9 @@ fn apply_one_sqlite(direct: &Direct<'_>, op: &Op) -> Result<Applied, String> {
             key,
             now_ms,
         } => {
-            let request_key = key
-                .as_ref()
-                .map(|k| format!("{} {account} {k}", if *credit { "credit" } else { "debit" }));
+            let request_key = adjustment_key(*credit, account, key.as_deref());
             if let Some(request_key) = &request_key
-                && let Some(first) = direct.query_row(
-                    "SELECT id, amount FROM billing_entries WHERE request_key = ?1",
-                    &[Text(request_key)],
-                )?
+                && let Some(first) = direct.query_row(ENTRY_OF_KEY, &[Text(request_key)])?
             {
                 return Ok(Applied::AlreadyApplied {
                     entry: first[0].int()?,
@@ -971,17 +946,11 @@ fn apply_one_sqlite(direct: &Direct<'_>, op: &Op) -> Result<Applied, String> {
                 });
             }
             if *credit {
-                direct.execute(
-                    "INSERT INTO billing_accounts (account, created_at) VALUES (?1, ?2) \
-                     ON CONFLICT (account) DO NOTHING",
-                    &[Text(account), Int(*now_ms)],
-                )?;
+                direct.execute(OPEN_ACCOUNT, &[Text(account), Int(*now_ms)])?;
             }
             let sign: i64 = if *credit { 1 } else { -1 };
             let changed = direct.query_row(
-                "UPDATE billing_accounts SET balance = balance + ?2 \
-                 WHERE account = ?1 AND (?3 OR balance - pending - held >= ?4) \
-                 RETURNING balance",
+                ADJUST_BALANCE,
                 &[
                     Text(account),
                     Int(sign * amount),
@@ -999,8 +968,7 @@ fn apply_one_sqlite(direct: &Direct<'_>, op: &Op) -> Result<Applied, String> {
             // One writer at a time: the key was looked up in this transaction.
             let entry = direct
                 .query_row(
-                    "INSERT INTO billing_entries (account, kind, amount, reason, request_key, created_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                    INSERT_ADJUSTMENT,
                     &[
                         Text(account),
                         Text(if *credit { "credit" } else { "debit" }),
@@ -1017,10 +985,7 @@ fn apply_one_sqlite(direct: &Direct<'_>, op: &Op) -> Result<Applied, String> {
             }
         }
         Op::Expire { now_ms } => {
-            let expired = direct.query(
-                "DELETE FROM billing_holds WHERE expires_at <= ?1 RETURNING account, amount",
-                &[Int(*now_ms)],
-            )?;
+            let expired = direct.query(EXPIRE_HOLDS, &[Int(*now_ms)])?;
             for hold in &expired {
                 release_held_sqlite(direct, &hold[0].text()?, hold[1].int()?)?;
             }
