@@ -728,3 +728,168 @@ async fn stateless_clients_hear_list_changes_through_subscriptions_listen() {
     let called = call(&client, "extra.tool", json!({})).await.unwrap();
     assert_eq!(first_text(&called), "configured:extra.tool");
 }
+
+/// One stateless (2026-07-28) `tools/call` as a client sends it over
+/// HTTP: status, content type and body. With `to_rmcp`, its `_meta` gains
+/// a member the endpoint's own path does not read, which hands the call to
+/// rmcp; otherwise the endpoint answers it itself.
+async fn stateless_call(
+    engine: &Engine,
+    key: &str,
+    name: &str,
+    arguments: Value,
+    to_rmcp: bool,
+) -> (u16, String, String) {
+    let mut meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": { "name": "e2e", "version": "1" }
+    });
+    if to_rmcp {
+        meta["e2e.example/path"] = json!("rmcp");
+    }
+    let body = json!({
+        "jsonrpc": "2.0", "id": 41, "method": "tools/call",
+        "params": { "name": name, "arguments": arguments, "_meta": meta }
+    });
+    let response = reqwest::Client::new()
+        .post(engine.url("/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", name)
+        .bearer_auth(key)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, content_type, response.text().await.unwrap())
+}
+
+/// The messages of an answer: the body, or each event's data.
+fn messages(body: &str) -> Vec<Value> {
+    if body.starts_with('{') {
+        return vec![serde_json::from_str(body).unwrap()];
+    }
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("{e}: {d}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_endpoint_answers_a_plain_stateless_tool_call_exactly_as_rmcp_does() {
+    let engine = Engine::builder()
+        .plugin("fixture-mcp", "fixture-mcp", None)
+        .config("[limits]\ntimeout_ms = 500\n")
+        .start()
+        .await;
+    let key = reader_key(&engine);
+    let calls = [
+        ("echo", json!({ "text": "x", "times": 2 })),
+        ("echo", json!({ "times": 2, "extra": 1 })),
+        ("refuse", json!({})),
+        ("crash", json!({})),
+        ("stats", json!({ "numbers": [1, 2.5] })),
+        ("stats", json!({ "numbers": [1], "break_contract": true })),
+        ("test_image_content", json!({})),
+        ("test_multiple_content_types", json!({})),
+        ("test_error_handling", json!({})),
+        // Logs while it runs: an event stream, the notifications first.
+        ("test_tool_with_logging", json!({})),
+    ];
+    for (name, arguments) in &calls {
+        let own = stateless_call(&engine, &key, name, arguments.clone(), false).await;
+        let rmcp = stateless_call(&engine, &key, name, arguments.clone(), true).await;
+        assert_eq!(own.0, rmcp.0, "{name}: status");
+        assert_eq!(own.1, rmcp.1, "{name}: content type");
+        assert_eq!(messages(&own.2), messages(&rmcp.2), "{name}: {}", own.2);
+        if *name == "test_tool_with_logging" {
+            let said = messages(&own.2);
+            assert_eq!(said.len(), 4, "three logs and the result: {}", own.2);
+            assert_eq!(said[0]["method"], "notifications/message");
+            assert_eq!(said[0]["params"]["data"], "Tool execution started");
+            assert_eq!(said[3]["id"], 41);
+        } else {
+            assert_eq!(own.1, "application/json", "{name}");
+        }
+    }
+    let answered = engine.log_lines_with(&["answered by the endpoint's stateless path"]);
+    assert_eq!(answered.len(), calls.len(), "{}", engine.log_text());
+
+    // An unknown tool, and one the caller may not call, are rmcp's to
+    // refuse, whatever path the request looked fit for.
+    let unknown = stateless_call(&engine, &key, "nope", json!({}), false).await;
+    assert_eq!(
+        messages(&unknown.2)[0]["error"]["message"],
+        "unknown tool 'nope'",
+        "{unknown:?}"
+    );
+    let anonymous = reqwest::Client::new()
+        .post(engine.url("/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "echo")
+        .body(
+            json!({
+                "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": { "name": "echo", "arguments": { "text": "x" }, "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                    "io.modelcontextprotocol/clientCapabilities": {}
+                } }
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(anonymous.contains("\"status\":401"), "{anonymous}");
+    assert_eq!(
+        engine
+            .log_lines_with(&["answered by the endpoint's stateless path"])
+            .len(),
+        calls.len()
+    );
+
+    // A header that disagrees with the body is refused by rmcp's check.
+    let mismatch = reqwest::Client::new()
+        .post(engine.url("/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "refuse")
+        .bearer_auth(&key)
+        .body(
+            json!({
+                "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": { "name": "echo", "arguments": { "text": "x" }, "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                    "io.modelcontextprotocol/clientCapabilities": {}
+                } }
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mismatch.status(), 400);
+    assert!(
+        mismatch.text().await.unwrap().contains("does not match"),
+        "Mcp-Name against the body"
+    );
+}

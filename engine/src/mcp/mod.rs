@@ -6,6 +6,8 @@
 //! - [`catalog`]: every plugin's tools and prompts as one catalog, per snapshot.
 //! - [`server`]: the `rmcp` handler: lists, argument checks, calls, progress,
 //!   logging and list-change notifications.
+//! - [`fast`]: a plain stateless `tools/call` answered by the endpoint
+//!   itself, through the same handler, without rmcp's per-request service.
 //!
 //! Protocol versions 2025-06-18 and 2025-11-25 run in sessions
 //! (`Mcp-Session-Id`, a standing event stream for notifications); the
@@ -17,6 +19,7 @@ pub mod catalog;
 pub mod config;
 pub mod decl;
 pub mod door;
+pub mod fast;
 pub mod server;
 pub mod sessions;
 pub mod state;
@@ -43,6 +46,7 @@ pub type McpService = StreamableHttpService<server::KilnMcp, Sessions>;
 pub struct Mcp {
     pub service: McpService,
     pub sessions: Sessions,
+    pub fast: fast::Fast,
 }
 
 pub fn service(
@@ -52,16 +56,29 @@ pub fn service(
     config: &McpConfig,
     max_body: usize,
 ) -> Mcp {
+    let keep_alive =
+        (config.sse_keep_alive_ms > 0).then(|| Duration::from_millis(config.sse_keep_alive_ms));
+    let every_host = config.allowed_hosts.iter().any(|h| h == "*");
+    // Its own handler: a session's handler remembers that session's log
+    // level, and stateless calls start from the default.
+    let fast = fast::Fast::new(
+        server::KilnMcp::new(registry.clone(), access.clone(), billing.clone()),
+        registry.clone(),
+        if every_host {
+            &[]
+        } else {
+            &config.allowed_hosts
+        },
+        keep_alive,
+    );
     let mut http = StreamableHttpServerConfig::default()
-        .with_sse_keep_alive(
-            (config.sse_keep_alive_ms > 0).then(|| Duration::from_millis(config.sse_keep_alive_ms)),
-        )
+        .with_sse_keep_alive(keep_alive)
         .with_max_request_body_bytes(max_body)
         // A stateless call whose handler sends nothing before its result is
         // answered as one JSON body; progress or log messages before it turn
         // the answer into an event stream, as the protocol allows.
         .with_json_response(true);
-    http = if config.allowed_hosts.iter().any(|h| h == "*") {
+    http = if every_host {
         http.disable_allowed_hosts()
     } else {
         http.with_allowed_hosts(config.allowed_hosts.clone())
@@ -94,7 +111,11 @@ pub fn service(
         Arc::new(sessions.clone()),
         http,
     );
-    Mcp { service, sessions }
+    Mcp {
+        service,
+        sessions,
+        fast,
+    }
 }
 
 /// A JSON-RPC error answered over HTTP, `id` null when the request had none
@@ -251,6 +272,13 @@ pub async fn endpoint(
                 None,
             );
         };
+        if let Some(call) = mcp.fast.accept(&parts.headers, &bytes) {
+            // Given back when the tool is unknown or refuses the caller:
+            // rmcp answers those.
+            if let Ok(response) = mcp.fast.answer(&parts, call).await {
+                return response;
+            }
+        }
         match read_message(&bytes) {
             Message::Invalid(response) => return *response,
             Message::Initialize(id) if opens_session => {

@@ -9,6 +9,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use axum::http::request::Parts;
 use base64::Engine as _;
 use rmcp::ErrorData;
 use rmcp::model::{
@@ -16,7 +17,8 @@ use rmcp::model::{
     GetPromptResponse, GetPromptResult, Implementation, ListPromptsResult, ListToolsResult,
     LoggingLevel, LoggingMessageNotificationParam, PaginatedRequestParams,
     ProgressNotificationParam, ProgressToken, PromptMessage, ResourceContents, Role,
-    ServerCapabilities, ServerInfo, SetLevelRequestParams, SubscriptionFilter,
+    ServerCapabilities, ServerInfo, ServerJsonRpcMessage, ServerNotification,
+    SetLevelRequestParams, SubscriptionFilter,
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleServer, SubscriptionContext};
 use rmcp::{Peer, ServerHandler};
@@ -101,6 +103,102 @@ impl KilnMcp {
 
     fn level(&self) -> LoggingLevel {
         *self.session.level.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `caller` may call `tool` (the check `tools/call` makes
+    /// before [`KilnMcp::run_tool`]).
+    pub(super) fn may_call(&self, plugin: &Plugin, tool: &Tool, caller: &Caller) -> bool {
+        self.check_tool(plugin, tool, caller).is_ok()
+    }
+
+    /// Runs one call of `tool`, already found and allowed for the caller:
+    /// the argument check, the hold of its price, the plugin call with its
+    /// progress and log messages sent through `notify`, the outcome
+    /// checked, the charge posted.
+    pub(super) async fn run_tool(
+        &self,
+        plugin: &Plugin,
+        tool: &Tool,
+        arguments: rmcp::model::JsonObject,
+        from: ToolCaller,
+        notify: Notify,
+    ) -> CallToolResponse {
+        let arguments = Value::Object(arguments);
+        // Bad arguments are the model's to fix: an error result it can read,
+        // not a protocol error its client may hide.
+        if let Some(errors) = decl::argument_errors(tool, &arguments) {
+            return failed(format!(
+                "invalid arguments for tool '{}': {errors}",
+                tool.name
+            ));
+        }
+        let ToolCaller {
+            caller,
+            request_id,
+            idempotency_key: key,
+            progress: token,
+        } = from;
+        let key = key.as_deref();
+        // A priced tool holds its price before the plugin runs.
+        let price =
+            self.billing
+                .tool_price(&plugin.manifest.name, &tool.name, tool.access.price_micros);
+        let hold = if price > 0 {
+            if key.is_some_and(|k| !crate::billing::idempotency_key_ok(k)) {
+                return failed("Idempotency-Key must be 1 to 255 visible ASCII characters".into());
+            }
+            match self
+                .billing
+                .hold(
+                    caller.principal(),
+                    key,
+                    &request_id,
+                    &plugin.manifest.name,
+                    &format!("tool {}", tool.name),
+                    price,
+                )
+                .await
+            {
+                Ok(hold) => Some(hold),
+                Err(refused) => return payment_refused(&refused),
+            }
+        } else {
+            None
+        };
+        let caller = caller.for_plugin();
+        let call_context = mcp::CallContext {
+            request_id: request_id.to_string(),
+            principal: caller.as_ref().map(|c| c.json.clone()),
+        };
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let link = ClientLink::new(tx, token.is_some());
+        let arguments = arguments.to_string();
+        let spec = CallSpec::new(request_id, tool.name.as_str())
+            .caller(caller)
+            .client(Some(link))
+            .meter(hold.as_ref().map(crate::billing::Hold::meter));
+        let call = plugin.call(&MCP, spec, async |mcp, store, instance| {
+            let guest = mcp.load(&mut *store, &instance)?;
+            guest
+                .call_call_tool(store, &tool.name, &arguments, &call_context)
+                .await
+        });
+        let forward = forward(rx, notify, token, self.level(), &plugin.manifest.name);
+        let (outcome, ()) = tokio::join!(call, forward);
+        let result = tool_outcome(plugin, tool, outcome);
+        if let Some(hold) = hold {
+            // A result costs the price (or what the tool charged); an error
+            // result costs only what the tool charged before it failed.
+            if let Err(e) = hold.finish(result.is_error != Some(true)).await {
+                tracing::error!(error = %e, tool = %tool.name, "the ledger could not record a priced tool call");
+                return failed(format!(
+                    "tool '{}' ran but its charge could not be recorded (billing is unavailable); \
+                     its hold is released when it expires",
+                    tool.name
+                ));
+            }
+        }
+        result.into()
     }
 }
 
@@ -195,86 +293,22 @@ impl ServerHandler for KilnMcp {
         let caller = caller(&context);
         self.check_tool(plugin, tool, &caller)
             .map_err(|d| denied(&d))?;
-        let arguments = Value::Object(request.arguments.unwrap_or_default());
-        // Bad arguments are the model's to fix: an error result it can read,
-        // not a protocol error its client may hide.
-        if let Some(errors) = decl::argument_errors(tool, &arguments) {
-            return Ok(failed(format!(
-                "invalid arguments for tool '{}': {errors}",
-                tool.name
-            )));
-        }
-        let request_id = request_id(&context);
-        // A priced tool holds its price before the plugin runs.
-        let price =
-            self.billing
-                .tool_price(&plugin.manifest.name, &tool.name, tool.access.price_micros);
-        let hold = if price > 0 {
-            let key = idempotency_key(&context);
-            if key.is_some_and(|k| !crate::billing::idempotency_key_ok(k)) {
-                return Ok(failed(
-                    "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
-                ));
-            }
-            match self
-                .billing
-                .hold(
-                    caller.principal(),
-                    key,
-                    &request_id,
-                    &plugin.manifest.name,
-                    &format!("tool {}", tool.name),
-                    price,
-                )
-                .await
-            {
-                Ok(hold) => Some(hold),
-                Err(refused) => return Ok(payment_refused(&refused)),
-            }
-        } else {
-            None
+        let from = ToolCaller {
+            caller,
+            request_id: request_id(&context),
+            idempotency_key: idempotency_key(&context).map(str::to_owned),
+            progress: context.meta.get_progress_token(),
         };
-        let caller = caller.for_plugin();
-        let call_context = mcp::CallContext {
-            request_id: request_id.to_string(),
-            principal: caller.as_ref().map(|c| c.json.clone()),
-        };
-        let token = context.meta.get_progress_token();
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let link = ClientLink::new(tx, token.is_some());
-        let arguments = arguments.to_string();
-        let spec = CallSpec::new(request_id, tool.name.as_str())
-            .caller(caller)
-            .client(Some(link))
-            .meter(hold.as_ref().map(crate::billing::Hold::meter));
-        let call = plugin.call(&MCP, spec, async |mcp, store, instance| {
-            let guest = mcp.load(&mut *store, &instance)?;
-            guest
-                .call_call_tool(store, &tool.name, &arguments, &call_context)
-                .await
-        });
-        let forward = forward(
-            rx,
-            context.peer.clone(),
-            token,
-            self.level(),
-            &plugin.manifest.name,
-        );
-        let (outcome, ()) = tokio::join!(call, forward);
-        let result = tool_outcome(plugin, tool, outcome);
-        if let Some(hold) = hold {
-            // A result costs the price (or what the tool charged); an error
-            // result costs only what the tool charged before it failed.
-            if let Err(e) = hold.finish(result.is_error != Some(true)).await {
-                tracing::error!(error = %e, tool = %tool.name, "the ledger could not record a priced tool call");
-                return Ok(failed(format!(
-                    "tool '{}' ran but its charge could not be recorded (billing is unavailable); \
-                     its hold is released when it expires",
-                    tool.name
-                )));
-            }
-        }
-        Ok(result.into())
+        let arguments = request.arguments.unwrap_or_default();
+        Ok(self
+            .run_tool(
+                plugin,
+                tool,
+                arguments,
+                from,
+                Notify::Peer(context.peer.clone()),
+            )
+            .await)
     }
 
     async fn get_prompt(
@@ -489,16 +523,49 @@ async fn follow_changes(registry: Arc<Registry>, sink: ListChangeSink) {
     }
 }
 
+/// Who is calling a tool: what `tools/call` needs of the request besides
+/// its arguments.
+pub(super) struct ToolCaller {
+    pub caller: Caller,
+    pub request_id: Arc<str>,
+    /// The client's `Idempotency-Key`, unchecked.
+    pub idempotency_key: Option<String>,
+    pub progress: Option<ProgressToken>,
+}
+
+/// Where a running call's progress and log messages go: through rmcp's
+/// peer, or (the endpoint's own stateless path, `fast`) onto a queue the
+/// endpoint answers from.
+pub(super) enum Notify {
+    Peer(Peer<RoleServer>),
+    Queue(mpsc::Sender<ServerJsonRpcMessage>),
+}
+
+impl Notify {
+    async fn send(&self, notification: ServerNotification) {
+        // A client that went away is not the call's problem.
+        match self {
+            Notify::Peer(peer) => {
+                let _ = peer.send_notification(notification).await;
+            }
+            Notify::Queue(queue) => {
+                let _ = queue
+                    .send(ServerJsonRpcMessage::notification(notification))
+                    .await;
+            }
+        }
+    }
+}
+
 /// Sends what a running tool call queued to its client until the call ends.
 async fn forward(
     mut queue: mpsc::Receiver<ClientMessage>,
-    peer: Peer<RoleServer>,
+    notify: Notify,
     token: Option<ProgressToken>,
     min_level: LoggingLevel,
     plugin: &str,
 ) {
     while let Some(message) = queue.recv().await {
-        // A client that went away is not the call's problem: keep draining.
         match message {
             ClientMessage::Progress {
                 progress,
@@ -513,7 +580,11 @@ async fn forward(
                 if let Some(message) = message {
                     param = param.with_message(message);
                 }
-                let _ = peer.notify_progress(param).await;
+                notify
+                    .send(ServerNotification::ProgressNotification(
+                        rmcp::model::ProgressNotification::new(param),
+                    ))
+                    .await;
             }
             ClientMessage::Log { level, message } => {
                 let level = logging_level(level);
@@ -522,7 +593,11 @@ async fn forward(
                 }
                 let param = LoggingMessageNotificationParam::new(level, Value::String(message))
                     .with_logger(plugin);
-                let _ = peer.notify_logging_message(param).await;
+                notify
+                    .send(ServerNotification::LoggingMessageNotification(
+                        rmcp::model::LoggingMessageNotification::new(param),
+                    ))
+                    .await;
             }
         }
     }
@@ -553,13 +628,21 @@ fn rank(level: LoggingLevel) -> u8 {
     }
 }
 
-/// The engine's request id for the HTTP request that carried this call.
+/// The HTTP request that carried this call (rmcp puts its parts in the
+/// request's extensions).
+fn parts(context: &RequestContext<RoleServer>) -> Option<&Parts> {
+    context.extensions.get::<Parts>()
+}
+
 /// The caller the HTTP auth layer found for this request.
 fn caller(context: &RequestContext<RoleServer>) -> Caller {
-    context
+    parts(context).map(caller_of).unwrap_or_default()
+}
+
+pub(super) fn caller_of(parts: &Parts) -> Caller {
+    parts
         .extensions
-        .get::<axum::http::request::Parts>()
-        .and_then(|parts| parts.extensions.get::<Caller>())
+        .get::<Caller>()
         .cloned()
         .unwrap_or_default()
 }
@@ -577,22 +660,32 @@ fn denied(denied: &Denied) -> ErrorData {
     )
 }
 
+/// The engine's request id for the HTTP request that carried this call.
 fn request_id(context: &RequestContext<RoleServer>) -> Arc<str> {
-    context
+    parts(context).map_or_else(
+        || Arc::from(uuid::Uuid::new_v4().to_string()),
+        request_id_of,
+    )
+}
+
+pub(super) fn request_id_of(parts: &Parts) -> Arc<str> {
+    parts
         .extensions
-        .get::<axum::http::request::Parts>()
-        .and_then(|parts| parts.extensions.get::<RequestId>())
+        .get::<RequestId>()
         .map(|id| id.0.clone())
         .unwrap_or_else(|| Arc::from(uuid::Uuid::new_v4().to_string()))
 }
 
+fn idempotency_key(context: &RequestContext<RoleServer>) -> Option<&str> {
+    parts(context).and_then(idempotency_key_of)
+}
+
 /// The client's `Idempotency-Key` header, if any (one that is not text
 /// reads as a key that fails the check).
-fn idempotency_key(context: &RequestContext<RoleServer>) -> Option<&str> {
-    context
-        .extensions
-        .get::<axum::http::request::Parts>()
-        .and_then(|parts| parts.headers.get("idempotency-key"))
+pub(super) fn idempotency_key_of(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get("idempotency-key")
         .map(|v| v.to_str().unwrap_or("\u{0}"))
 }
 
