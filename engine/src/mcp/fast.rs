@@ -228,7 +228,7 @@ impl Fast {
             Err(None) => Ok(json(&result(running.await, id))),
             Err(Some(note)) => Ok(event_stream(
                 Stream::Running {
-                    first: Some(note),
+                    first: Some(Box::new(note)),
                     running,
                     heard,
                     id,
@@ -339,7 +339,8 @@ fn json(message: &ServerJsonRpcMessage) -> Response {
 enum Stream<F> {
     /// The call is still running; its notifications come through `heard`.
     Running {
-        first: Option<ServerJsonRpcMessage>,
+        /// Heard and not sent yet.
+        first: Option<Box<ServerJsonRpcMessage>>,
         running: std::pin::Pin<Box<F>>,
         heard: mpsc::Receiver<ServerJsonRpcMessage>,
         id: RequestId,
