@@ -51,8 +51,8 @@ const TOOLS_CALL: &str = "tools/call";
 pub struct Fast {
     server: KilnMcp,
     registry: Arc<Registry>,
-    /// Empty: every host (rmcp's reading of an empty list).
-    allowed_hosts: Arc<[Authority]>,
+    /// `None`: every host (`"*"`, or rmcp's reading of an empty list).
+    allowed_hosts: Option<Arc<[Authority]>>,
     keep_alive: Option<Duration>,
 }
 
@@ -68,10 +68,7 @@ impl Authority {
     fn parse(text: &str) -> Option<Authority> {
         let authority = axum::http::uri::Authority::try_from(text).ok()?;
         Some(Authority {
-            host: authority
-                .host()
-                .trim_matches(['[', ']'])
-                .to_ascii_lowercase(),
+            host: normalize_host(authority.host()),
             port: authority.port_u16(),
         })
     }
@@ -83,13 +80,30 @@ impl Authority {
     }
 }
 
+/// A host as rmcp normalises it: without IPv6 brackets, lowercased.
+fn normalize_host(host: &str) -> String {
+    host.trim_matches('[')
+        .trim_matches(']')
+        .to_ascii_lowercase()
+}
+
 /// An entry of `[mcp] allowed_hosts` as rmcp reads it: an authority, or
-/// failing that a bare host.
-fn allowed_host(entry: &str) -> Authority {
-    Authority::parse(entry).unwrap_or_else(|| Authority {
-        host: entry.trim_matches(['[', ']']).to_ascii_lowercase(),
+/// failing that a bare host; a blank entry admits nothing.
+fn allowed_host(entry: &str) -> Option<Authority> {
+    let entry = entry.trim();
+    if entry.is_empty() {
+        return None;
+    }
+    Some(Authority::parse(entry).unwrap_or_else(|| Authority {
+        host: normalize_host(entry),
         port: None,
-    })
+    }))
+}
+
+/// The `Host` allow-list as rmcp applies it: `None` (an empty list)
+/// admits every host; otherwise the entries that parse.
+fn allow_list(entries: &[String]) -> Option<Arc<[Authority]>> {
+    (!entries.is_empty()).then(|| entries.iter().filter_map(|e| allowed_host(e)).collect())
 }
 
 /// The message, as the fast path reads it. Any member not named here sends
@@ -139,23 +153,18 @@ pub struct Accepted {
 }
 
 impl Fast {
+    /// `allowed_hosts`: `None` admits every host (`"*"` in the config);
+    /// otherwise the list given to rmcp, read as rmcp reads it.
     pub fn new(
         server: KilnMcp,
         registry: Arc<Registry>,
-        allowed_hosts: &[String],
+        allowed_hosts: Option<&[String]>,
         keep_alive: Option<Duration>,
     ) -> Fast {
-        // rmcp reads an entry that is not an authority as a bare host.
-        let allowed_hosts = allowed_hosts
-            .iter()
-            .map(|h| h.trim())
-            .filter(|h| !h.is_empty())
-            .map(allowed_host)
-            .collect();
         Fast {
             server,
             registry,
-            allowed_hosts,
+            allowed_hosts: allowed_hosts.and_then(allow_list),
             keep_alive,
         }
     }
@@ -163,7 +172,7 @@ impl Fast {
     /// The call in `body`, when this path may answer it; `None` hands the
     /// request to rmcp.
     pub fn accept(&self, headers: &HeaderMap, body: &[u8]) -> Option<Accepted> {
-        accept(&self.allowed_hosts, headers, body)
+        accept(self.allowed_hosts.as_deref(), headers, body)
     }
 
     /// Answers `call` for the request `parts` describe, or gives it back
@@ -192,17 +201,18 @@ impl Fast {
         };
         let (notes, mut heard) = mpsc::channel(QUEUE);
         let server = self.server.clone();
-        // Boxed so that, when the tool logs, the answer's body can go on
-        // driving it; its first state is small, so the box costs one
-        // allocation, not a copy of the running call.
-        let mut running = Box::pin(async move {
+        // Spawned, as rmcp runs its handler: a call runs to its end (and
+        // its charge is posted) even when the client leaves or the request
+        // times out. Boxed first, so the task holds a pointer, not the
+        // whole state of the call.
+        let mut running = tokio::spawn(Box::pin(async move {
             let Some((plugin, tool)) = snapshot.mcp.tool(&name) else {
                 unreachable!("the tool was found in this snapshot above")
             };
             server
                 .run_tool(plugin, tool, arguments, from, Notify::Queue(notes))
                 .await
-        });
+        }));
         let first = tokio::select! {
             biased;
             response = &mut running => Ok(response),
@@ -218,10 +228,7 @@ impl Fast {
                     Ok(json(&result(response, id)))
                 } else {
                     early.push(result(response, id));
-                    Ok(event_stream(
-                        Stream::<std::future::Ready<CallToolResponse>>::Ending(early.into()),
-                        self.keep_alive,
-                    ))
+                    Ok(event_stream(Stream::Ending(early.into()), self.keep_alive))
                 }
             }
             // The queue closes only when the call is over.
@@ -242,7 +249,11 @@ impl Fast {
 /// The call in `body` when every check rmcp would make of it passes for
 /// certain. The headers are looked at first: most requests that are not
 /// stateless tool calls never have their body parsed here.
-fn accept(allowed_hosts: &[Authority], headers: &HeaderMap, body: &[u8]) -> Option<Accepted> {
+fn accept(
+    allowed_hosts: Option<&[Authority]>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Option<Accepted> {
     if !headers_pass(allowed_hosts, headers) {
         return None;
     }
@@ -261,7 +272,7 @@ fn accept(allowed_hosts: &[Authority], headers: &HeaderMap, body: &[u8]) -> Opti
 
 /// Every header check rmcp makes of a stateless `tools/call`, passed for
 /// certain.
-fn headers_pass(allowed_hosts: &[Authority], headers: &HeaderMap) -> bool {
+fn headers_pass(allowed_hosts: Option<&[Authority]>, headers: &HeaderMap) -> bool {
     // A browser page (rmcp checks its origin), a session, a resumed
     // stream: not this path's.
     if headers.contains_key(header::ORIGIN)
@@ -273,7 +284,7 @@ fn headers_pass(allowed_hosts: &[Authority], headers: &HeaderMap) -> bool {
     let host_passes = single(headers, header::HOST.as_str())
         .and_then(Authority::parse)
         .is_some_and(|host| {
-            allowed_hosts.is_empty() || allowed_hosts.iter().any(|a| host.admitted_by(a))
+            allowed_hosts.is_none_or(|list| list.iter().any(|a| host.admitted_by(a)))
         });
     host_passes
         && accepts_json_and_event_streams(headers)
@@ -312,8 +323,21 @@ fn accepts_json_and_event_streams(headers: &HeaderMap) -> bool {
         && plain().any(|m| m.eq_ignore_ascii_case("text/event-stream"))
 }
 
-fn result(response: CallToolResponse, id: RequestId) -> ServerJsonRpcMessage {
-    ServerJsonRpcMessage::response(ServerResult::from(response), id)
+/// A finished call's answer (the task ends without one only if the
+/// handler panicked).
+type Finished = Result<CallToolResponse, tokio::task::JoinError>;
+
+fn result(finished: Finished, id: RequestId) -> ServerJsonRpcMessage {
+    match finished {
+        Ok(response) => ServerJsonRpcMessage::response(ServerResult::from(response), id),
+        Err(e) => {
+            tracing::error!(error = %e, "an MCP tool call ended without an answer");
+            ServerJsonRpcMessage::error(
+                rmcp::ErrorData::internal_error("the tool call ended without an answer", None),
+                Some(id),
+            )
+        }
+    }
 }
 
 fn to_json(message: &ServerJsonRpcMessage) -> Vec<u8> {
@@ -336,12 +360,12 @@ fn json(message: &ServerJsonRpcMessage) -> Response {
 }
 
 /// What is left of an event-stream answer.
-enum Stream<F> {
+enum Stream {
     /// The call is still running; its notifications come through `heard`.
     Running {
         /// Heard and not sent yet.
         first: Option<Box<ServerJsonRpcMessage>>,
-        running: std::pin::Pin<Box<F>>,
+        running: tokio::task::JoinHandle<CallToolResponse>,
         heard: mpsc::Receiver<ServerJsonRpcMessage>,
         id: RequestId,
     },
@@ -350,12 +374,9 @@ enum Stream<F> {
 }
 
 /// The answer as an event stream: each message an event, the result the
-/// last; comments keep a quiet stream open. Dropping the body (the client
-/// left) drops the call, as rmcp cancels it.
-fn event_stream<F>(stream: Stream<F>, keep_alive: Option<Duration>) -> Response
-where
-    F: Future<Output = CallToolResponse> + Send + 'static,
-{
+/// last; comments keep a quiet stream open. A client that leaves drops
+/// the stream, not the call.
+fn event_stream(stream: Stream, keep_alive: Option<Duration>) -> Response {
     let frames = futures_util::stream::unfold(stream, move |state| async move {
         let event = |m: &ServerJsonRpcMessage| {
             let mut frame = b"data: ".to_vec();
@@ -484,8 +505,8 @@ mod tests {
     /// What `Fast::accept` decides, without a registry: the header and
     /// body rules only.
     fn takes(allowed: &[&str], h: &HeaderMap, b: &[u8]) -> bool {
-        let allowed_hosts: Vec<Authority> = allowed.iter().map(|a| allowed_host(a)).collect();
-        accept(&allowed_hosts, h, b).is_some()
+        let entries: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
+        accept(allow_list(&entries).as_deref(), h, b).is_some()
     }
 
     #[test]
@@ -524,6 +545,9 @@ mod tests {
             assert!(!takes(&allowed, &h, &b), "{h:?}");
         }
         assert!(!takes(&["127.0.0.1:9999"], &headers(GOOD), &b));
+        // A list of blank entries admits no host (an empty list admits all).
+        assert!(!takes(&[""], &headers(GOOD), &b));
+        assert!(!takes(&["  "], &headers(GOOD), &b));
         let mut twice = headers(GOOD);
         twice.append("mcp-method", HeaderValue::from_static("tools/call"));
         assert!(!takes(&allowed, &twice, &b));
@@ -570,5 +594,7 @@ mod tests {
         assert!(!host.admitted_by(&Authority::parse("localhost:3001").unwrap()));
         let v6 = Authority::parse("[::1]:80").unwrap();
         assert_eq!(v6.host, "::1");
+        assert_eq!(allowed_host("][x").unwrap().host, "[x");
+        assert!(allowed_host(" ").is_none());
     }
 }

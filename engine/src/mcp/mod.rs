@@ -64,11 +64,7 @@ pub fn service(
     let fast = fast::Fast::new(
         server::KilnMcp::new(registry.clone(), access.clone(), billing.clone()),
         registry.clone(),
-        if every_host {
-            &[]
-        } else {
-            &config.allowed_hosts
-        },
+        (!every_host).then_some(config.allowed_hosts.as_slice()),
         keep_alive,
     );
     let mut http = StreamableHttpServerConfig::default()
