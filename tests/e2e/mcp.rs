@@ -729,41 +729,50 @@ async fn stateless_clients_hear_list_changes_through_subscriptions_listen() {
     assert_eq!(first_text(&called), "configured:extra.tool");
 }
 
+/// How [`stateless_call`] sends its call.
+#[derive(Clone, Copy, Default)]
+struct Sent<'a> {
+    /// The API key, if any.
+    key: Option<&'a str>,
+    /// A `_meta` member the endpoint's own path does not read, which hands
+    /// the call to rmcp.
+    to_rmcp: bool,
+    /// `Mcp-Name`, when it should not be the tool's name.
+    name_header: Option<&'a str>,
+}
+
 /// One stateless (2026-07-28) `tools/call` as a client sends it over
-/// HTTP: status, content type and body. With `to_rmcp`, its `_meta` gains
-/// a member the endpoint's own path does not read, which hands the call to
-/// rmcp; otherwise the endpoint answers it itself.
+/// HTTP: status, content type and body.
 async fn stateless_call(
     engine: &Engine,
-    key: &str,
     name: &str,
     arguments: Value,
-    to_rmcp: bool,
+    sent: Sent<'_>,
 ) -> (u16, String, String) {
     let mut meta = json!({
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
         "io.modelcontextprotocol/clientCapabilities": {},
         "io.modelcontextprotocol/clientInfo": { "name": "e2e", "version": "1" }
     });
-    if to_rmcp {
+    if sent.to_rmcp {
         meta["e2e.example/path"] = json!("rmcp");
     }
     let body = json!({
         "jsonrpc": "2.0", "id": 41, "method": "tools/call",
         "params": { "name": name, "arguments": arguments, "_meta": meta }
     });
-    let response = reqwest::Client::new()
+    let mut request = reqwest::Client::new()
         .post(engine.url("/mcp"))
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .header("mcp-protocol-version", "2026-07-28")
         .header("mcp-method", "tools/call")
-        .header("mcp-name", name)
-        .bearer_auth(key)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
+        .header("mcp-name", sent.name_header.unwrap_or(name))
+        .body(body.to_string());
+    if let Some(key) = sent.key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     let content_type = response
         .headers()
@@ -808,8 +817,16 @@ async fn the_endpoint_answers_a_plain_stateless_tool_call_exactly_as_rmcp_does()
         ("test_tool_with_logging", json!({})),
     ];
     for (name, arguments) in &calls {
-        let own = stateless_call(&engine, &key, name, arguments.clone(), false).await;
-        let rmcp = stateless_call(&engine, &key, name, arguments.clone(), true).await;
+        let keyed = Sent {
+            key: Some(&key),
+            ..Sent::default()
+        };
+        let own = stateless_call(&engine, name, arguments.clone(), keyed).await;
+        let to_rmcp = Sent {
+            to_rmcp: true,
+            ..keyed
+        };
+        let rmcp = stateless_call(&engine, name, arguments.clone(), to_rmcp).await;
         assert_eq!(own.0, rmcp.0, "{name}: status");
         assert_eq!(own.1, rmcp.1, "{name}: content type");
         // Byte for byte: the same messages, framed the same way.
@@ -829,35 +846,18 @@ async fn the_endpoint_answers_a_plain_stateless_tool_call_exactly_as_rmcp_does()
 
     // An unknown tool, and one the caller may not call, are rmcp's to
     // refuse, whatever path the request looked fit for.
-    let unknown = stateless_call(&engine, &key, "nope", json!({}), false).await;
+    let keyed = Sent {
+        key: Some(&key),
+        ..Sent::default()
+    };
+    let unknown = stateless_call(&engine, "nope", json!({}), keyed).await;
     assert_eq!(
         messages(&unknown.2)[0]["error"]["message"],
         "unknown tool 'nope'",
         "{unknown:?}"
     );
-    let anonymous = reqwest::Client::new()
-        .post(engine.url("/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "echo")
-        .body(
-            json!({
-                "jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                "params": { "name": "echo", "arguments": { "text": "x" }, "_meta": {
-                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                    "io.modelcontextprotocol/clientCapabilities": {}
-                } }
-            })
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, _, anonymous) =
+        stateless_call(&engine, "echo", json!({ "text": "x" }), Sent::default()).await;
     assert!(anonymous.contains("\"status\":401"), "{anonymous}");
     assert_eq!(
         engine
@@ -867,30 +867,14 @@ async fn the_endpoint_answers_a_plain_stateless_tool_call_exactly_as_rmcp_does()
     );
 
     // A header that disagrees with the body is refused by rmcp's check.
-    let mismatch = reqwest::Client::new()
-        .post(engine.url("/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "refuse")
-        .bearer_auth(&key)
-        .body(
-            json!({
-                "jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                "params": { "name": "echo", "arguments": { "text": "x" }, "_meta": {
-                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                    "io.modelcontextprotocol/clientCapabilities": {}
-                } }
-            })
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(mismatch.status(), 400);
+    let mismatch = Sent {
+        name_header: Some("refuse"),
+        ..keyed
+    };
+    let (status, _, body) = stateless_call(&engine, "echo", json!({ "text": "x" }), mismatch).await;
+    assert_eq!(status, 400);
     assert!(
-        mismatch.text().await.unwrap().contains("does not match"),
-        "Mcp-Name against the body"
+        body.contains("does not match"),
+        "Mcp-Name against the body: {body}"
     );
 }
