@@ -794,6 +794,33 @@ async fn a_hold_left_by_a_killed_engine_expires_and_releases_the_money() {
     assert_eq!(released, Some((5_000, 0, 0, 5_000)));
 }
 
+/// A call that outlives its hold finds it released when it ends: the
+/// caller hears 503 `billing_unavailable` and nothing is charged, never a
+/// free answer.
+#[tokio::test]
+async fn a_call_that_outlives_its_hold_is_refused_and_charges_nothing() {
+    let e = Engine::builder()
+        .plugin("fixture-basic", "fixture-basic", None)
+        .config("[billing]\nhold_ttl_ms = 500\n")
+        .start()
+        .await;
+    let payer = key(&e, "slow");
+    cli_ok(&e, &["billing", "credit", "key:slow", "5000"]);
+    let (status, body) = metered(
+        &e,
+        &payer,
+        json!({ "charges": [300], "then": "sleep", "sleep_ms": 2500 }),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "billing_unavailable", "{body}");
+    assert_eq!(balance(&e, "key:slow"), (5_000, 0, 0, 5_000));
+    // A call inside its hold's time is charged as usual.
+    let (status, body) = metered(&e, &payer, json!({ "charges": [300] })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(balance(&e, "key:slow"), (5_000, 300, 0, 4_700));
+}
+
 /// `GET /_kiln/v1/billing/me` with `key`.
 async fn me(e: &Engine, key: &str) -> Value {
     reqwest::Client::new()

@@ -137,7 +137,7 @@ impl Billing {
     ) -> Result<Arc<Billing>, String> {
         let shared =
             balances::Balances::start(Duration::from_millis(config.balance_cache_ms), redis)?;
-        let writer = writer::Writer::start(store.clone(), shared.clone());
+        let writer = writer::Writer::start(store.clone(), shared.clone())?;
         let billing = Arc::new(Billing {
             config,
             store,
@@ -428,6 +428,24 @@ pub fn validate_account(account: &str) -> Result<(), DataError> {
     }
 }
 
+const HOLD_GONE: &str = "the call's hold is gone (it expired, or the batch that placed it \
+     failed to commit); nothing was charged";
+
+fn hold_gone() -> DataError {
+    DataError::Unavailable(HOLD_GONE.into())
+}
+
+/// Why a call's charge was not recorded ([`Hold::finish`] failed), in
+/// words for its caller.
+pub fn why_unrecorded(e: &DataError) -> &'static str {
+    match e {
+        DataError::Unavailable(m) if m == HOLD_GONE => {
+            "its hold was gone when it ended (it outlived billing.hold_ttl_ms), so nothing was charged"
+        }
+        _ => "billing is unavailable; its hold is released when it expires",
+    }
+}
+
 /// Money set aside for one call in flight. Post what the call cost or
 /// void it; a hold dropped without either (the request was cancelled) is
 /// voided in the background.
@@ -471,12 +489,16 @@ impl Hold {
     }
 
     /// Charges `amount` (clamped to the hold) and releases the rest; the
-    /// entry is committed when this returns.
+    /// entry is committed when this returns. A hold that is gone (it
+    /// outlived `hold_ttl_ms` and was released, or the batch that placed
+    /// it failed to commit) is an error: the call was not paid for, so it
+    /// is not answered as if it had been.
     pub async fn post(mut self, amount: i64, reason: Option<String>) -> Result<Applied, DataError> {
         let Some(request_key) = self.request_key.take() else {
-            return Ok(Applied::NotHeld);
+            return Err(hold_gone());
         };
-        self.billing
+        let posted = self
+            .billing
             .writer
             .submit(Op::Post {
                 request_key,
@@ -485,7 +507,11 @@ impl Hold {
                 request_id: std::mem::take(&mut self.request_id),
                 now_ms: now_ms(),
             })
-            .await
+            .await?;
+        match posted {
+            Applied::NotHeld => Err(hold_gone()),
+            posted => Ok(posted),
+        }
     }
 
     pub async fn void(mut self) -> Result<Applied, DataError> {

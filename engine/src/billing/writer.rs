@@ -24,7 +24,47 @@ const ATTEMPTS: u32 = 4;
 
 struct Job {
     op: Op,
-    reply: oneshot::Sender<Result<Applied, DataError>>,
+    reply: Reply,
+}
+
+type Reply = oneshot::Sender<Result<Applied, DataError>>;
+
+/// A batch: the operations, and who waits for each (`None` once answered:
+/// a hold may be answered before its batch commits).
+#[derive(Default)]
+struct Batch {
+    ops: Vec<Op>,
+    replies: Vec<Option<Reply>>,
+}
+
+impl Batch {
+    /// Waits for jobs (taking everything queued, up to [`MAX_BATCH`]);
+    /// false once every `Writer` is dropped and the queue is empty.
+    async fn gather(&mut self, jobs: &mut mpsc::Receiver<Job>, buffer: &mut Vec<Job>) -> bool {
+        if jobs.recv_many(buffer, MAX_BATCH).await == 0 {
+            return false;
+        }
+        // Moved, not cloned: the operations own their strings.
+        for job in buffer.drain(..) {
+            self.ops.push(job.op);
+            self.replies.push(Some(job.reply));
+        }
+        true
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Answers everyone not answered yet with the failure `e`, and empties
+    /// the batch.
+    fn fail(&mut self, e: &DataError) {
+        for reply in self.replies.iter_mut().filter_map(Option::take) {
+            let _ = reply.send(Err(e.clone()));
+        }
+        self.ops.clear();
+        self.replies.clear();
+    }
 }
 
 #[derive(Clone)]
@@ -33,15 +73,29 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writing task; it ends when every `Writer` is dropped and
-    /// the queue is written.
-    pub fn start(store: LedgerStore, balances: Shared) -> Writer {
+    /// Starts the writer: on SQLite a thread of its own, on PostgreSQL a
+    /// task. It ends when every `Writer` is dropped and the queue is
+    /// written.
+    pub fn start(store: LedgerStore, balances: Shared) -> Result<Writer, String> {
         let (queue, jobs) = mpsc::channel(MAX_BATCH * 8);
-        tokio::spawn(write(store, balances, jobs));
-        Writer { queue }
+        if matches!(store.database(), crate::store::Database::Sqlite(_)) {
+            // The batch's statements run synchronously; on a thread of
+            // their own they never stall a runtime worker, and need no
+            // hand-off of the worker's other tasks (`block_in_place`).
+            let runtime = tokio::runtime::Handle::current();
+            std::thread::Builder::new()
+                .name("kiln-ledger".into())
+                .spawn(move || runtime.block_on(write_sqlite(store, balances, jobs)))
+                .map_err(|e| format!("cannot start the ledger writer's thread: {e}"))?;
+        } else {
+            tokio::spawn(write(store, balances, jobs));
+        }
+        Ok(Writer { queue })
     }
 
-    /// Queues `op` and waits until the batch it went into has committed.
+    /// Queues `op` and waits until the batch it went into has committed
+    /// (a hold on SQLite: until its statements ran in that batch; see
+    /// [`write_sqlite`]).
     pub async fn submit(&self, op: Op) -> Result<Applied, DataError> {
         let (reply, answer) = oneshot::channel();
         self.queue
@@ -54,36 +108,125 @@ impl Writer {
     }
 }
 
+/// PostgreSQL: each batch in one transaction, its callers answered after
+/// the commit.
 async fn write(store: LedgerStore, balances: Shared, mut jobs: mpsc::Receiver<Job>) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let ops: Vec<Op> = batch.iter().map(|j| j.op.clone()).collect();
+    let mut buffer: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut batch = Batch::default();
+    while batch.gather(&mut jobs, &mut buffer).await {
         let mut attempt = 1;
         let result = loop {
-            match store.apply(&ops).await {
+            match store.apply_pooled(&batch.ops).await {
                 Ok(applied) => break Ok(applied),
                 Err(e) if attempt < ATTEMPTS && !crate::store::ledger::is_uncertain(&e) => {
-                    tracing::warn!(error = %e, attempt, ops = ops.len(), "ledger batch failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
+                    retrying(&e, attempt, batch.ops.len()).await;
                     attempt += 1;
                 }
                 Err(e) => break Err(e),
             }
         };
-        match result {
-            Ok(applied) => {
-                // Cached balances go stale before anyone hears back.
-                balances.changed(&ops, &applied);
-                for (job, applied) in batch.drain(..).zip(applied) {
-                    let _ = job.reply.send(Ok(applied));
+        answer(&mut batch, result, &balances);
+    }
+}
+
+/// SQLite: this process is the database's only ledger writer, so a hold
+/// is answered as soon as its statements ran in the open transaction,
+/// before the COMMIT (everything after it in this connection sees it);
+/// the call then waits for one commit, its post's, not two. Should that
+/// commit fail, the hold is gone with its batch: the call's post finds no
+/// hold and the call fails with `billing_unavailable` (nothing charged,
+/// never a free answer). Every other movement is answered after its
+/// commit.
+async fn write_sqlite(store: LedgerStore, balances: Shared, mut jobs: mpsc::Receiver<Job>) {
+    let mut buffer: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut batch = Batch::default();
+    loop {
+        // One connection for as long as it works.
+        let served = store
+            .sqlite_writer(async |writer| {
+                loop {
+                    if batch.is_empty() && !batch.gather(&mut jobs, &mut buffer).await {
+                        return Served::Closed;
+                    }
+                    let mut attempt = 1;
+                    let (result, broken) = loop {
+                        let Batch { ops, replies } = &mut batch;
+                        let (result, broken) = writer.apply(ops, |applied| {
+                            let holds = ops.iter().zip(replies.iter_mut()).zip(applied);
+                            for ((op, reply), applied) in holds {
+                                if matches!(op, Op::Hold { .. })
+                                    && let Some(reply) = reply.take()
+                                {
+                                    let _ = reply.send(Ok(applied.clone()));
+                                }
+                            }
+                        });
+                        match result {
+                            Err(e)
+                                if !broken
+                                    && attempt < ATTEMPTS
+                                    && !crate::store::ledger::is_uncertain(&e) =>
+                            {
+                                retrying(&e, attempt, ops.len()).await;
+                                attempt += 1;
+                            }
+                            result => break (result, broken),
+                        }
+                    };
+                    answer(&mut batch, result, &balances);
+                    if broken {
+                        // A connection left inside a transaction is not used again.
+                        return Served::Broken;
+                    }
+                }
+            })
+            .await;
+        match served {
+            None | Some(Ok(Served::Closed)) => return,
+            Some(Ok(Served::Broken)) => {}
+            Some(Err(e)) => {
+                // No connection: what is queued hears it; the next batch
+                // tries again.
+                tracing::error!(error = %e, "the ledger writer cannot open its connection");
+                if batch.is_empty() && !batch.gather(&mut jobs, &mut buffer).await {
+                    return;
+                }
+                batch.fail(&e);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+enum Served {
+    /// Every `Writer` was dropped and the queue is written.
+    Closed,
+    /// The connection cannot be used again.
+    Broken,
+}
+
+async fn retrying(e: &DataError, attempt: u32, ops: usize) {
+    tracing::warn!(error = %e, attempt, ops, "ledger batch failed; retrying");
+    tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
+}
+
+/// Answers the batch's callers (those not answered yet) and empties it.
+fn answer(batch: &mut Batch, result: Result<Vec<Applied>, DataError>, balances: &Shared) {
+    match result {
+        Ok(applied) => {
+            // Cached balances go stale before anyone hears back.
+            balances.changed(&batch.ops, &applied);
+            for (reply, applied) in batch.replies.iter_mut().zip(applied) {
+                if let Some(reply) = reply.take() {
+                    let _ = reply.send(Ok(applied));
                 }
             }
-            Err(e) => {
-                tracing::error!(error = %e, ops = ops.len(), "ledger batch failed");
-                for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(e.clone()));
-                }
-            }
+            batch.ops.clear();
+            batch.replies.clear();
+        }
+        Err(e) => {
+            tracing::error!(error = %e, ops = batch.ops.len(), "ledger batch failed");
+            batch.fail(&e);
         }
     }
 }

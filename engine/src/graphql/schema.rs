@@ -665,7 +665,10 @@ fn plugin_field(
                         tracing::error!(error = %e, field = %at, "the ledger could not record a priced field");
                         Err(field_error(FieldError {
                             code: "BILLING_UNAVAILABLE",
-                            message: format!("{at} ran but its charge could not be recorded"),
+                            message: format!(
+                                "{at} ran but its charge could not be recorded: {}",
+                                crate::billing::why_unrecorded(&e)
+                            ),
                         }))
                     }
                 },

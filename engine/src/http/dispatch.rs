@@ -196,7 +196,10 @@ async fn settle_hold(hold: crate::billing::Hold, succeeded: bool) -> Result<(), 
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "billing_unavailable",
-            "the call ran but its charge could not be recorded; its hold is released when it expires",
+            format!(
+                "the call ran but its charge could not be recorded: {}",
+                crate::billing::why_unrecorded(&e)
+            ),
         )
     })
 }

@@ -192,9 +192,9 @@ impl KilnMcp {
             if let Err(e) = hold.finish(result.is_error != Some(true)).await {
                 tracing::error!(error = %e, tool = %tool.name, "the ledger could not record a priced tool call");
                 return failed(format!(
-                    "tool '{}' ran but its charge could not be recorded (billing is unavailable); \
-                     its hold is released when it expires",
-                    tool.name
+                    "tool '{}' ran but its charge could not be recorded: {}",
+                    tool.name,
+                    crate::billing::why_unrecorded(&e)
                 ));
             }
         }
@@ -662,10 +662,7 @@ fn denied(denied: &Denied) -> ErrorData {
 
 /// The engine's request id for the HTTP request that carried this call.
 fn request_id(context: &RequestContext<RoleServer>) -> Arc<str> {
-    parts(context).map_or_else(
-        || Arc::from(uuid::Uuid::new_v4().to_string()),
-        request_id_of,
-    )
+    parts(context).map_or_else(crate::request::id::new_id, request_id_of)
 }
 
 pub(super) fn request_id_of(parts: &Parts) -> Arc<str> {
@@ -673,7 +670,7 @@ pub(super) fn request_id_of(parts: &Parts) -> Arc<str> {
         .extensions
         .get::<RequestId>()
         .map(|id| id.0.clone())
-        .unwrap_or_else(|| Arc::from(uuid::Uuid::new_v4().to_string()))
+        .unwrap_or_else(crate::request::id::new_id)
 }
 
 fn idempotency_key(context: &RequestContext<RoleServer>) -> Option<&str> {

@@ -280,43 +280,55 @@ macro_rules! available_in {
 #[derive(Clone)]
 pub struct LedgerStore {
     db: Database,
-    /// On SQLite, the writer's own connection (opened on first use).
-    writer: std::sync::Arc<tokio::sync::Mutex<Option<Dedicated>>>,
 }
 
 impl LedgerStore {
     pub fn new(db: Database) -> Self {
-        LedgerStore {
-            db,
-            writer: Default::default(),
-        }
+        LedgerStore { db }
     }
 
     pub fn database(&self) -> &Database {
         &self.db
     }
 
-    /// Applies `ops` in order in one transaction: all of them or, when
-    /// the database fails, none.
-    pub async fn apply(&self, ops: &[Op]) -> Result<Vec<Applied>, DataError> {
-        if let Database::Sqlite(pool) = &self.db {
-            let mut writer = self.writer.lock().await;
-            if writer.is_none() {
-                *writer = Some(Dedicated::open(pool).await.map_err(unavailable)?);
-            }
-            let Some(conn) = writer.as_mut() else {
-                return Err(DataError::Unavailable("no ledger connection".into()));
-            };
-            let (outcome, broken) = conn
-                .with(|direct| apply_sqlite(direct, ops))
+    /// On SQLite: opens a connection of the writer's own (outside the
+    /// pool) and runs `work` with it, its handle locked for as long as
+    /// `work` runs; `None` on PostgreSQL. The statements block the thread
+    /// they run on: meant for a thread of its own (`billing::writer`).
+    pub async fn sqlite_writer<R>(
+        &self,
+        work: impl AsyncFnOnce(&SqliteWriter<'_, '_>) -> R,
+    ) -> Option<Result<R, DataError>> {
+        let Database::Sqlite(pool) = &self.db else {
+            return None;
+        };
+        let opened = Dedicated::open(pool).await;
+        Some(match opened {
+            Ok(mut conn) => conn
+                .hold(async |direct| work(&SqliteWriter(direct)).await)
                 .await
-                .map_err(unavailable)?;
-            if broken {
-                // A connection left inside a transaction is not used again.
-                *writer = None;
-            }
-            return outcome;
+                .map_err(unavailable),
+            Err(e) => Err(unavailable(e)),
+        })
+    }
+
+    /// Applies `ops` in order in one transaction: all of them or, when
+    /// the database fails, none. (On SQLite, on a connection opened for
+    /// the purpose; the engine's writer keeps one, `sqlite_writer`.)
+    pub async fn apply(&self, ops: &[Op]) -> Result<Vec<Applied>, DataError> {
+        if let Some(outcome) = self
+            .sqlite_writer(async |writer| writer.apply(ops, |_| {}).0)
+            .await
+        {
+            return outcome?;
         }
+        self.apply_pooled(ops).await
+    }
+
+    /// [`LedgerStore::apply`] through the pool, in one sqlx transaction:
+    /// PostgreSQL's way (the future is `Send`, so the writer runs it as a
+    /// task).
+    pub async fn apply_pooled(&self, ops: &[Op]) -> Result<Vec<Applied>, DataError> {
         Ok(in_transaction!(&self.db, tx => {
             let mut out = Vec::with_capacity(ops.len());
             for op in ops {
@@ -769,42 +781,58 @@ impl LedgerStore {
     }
 }
 
-/// [`LedgerStore::apply`] on SQLite: the same statements as on
-/// PostgreSQL, stepped on the writer's own locked connection in one
-/// immediate transaction ([`super::sqlite_direct`]), so a batch costs no
-/// thread switch and no parse per statement. SQLite has one writer at a
-/// time, so the checks and the writes of a batch cannot interleave with
-/// another process's. The answer, and whether the connection was left
-/// unusable (a failed rollback).
-fn apply_sqlite(direct: &Direct<'_>, ops: &[Op]) -> (Result<Vec<Applied>, DataError>, bool) {
-    if let Err(e) = direct.execute("BEGIN IMMEDIATE", &[]) {
-        return (Err(DataError::Unavailable(e)), false);
-    }
-    let applied = ops
-        .iter()
-        .map(|op| apply_one_sqlite(direct, op))
-        .collect::<Result<Vec<_>, String>>();
-    let failure = match applied {
-        Ok(applied) => match direct.execute("COMMIT", &[]) {
-            Ok(_) => return (Ok(applied), false),
+/// The SQLite ledger writer's connection, locked ([`LedgerStore::sqlite_writer`]).
+pub struct SqliteWriter<'a, 'c>(&'a Direct<'c>);
+
+impl SqliteWriter<'_, '_> {
+    /// [`LedgerStore::apply`] on SQLite: the same statements as on
+    /// PostgreSQL, stepped on the writer's own locked connection in one
+    /// immediate transaction ([`super::sqlite_direct`]), so a batch costs
+    /// no thread switch and no parse per statement. SQLite has one writer
+    /// at a time, so the checks and the writes of a batch cannot
+    /// interleave with another process's.
+    ///
+    /// `ran` hears the answers once the statements ran, before COMMIT:
+    /// what the batch will have done if it commits. Returns the answer,
+    /// and whether the connection was left unusable (a failed rollback).
+    pub fn apply(
+        &self,
+        ops: &[Op],
+        ran: impl FnOnce(&[Applied]),
+    ) -> (Result<Vec<Applied>, DataError>, bool) {
+        let direct = self.0;
+        if let Err(e) = direct.execute("BEGIN IMMEDIATE", &[]) {
+            return (Err(DataError::Unavailable(e)), false);
+        }
+        let applied = ops
+            .iter()
+            .map(|op| apply_one_sqlite(direct, op))
+            .collect::<Result<Vec<_>, String>>();
+        let failure = match applied {
+            Ok(applied) => {
+                ran(&applied);
+                match direct.execute("COMMIT", &[]) {
+                    Ok(_) => return (Ok(applied), false),
+                    Err(e) => e,
+                }
+            }
             Err(e) => e,
-        },
-        Err(e) => e,
-    };
-    // A local database says for certain: after a rollback that worked,
-    // nothing of the batch applied and it may be retried; only when the
-    // rollback fails too is the outcome unknown.
-    if !direct.in_transaction() {
-        return (Err(DataError::Unavailable(failure)), false);
-    }
-    match direct.execute("ROLLBACK", &[]) {
-        Ok(_) => (Err(DataError::Unavailable(failure)), false),
-        Err(e) => (
-            Err(DataError::Unavailable(format!(
-                "{UNCERTAIN}: {failure}; rollback: {e}"
-            ))),
-            true,
-        ),
+        };
+        // A local database says for certain: after a rollback that worked,
+        // nothing of the batch applied and it may be retried; only when the
+        // rollback fails too is the outcome unknown.
+        if !direct.in_transaction() {
+            return (Err(DataError::Unavailable(failure)), false);
+        }
+        match direct.execute("ROLLBACK", &[]) {
+            Ok(_) => (Err(DataError::Unavailable(failure)), false),
+            Err(e) => (
+                Err(DataError::Unavailable(format!(
+                    "{UNCERTAIN}: {failure}; rollback: {e}"
+                ))),
+                true,
+            ),
+        }
     }
 }
 

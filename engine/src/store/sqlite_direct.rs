@@ -4,8 +4,9 @@
 //! one channel round trip (two thread switches) per statement. For the
 //! ledger's group commit, a batch of hundreds of small statements, those
 //! switches were most of the cost (`perf`: a third of the samples in
-//! `finish_task_switch`, under flume). Locking the handle once per batch and
-//! stepping the statements here keeps the whole batch on one thread.
+//! `finish_task_switch`, under flume). The ledger writer locks its
+//! connection's handle for as long as it lives ([`Dedicated::hold`]) and
+//! steps the statements here, on its own thread.
 //!
 //! Only what the ledger needs: integer and text parameters, integer and text
 //! columns, the change count. The statements are prepared once per
@@ -82,33 +83,35 @@ impl Drop for Dedicated {
 }
 
 impl Dedicated {
-    /// Opens a new connection with the options of `pool`'s.
+    /// Opens a new connection with the options of `pool`'s, and a page
+    /// cache of up to 16 MiB (SQLite's default is 2 MiB): the ledger's
+    /// indexes outgrow the default within a day of busy traffic, and then
+    /// every batch reads back pages it just wrote.
     pub async fn open(pool: &sqlx::SqlitePool) -> Result<Self, sqlx::Error> {
-        let conn = pool.connect_options().connect().await?;
+        let options = (*pool.connect_options())
+            .clone()
+            .pragma("cache_size", "-16384");
+        let conn = options.connect().await?;
         Ok(Dedicated {
             conn,
             statements: Statements::default(),
         })
     }
 
-    /// Runs `work` on the locked handle.
-    pub async fn with<R>(&mut self, work: impl FnOnce(&Direct<'_>) -> R) -> Result<R, sqlx::Error> {
+    /// Runs `work` with the handle locked for as long as it runs: a
+    /// writer's whole life, on a thread of its own (the statements are
+    /// synchronous and block the thread they run on).
+    pub async fn hold<R>(
+        &mut self,
+        work: impl AsyncFnOnce(&Direct<'_>) -> R,
+    ) -> Result<R, sqlx::Error> {
         let mut handle = self.conn.lock_handle().await?;
         // SAFETY: the handle stays locked until `handle` drops, after `direct`.
         let direct = Direct {
             db: handle.as_raw_handle(),
             statements: RefCell::new(&mut self.statements),
         };
-        // The batch is synchronous work of a millisecond or so (more when
-        // SQLite checkpoints its WAL): on the multi-threaded runtime the
-        // worker's other tasks move to another thread meanwhile.
-        let multi = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        Ok(if multi {
-            tokio::task::block_in_place(|| work(&direct))
-        } else {
-            work(&direct)
-        })
+        Ok(work(&direct).await)
     }
 }
 
@@ -298,7 +301,7 @@ mod tests {
         let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
         let mut conn = Dedicated::open(&pool).await.unwrap();
         let rows = conn
-            .with(|d| {
+            .hold(async |d| {
                 d.execute("CREATE TABLE t (a INTEGER, b TEXT)", &[])?;
                 for (a, b) in [(1, Some("x")), (2, None)] {
                     // ?2 before ?1: bound by number, not by order.
@@ -334,7 +337,7 @@ mod tests {
         );
         assert_eq!(conn.statements.0.len(), 5, "each text prepared once");
         let error = conn
-            .with(|d| d.execute("INSERT INTO nowhere VALUES (1)", &[]))
+            .hold(async |d| d.execute("INSERT INTO nowhere VALUES (1)", &[]))
             .await
             .unwrap()
             .unwrap_err();
