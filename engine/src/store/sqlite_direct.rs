@@ -66,7 +66,7 @@ pub struct Dedicated {
 pub struct Statements(HashMap<&'static str, NonNull<ffi::sqlite3_stmt>>);
 
 // SAFETY: the statements are only used while their connection's handle is
-// locked by the one task that owns the `Dedicated` (behind a mutex).
+// locked by the ledger writer that owns the `Dedicated`, on its one thread.
 unsafe impl Send for Statements {}
 
 impl Drop for Dedicated {
