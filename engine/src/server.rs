@@ -68,6 +68,7 @@ pub async fn start(config: Config) -> anyhow::Result<Engine> {
     })?;
 
     let db = open_database(&config).await?;
+    let _checkpoints = tokio::spawn(crate::store::checkpoint::keep_wal_short(db.clone()));
     let kv = Kv::new(db.clone());
     let _sweeper = tokio::spawn(sweep_expired(kv.clone()));
     let cache = open_cache(&config).await?;

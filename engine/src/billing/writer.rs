@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::balances::Shared;
 use crate::store::DataError;
 use crate::store::ledger::{Applied, LedgerStore, Op};
+use crate::store::sqlite_direct::WalEnd;
 
 /// The most operations in one transaction.
 pub const MAX_BATCH: usize = 512;
@@ -151,14 +152,11 @@ async fn write_sqlite(store: LedgerStore, balances: Shared, mut jobs: mpsc::Rece
                     let mut attempt = 1;
                     let (result, broken) = loop {
                         let Batch { ops, replies } = &mut batch;
-                        let (result, broken) = writer.apply(ops, |applied| {
-                            let holds = ops.iter().zip(replies.iter_mut()).zip(applied);
-                            for ((op, reply), applied) in holds {
-                                if matches!(op, Op::Hold { .. })
-                                    && let Some(reply) = reply.take()
-                                {
-                                    let _ = reply.send(Ok(applied.clone()));
-                                }
+                        let (result, broken) = writer.apply(ops, |i, applied| {
+                            if matches!(ops[i], Op::Hold { .. })
+                                && let Some(reply) = replies[i].take()
+                            {
+                                let _ = reply.send(Ok(applied.clone()));
                             }
                         });
                         match result {
@@ -177,6 +175,16 @@ async fn write_sqlite(store: LedgerStore, balances: Shared, mut jobs: mpsc::Rece
                     if broken {
                         // A connection left inside a transaction is not used again.
                         return Served::Broken;
+                    }
+                    // After the callers heard back: the WAL's end costs
+                    // one short checkpoint now and then.
+                    let started = std::time::Instant::now();
+                    match writer.end_wal_if_long() {
+                        Ok(WalEnd::Short | WalEnd::Busy) => {}
+                        Ok(WalEnd::Copied { frames, copied }) => {
+                            tracing::debug!(frames, copied, took = ?started.elapsed(), "ledger writer ended the WAL")
+                        }
+                        Err(e) => tracing::warn!(error = %e, "ledger writer's checkpoint failed"),
                     }
                 }
             })

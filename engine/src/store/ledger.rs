@@ -10,7 +10,7 @@
 
 use sqlx::Row;
 
-use super::sqlite_direct::{Dedicated, Direct, Param};
+use super::sqlite_direct::{Dedicated, Direct, Param, WalEnd};
 use super::{DataError, Database};
 
 /// One movement, as the writer queues it. Amounts are micro-units.
@@ -317,7 +317,7 @@ impl LedgerStore {
     /// the purpose; the engine's writer keeps one, `sqlite_writer`.)
     pub async fn apply(&self, ops: &[Op]) -> Result<Vec<Applied>, DataError> {
         if let Some(outcome) = self
-            .sqlite_writer(async |writer| writer.apply(ops, |_| {}).0)
+            .sqlite_writer(async |writer| writer.apply(ops, |_, _| {}).0)
             .await
         {
             return outcome?;
@@ -792,13 +792,14 @@ impl SqliteWriter<'_, '_> {
     /// at a time, so the checks and the writes of a batch cannot
     /// interleave with another process's.
     ///
-    /// `ran` hears the answers once the statements ran, before COMMIT:
-    /// what the batch will have done if it commits. Returns the answer,
-    /// and whether the connection was left unusable (a failed rollback).
+    /// `ran` hears each operation's answer as soon as its statements ran,
+    /// before COMMIT: what it will have done if the batch commits. Returns
+    /// the answers, and whether the connection was left unusable (a failed
+    /// rollback).
     pub fn apply(
         &self,
         ops: &[Op],
-        ran: impl FnOnce(&[Applied]),
+        mut ran: impl FnMut(usize, &Applied),
     ) -> (Result<Vec<Applied>, DataError>, bool) {
         let direct = self.0;
         if let Err(e) = direct.execute("BEGIN IMMEDIATE", &[]) {
@@ -806,16 +807,18 @@ impl SqliteWriter<'_, '_> {
         }
         let applied = ops
             .iter()
-            .map(|op| apply_one_sqlite(direct, op))
+            .enumerate()
+            .map(|(i, op)| {
+                let applied = apply_one_sqlite(direct, op)?;
+                ran(i, &applied);
+                Ok(applied)
+            })
             .collect::<Result<Vec<_>, String>>();
         let failure = match applied {
-            Ok(applied) => {
-                ran(&applied);
-                match direct.execute("COMMIT", &[]) {
-                    Ok(_) => return (Ok(applied), false),
-                    Err(e) => e,
-                }
-            }
+            Ok(applied) => match direct.execute("COMMIT", &[]) {
+                Ok(_) => return (Ok(applied), false),
+                Err(e) => e,
+            },
             Err(e) => e,
         };
         // A local database says for certain: after a rollback that worked,
@@ -833,6 +836,13 @@ impl SqliteWriter<'_, '_> {
                 true,
             ),
         }
+    }
+}
+
+impl SqliteWriter<'_, '_> {
+    /// Between batches: ends a long WAL ([`Direct::end_wal_if_long`]).
+    pub fn end_wal_if_long(&self) -> Result<WalEnd, String> {
+        self.0.end_wal_if_long()
     }
 }
 

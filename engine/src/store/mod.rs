@@ -103,6 +103,7 @@ pub mod announce;
 pub mod api_keys;
 pub mod audit;
 pub mod cache;
+pub mod checkpoint;
 pub mod kv;
 pub mod ledger;
 pub mod plugin_names;
