@@ -1136,6 +1136,56 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn holds_open_before_the_holds_table_was_rekeyed_survive_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = Database::connect(&crate::store::DatabaseConfig::default(), tmp.path())
+            .await
+            .unwrap();
+        let Database::Sqlite(pool) = &db else {
+            unreachable!("the default database is SQLite")
+        };
+        // The schema before 0006_billing_holds.sql, with a hold in flight.
+        super::super::SQLITE_MIGRATIONS
+            .run_to(5, pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO billing_accounts (account, balance, held, created_at) VALUES ('key:a', 100, 30, 0); \
+             INSERT INTO billing_entries (account, kind, amount, created_at) VALUES ('key:a', 'credit', 100, 0); \
+             INSERT INTO billing_holds VALUES ('key:a r1', 'key:a', 30, 'p', 'GET /x', 1, 9)",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+        db.migrate().await.unwrap();
+        let table: String =
+            sqlx::query_scalar("SELECT sql FROM sqlite_schema WHERE name = 'billing_holds'")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        assert!(table.contains("WITHOUT ROWID"), "{table}");
+        let indexes: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'billing_holds'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(indexes, 0, "no index beside the key");
+        let s = LedgerStore::new(db);
+        assert_eq!(s.derived("key:a").await.unwrap(), (100, 0, 30));
+        // The hold is still the call's: its post finds it.
+        assert_eq!(
+            s.apply(&[post("key:a r1", 10)]).await.unwrap(),
+            [Applied::Posted {
+                entry: 2,
+                amount: 10
+            }]
+        );
+        let a = s.account("key:a").await.unwrap().unwrap();
+        assert_eq!((a.pending, a.held, a.available), (10, 0, 90));
+    }
+
     #[test]
     fn only_a_commit_of_unknown_outcome_is_uncertain() {
         assert!(is_uncertain(&uncertain(sqlx::Error::PoolClosed)));
