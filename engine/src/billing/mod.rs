@@ -428,21 +428,31 @@ pub fn validate_account(account: &str) -> Result<(), DataError> {
     }
 }
 
-const HOLD_GONE: &str = "the call's hold is gone (it expired, or the batch that placed it \
-     failed to commit); nothing was charged";
-
-fn hold_gone() -> DataError {
-    DataError::Unavailable(HOLD_GONE.into())
+/// Why a call that ran was not charged ([`Hold::finish`] failed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unrecorded {
+    /// The call's hold was gone when it ended: it outlived
+    /// `billing.hold_ttl_ms` and was released, or the batch that placed it
+    /// failed to commit. The call was not paid for, so it is not answered
+    /// as if it had been.
+    #[error(
+        "the call's hold is gone (it expired, or the batch that placed it failed to commit); nothing was charged"
+    )]
+    HoldGone,
+    /// The ledger failed; the hold is released when it expires.
+    #[error("the ledger failed: {0}")]
+    Ledger(#[from] DataError),
 }
 
-/// Why a call's charge was not recorded ([`Hold::finish`] failed), in
-/// words for its caller.
-pub fn why_unrecorded(e: &DataError) -> &'static str {
-    match e {
-        DataError::Unavailable(m) if m == HOLD_GONE => {
-            "its hold was gone when it ended (it outlived billing.hold_ttl_ms), so nothing was charged"
+impl Unrecorded {
+    /// What the caller is told (the ledger's own error goes to the log).
+    pub fn for_caller(&self) -> &'static str {
+        match self {
+            Unrecorded::HoldGone => {
+                "its hold was gone when it ended (it outlived billing.hold_ttl_ms), so nothing was charged"
+            }
+            Unrecorded::Ledger(_) => "billing is unavailable; its hold is released when it expires",
         }
-        _ => "billing is unavailable; its hold is released when it expires",
     }
 }
 
@@ -469,7 +479,7 @@ impl Hold {
     /// charged before it failed (`billing.on_failure = "keep_charges"`,
     /// the default) or nothing (`"void"`). The entry is committed when
     /// this returns.
-    pub async fn finish(self, succeeded: bool) -> Result<Applied, DataError> {
+    pub async fn finish(self, succeeded: bool) -> Result<Applied, Unrecorded> {
         let charged = self
             .meter
             .charged()
@@ -484,7 +494,7 @@ impl Hold {
                 let reason = self.meter.reasons();
                 self.post(amount, reason).await
             }
-            _ => self.void().await,
+            _ => Ok(self.void().await?),
         }
     }
 
@@ -493,9 +503,13 @@ impl Hold {
     /// outlived `hold_ttl_ms` and was released, or the batch that placed
     /// it failed to commit) is an error: the call was not paid for, so it
     /// is not answered as if it had been.
-    pub async fn post(mut self, amount: i64, reason: Option<String>) -> Result<Applied, DataError> {
+    pub async fn post(
+        mut self,
+        amount: i64,
+        reason: Option<String>,
+    ) -> Result<Applied, Unrecorded> {
         let Some(request_key) = self.request_key.take() else {
-            return Err(hold_gone());
+            return Err(Unrecorded::HoldGone);
         };
         let posted = self
             .billing
@@ -509,7 +523,7 @@ impl Hold {
             })
             .await?;
         match posted {
-            Applied::NotHeld => Err(hold_gone()),
+            Applied::NotHeld => Err(Unrecorded::HoldGone),
             posted => Ok(posted),
         }
     }
@@ -537,5 +551,78 @@ impl Drop for Hold {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(name: &str) -> Principal {
+        Principal {
+            subject: name.into(),
+            roles: Default::default(),
+            claims: Default::default(),
+            method: AuthMethod::ApiKey {
+                key_id: format!("id-{name}"),
+            },
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hold_whose_batch_failed_to_commit_is_gone_and_its_call_charges_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = crate::store::Database::connect(&Default::default(), tmp.path())
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let billing = Billing::start(
+            LedgerStore::new(db),
+            BillingConfig::default(),
+            None,
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .unwrap();
+        billing.credit("key:a", 1_000, None, None).await.unwrap();
+        let a = caller("a");
+
+        // On SQLite a hold is answered before its batch commits; this
+        // batch's commit fails on every attempt.
+        let file = tmp.path().join("kiln.db");
+        crate::store::ledger::fail_next_commits(&file, u32::MAX);
+        let hold = billing
+            .hold(Some(&a), None, "r1", "p", "GET /x", 300)
+            .await
+            .expect("answered once its statements ran");
+        // The batch's failure reaches those still waiting: a credit queued
+        // behind the hold fails with it, and the ledger has neither.
+        let credit = billing.credit("key:a", 5, None, None).await;
+        assert!(credit.is_err(), "{credit:?}");
+        crate::store::ledger::fail_next_commits(&file, 0);
+
+        let balance = billing.store().account("key:a").await.unwrap().unwrap();
+        assert_eq!((balance.balance, balance.held), (1_000, 0), "nothing held");
+        // The call ran, but its hold is gone: it is not answered as paid.
+        assert_eq!(hold.finish(true).await, Err(Unrecorded::HoldGone));
+        let after = billing.store().account("key:a").await.unwrap().unwrap();
+        assert_eq!(
+            (after.balance, after.pending, after.held),
+            (1_000, 0, 0),
+            "nothing charged"
+        );
+        assert_eq!(
+            billing.store().derived("key:a").await.unwrap(),
+            (1_000, 0, 0)
+        );
+
+        // Commits that work again: a new call is held and charged.
+        let hold = billing
+            .hold(Some(&a), None, "r2", "p", "GET /x", 300)
+            .await
+            .unwrap();
+        assert!(matches!(
+            hold.finish(true).await,
+            Ok(Applied::Posted { amount: 300, .. })
+        ));
     }
 }

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::balances::Shared;
 use crate::store::DataError;
-use crate::store::ledger::{Applied, LedgerStore, Op};
+use crate::store::ledger::{Applied, LedgerStore, Op, SqliteLedger};
 use crate::store::sqlite_direct::WalEnd;
 
 /// The most operations in one transaction.
@@ -79,17 +79,23 @@ impl Writer {
     /// written.
     pub fn start(store: LedgerStore, balances: Shared) -> Result<Writer, String> {
         let (queue, jobs) = mpsc::channel(MAX_BATCH * 8);
-        if matches!(store.database(), crate::store::Database::Sqlite(_)) {
-            // The batch's statements run synchronously; on a thread of
-            // their own they never stall a runtime worker, and need no
-            // hand-off of the worker's other tasks (`block_in_place`).
-            let runtime = tokio::runtime::Handle::current();
-            std::thread::Builder::new()
-                .name("kiln-ledger".into())
-                .spawn(move || runtime.block_on(write_sqlite(store, balances, jobs)))
-                .map_err(|e| format!("cannot start the ledger writer's thread: {e}"))?;
-        } else {
-            tokio::spawn(write(store, balances, jobs));
+        match store.sqlite() {
+            Some(sqlite) => {
+                // The batch's statements run synchronously; on a thread of
+                // their own they never stall a runtime worker, and need no
+                // hand-off of the worker's other tasks (`block_in_place`).
+                // The thread awaits only its queue and its connection,
+                // never a timer, so a runtime that shuts down under it
+                // leaves it to end when its queue closes.
+                let runtime = tokio::runtime::Handle::current();
+                std::thread::Builder::new()
+                    .name("kiln-ledger".into())
+                    .spawn(move || runtime.block_on(write_sqlite(sqlite, balances, jobs)))
+                    .map_err(|e| format!("cannot start the ledger writer's thread: {e}"))?;
+            }
+            None => {
+                tokio::spawn(write(store, balances, jobs));
+            }
         }
         Ok(Writer { queue })
     }
@@ -120,7 +126,7 @@ async fn write(store: LedgerStore, balances: Shared, mut jobs: mpsc::Receiver<Jo
             match store.apply_pooled(&batch.ops).await {
                 Ok(applied) => break Ok(applied),
                 Err(e) if attempt < ATTEMPTS && !crate::store::ledger::is_uncertain(&e) => {
-                    retrying(&e, attempt, batch.ops.len()).await;
+                    tokio::time::sleep(retrying(&e, attempt, batch.ops.len())).await;
                     attempt += 1;
                 }
                 Err(e) => break Err(e),
@@ -138,13 +144,13 @@ async fn write(store: LedgerStore, balances: Shared, mut jobs: mpsc::Receiver<Jo
 /// hold and the call fails with `billing_unavailable` (nothing charged,
 /// never a free answer). Every other movement is answered after its
 /// commit.
-async fn write_sqlite(store: LedgerStore, balances: Shared, mut jobs: mpsc::Receiver<Job>) {
+async fn write_sqlite(sqlite: SqliteLedger, balances: Shared, mut jobs: mpsc::Receiver<Job>) {
     let mut buffer: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut batch = Batch::default();
     loop {
         // One connection for as long as it works.
-        let served = store
-            .sqlite_writer(async |writer| {
+        let served = sqlite
+            .writer(async |writer| {
                 loop {
                     if batch.is_empty() && !batch.gather(&mut jobs, &mut buffer).await {
                         return Served::Closed;
@@ -165,7 +171,8 @@ async fn write_sqlite(store: LedgerStore, balances: Shared, mut jobs: mpsc::Rece
                                     && attempt < ATTEMPTS
                                     && !crate::store::ledger::is_uncertain(&e) =>
                             {
-                                retrying(&e, attempt, ops.len()).await;
+                                // This thread's own to block.
+                                std::thread::sleep(retrying(&e, attempt, ops.len()));
                                 attempt += 1;
                             }
                             result => break (result, broken),
@@ -190,9 +197,9 @@ async fn write_sqlite(store: LedgerStore, balances: Shared, mut jobs: mpsc::Rece
             })
             .await;
         match served {
-            None | Some(Ok(Served::Closed)) => return,
-            Some(Ok(Served::Broken)) => {}
-            Some(Err(e)) => {
+            Ok(Served::Closed) => return,
+            Ok(Served::Broken) => {}
+            Err(e) => {
                 // No connection: what is queued hears it; the next batch
                 // tries again.
                 tracing::error!(error = %e, "the ledger writer cannot open its connection");
@@ -200,7 +207,7 @@ async fn write_sqlite(store: LedgerStore, balances: Shared, mut jobs: mpsc::Rece
                     return;
                 }
                 batch.fail(&e);
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                std::thread::sleep(Duration::from_millis(100));
             }
         }
     }
@@ -213,9 +220,10 @@ enum Served {
     Broken,
 }
 
-async fn retrying(e: &DataError, attempt: u32, ops: usize) {
+/// Logs a failed batch's retry; how long to wait before it.
+fn retrying(e: &DataError, attempt: u32, ops: usize) -> Duration {
     tracing::warn!(error = %e, attempt, ops, "ledger batch failed; retrying");
-    tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
+    Duration::from_millis(5 << attempt)
 }
 
 /// Answers the batch's callers (those not answered yet) and empties it.

@@ -667,7 +667,7 @@ fn plugin_field(
                             code: "BILLING_UNAVAILABLE",
                             message: format!(
                                 "{at} ran but its charge could not be recorded: {}",
-                                crate::billing::why_unrecorded(&e)
+                                e.for_caller()
                             ),
                         }))
                     }

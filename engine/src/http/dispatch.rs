@@ -198,7 +198,7 @@ async fn settle_hold(hold: crate::billing::Hold, succeeded: bool) -> Result<(), 
             "billing_unavailable",
             format!(
                 "the call ran but its charge could not be recorded: {}",
-                crate::billing::why_unrecorded(&e)
+                e.for_caller()
             ),
         )
     })

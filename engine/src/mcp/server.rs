@@ -194,7 +194,7 @@ impl KilnMcp {
                 return failed(format!(
                     "tool '{}' ran but its charge could not be recorded: {}",
                     tool.name,
-                    crate::billing::why_unrecorded(&e)
+                    e.for_caller()
                 ));
             }
         }

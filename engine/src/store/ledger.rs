@@ -287,42 +287,27 @@ impl LedgerStore {
         LedgerStore { db }
     }
 
-    pub fn database(&self) -> &Database {
-        &self.db
-    }
-
-    /// On SQLite: opens a connection of the writer's own (outside the
-    /// pool) and runs `work` with it, its handle locked for as long as
-    /// `work` runs; `None` on PostgreSQL. The statements block the thread
-    /// they run on: meant for a thread of its own (`billing::writer`).
-    pub async fn sqlite_writer<R>(
-        &self,
-        work: impl AsyncFnOnce(&SqliteWriter<'_, '_>) -> R,
-    ) -> Option<Result<R, DataError>> {
-        let Database::Sqlite(pool) = &self.db else {
-            return None;
-        };
-        let opened = Dedicated::open(pool).await;
-        Some(match opened {
-            Ok(mut conn) => conn
-                .hold(async |direct| work(&SqliteWriter(direct)).await)
-                .await
-                .map_err(unavailable),
-            Err(e) => Err(unavailable(e)),
-        })
+    /// The ledger's SQLite side, or `None` on PostgreSQL: the one place
+    /// that tells the writer which kind of database it writes to.
+    pub fn sqlite(&self) -> Option<SqliteLedger> {
+        match &self.db {
+            Database::Sqlite(pool) => Some(SqliteLedger { pool: pool.clone() }),
+            Database::Postgres(_) => None,
+        }
     }
 
     /// Applies `ops` in order in one transaction: all of them or, when
     /// the database fails, none. (On SQLite, on a connection opened for
-    /// the purpose; the engine's writer keeps one, `sqlite_writer`.)
+    /// the purpose; the engine's writer keeps one, [`SqliteLedger::writer`].)
     pub async fn apply(&self, ops: &[Op]) -> Result<Vec<Applied>, DataError> {
-        if let Some(outcome) = self
-            .sqlite_writer(async |writer| writer.apply(ops, |_, _| {}).0)
-            .await
-        {
-            return outcome?;
+        match self.sqlite() {
+            Some(sqlite) => {
+                sqlite
+                    .writer(async |writer| writer.apply(ops, |_, _| {}).0)
+                    .await?
+            }
+            None => self.apply_pooled(ops).await,
         }
-        self.apply_pooled(ops).await
     }
 
     /// [`LedgerStore::apply`] through the pool, in one sqlx transaction:
@@ -781,7 +766,29 @@ impl LedgerStore {
     }
 }
 
-/// The SQLite ledger writer's connection, locked ([`LedgerStore::sqlite_writer`]).
+/// The ledger on SQLite, where this process is the only writer.
+#[derive(Clone)]
+pub struct SqliteLedger {
+    pool: sqlx::SqlitePool,
+}
+
+impl SqliteLedger {
+    /// Opens a connection of the writer's own (outside the pool) and runs
+    /// `work` with it, its handle locked for as long as `work` runs. The
+    /// statements block the thread they run on: meant for a thread of its
+    /// own (`billing::writer`).
+    pub async fn writer<R>(
+        &self,
+        work: impl AsyncFnOnce(&SqliteWriter<'_, '_>) -> R,
+    ) -> Result<R, DataError> {
+        let mut conn = Dedicated::open(&self.pool).await.map_err(unavailable)?;
+        conn.hold(async |direct| work(&SqliteWriter(direct)).await)
+            .await
+            .map_err(unavailable)
+    }
+}
+
+/// The SQLite ledger writer's connection, locked ([`SqliteLedger::writer`]).
 pub struct SqliteWriter<'a, 'c>(&'a Direct<'c>);
 
 impl SqliteWriter<'_, '_> {
@@ -815,7 +822,7 @@ impl SqliteWriter<'_, '_> {
             })
             .collect::<Result<Vec<_>, String>>();
         let failure = match applied {
-            Ok(applied) => match direct.execute("COMMIT", &[]) {
+            Ok(applied) => match commit(direct) {
                 Ok(_) => return (Ok(applied), false),
                 Err(e) => e,
             },
@@ -844,6 +851,37 @@ impl SqliteWriter<'_, '_> {
     pub fn end_wal_if_long(&self) -> Result<WalEnd, String> {
         self.0.end_wal_if_long()
     }
+}
+
+/// Tests make the next commits to one database file fail
+/// ([`fail_next_commits`]); other tests' databases are left alone.
+#[cfg(test)]
+static FAILING_COMMITS: std::sync::Mutex<Option<(std::path::PathBuf, u32)>> =
+    std::sync::Mutex::new(None);
+
+/// Makes the next `n` ledger commits to the SQLite file `db` fail (after
+/// their statements ran), as a full disk or an I/O error would.
+#[cfg(test)]
+pub fn fail_next_commits(db: &std::path::Path, n: u32) {
+    let db = db.canonicalize().unwrap_or_else(|_| db.to_path_buf());
+    *FAILING_COMMITS.lock().unwrap_or_else(|e| e.into_inner()) = Some((db, n));
+}
+
+fn commit(direct: &Direct<'_>) -> Result<u64, String> {
+    #[cfg(test)]
+    {
+        let mut armed = FAILING_COMMITS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((db, n)) = armed.as_mut()
+            && *n > 0
+            && direct
+                .filename()
+                .is_some_and(|f| std::path::Path::new(&f) == db)
+        {
+            *n -= 1;
+            return Err("disk I/O error (injected by a test)".into());
+        }
+    }
+    direct.execute("COMMIT", &[])
 }
 
 /// What `account` may spend, or `None` when it does not exist.

@@ -390,6 +390,20 @@ impl Direct<'_> {
         }
     }
 
+    /// The database file's path, as SQLite resolved it (absolute).
+    #[cfg(test)]
+    pub fn filename(&self) -> Option<String> {
+        // SAFETY: the handle is live; the name is NUL-terminated and owned
+        // by the connection, copied here at once (null for a memory db).
+        let name = unsafe { ffi::sqlite3_db_filename(self.db.as_ptr(), c"main".as_ptr()) };
+        // SAFETY: checked non-null.
+        (!name.is_null()).then(|| {
+            unsafe { CStr::from_ptr(name) }
+                .to_string_lossy()
+                .into_owned()
+        })
+    }
+
     /// Whether a transaction is open on the connection (SQLite rolls some
     /// failures back by itself).
     pub fn in_transaction(&self) -> bool {
