@@ -885,3 +885,156 @@ async fn balances_are_cached_for_readers_but_never_for_holds() {
     .await;
     assert!(heard.is_some(), "engine B still shows the old balance");
 }
+
+/// One ledger, two databases: every kind of movement and every answer,
+/// in batches as the group commit sends them, must come out the same on
+/// SQLite (statements run by the engine) and on PostgreSQL (one
+/// `kiln_ledger_apply` call a batch), down to the entry ids and the sums.
+#[tokio::test]
+async fn the_ledger_answers_alike_on_sqlite_and_postgres() {
+    use kiln::store::ledger::{Applied, LedgerStore, Op};
+    use kiln::store::{Database, DatabaseConfig};
+
+    let Some(pg) = TestPostgres::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let on_pg = DatabaseConfig {
+        url: Some(kiln::config::Secret::new(pg.url.clone())),
+        ..Default::default()
+    };
+    let mut ledgers = Vec::new();
+    for config in [DatabaseConfig::default(), on_pg] {
+        let db = Database::connect(&config, dir.path()).await.unwrap();
+        db.migrate().await.unwrap();
+        ledgers.push(LedgerStore::new(db));
+    }
+
+    let hold = |key: &str, amount: i64, expires_at: i64| Op::Hold {
+        account: "key:a".into(),
+        request_key: format!("key:a {key}"),
+        amount,
+        plugin: "p".into(),
+        operation: "GET /x".into(),
+        now_ms: 1,
+        expires_at,
+    };
+    let post = |key: &str, amount: i64| Op::Post {
+        request_key: format!("key:a {key}"),
+        amount,
+        reason: Some("3 words".into()),
+        request_id: format!("r-{key}"),
+        now_ms: 2,
+    };
+    let void = |key: &str| Op::Void {
+        request_key: format!("key:a {key}"),
+    };
+    let adjust = |account: &str, credit: bool, amount: i64, key: Option<&str>| Op::Adjust {
+        account: account.into(),
+        credit,
+        amount,
+        reason: None,
+        key: key.map(str::to_string),
+        now_ms: 3,
+    };
+    let batches = vec![
+        vec![
+            hold("k0", 10, 9),                      // no account yet
+            adjust("key:a", true, 100, Some("t1")), // creates it
+            hold("k1", 60, 9),
+            hold("k1", 10, 9), // the same key in flight
+            hold("k2", 50, 9), // 40 left
+            hold("k3", 30, 9),
+        ],
+        vec![
+            post("k1", 500),   // clamped to the hold
+            hold("k1", 10, 9), // charged already
+            void("k3"),
+            post("k9", 5),                          // never held
+            adjust("key:a", true, 100, Some("t1")), // the same key again
+            adjust("key:a", false, 1_000, None),    // more than available
+            adjust("key:b", false, 1, None),        // no such account
+            Op::Open {
+                account: "key:b".into(),
+                now_ms: 4,
+            },
+            Op::Open {
+                account: "key:b".into(),
+                now_ms: 4,
+            },
+            adjust("key:a", false, 15, Some("fee")),
+        ],
+        vec![
+            hold("k4", 20, 5),
+            hold("k5", 5, 50),
+            post("k5", 0), // charged nothing: voided
+            hold("k6", 5, 5),
+        ],
+        vec![Op::Expire { now_ms: 6 }, post("k4", 20)],
+    ];
+    let mut answers = Vec::new();
+    for ledger in &ledgers {
+        let mut of_this = Vec::new();
+        for batch in &batches {
+            of_this.push(ledger.apply(batch).await.unwrap());
+        }
+        let a = ledger.account("key:a").await.unwrap().unwrap();
+        let derived = ledger.derived("key:a").await.unwrap();
+        let entries: Vec<_> = ledger
+            .entries("key:a", 100, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.id, e.kind, e.amount, e.reason, e.request_id))
+            .collect();
+        answers.push((of_this, (a.balance, a.pending, a.held), derived, entries));
+    }
+    let (sqlite, postgres) = (&answers[0], &answers[1]);
+    assert_eq!(sqlite, postgres, "SQLite answered left, PostgreSQL right");
+    // And what they agree on is right.
+    assert_eq!(
+        sqlite.0[0],
+        [
+            Applied::NoAccount,
+            Applied::Adjusted {
+                entry: 1,
+                balance: 100
+            },
+            Applied::Held,
+            Applied::InFlight,
+            Applied::Insufficient { available: 40 },
+            Applied::Held,
+        ]
+    );
+    assert_eq!(
+        sqlite.0[1],
+        [
+            Applied::Posted {
+                entry: 2,
+                amount: 60
+            },
+            Applied::AlreadyCharged,
+            Applied::Voided,
+            Applied::NotHeld,
+            Applied::AlreadyApplied {
+                entry: 1,
+                amount: 100
+            },
+            Applied::Overdrawn { available: 40 },
+            Applied::NoAccount,
+            Applied::Opened,
+            Applied::Exists,
+            Applied::Adjusted {
+                entry: 3,
+                balance: 85
+            },
+        ]
+    );
+    assert_eq!(
+        sqlite.0[2],
+        [Applied::Held, Applied::Held, Applied::Voided, Applied::Held]
+    );
+    assert_eq!(sqlite.0[3], [Applied::Expired(2), Applied::NotHeld]);
+    assert_eq!(sqlite.1, (85, 60, 0));
+    assert_eq!(sqlite.2, (85, 60, 0));
+}

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::balances::Shared;
 use crate::store::DataError;
-use crate::store::ledger::{Applied, LedgerStore, Op, SqliteLedger};
+use crate::store::ledger::{Applied, LedgerStore, LedgerWriter, Op, PostgresLedger, SqliteLedger};
 use crate::store::sqlite_direct::WalEnd;
 
 /// The most operations in one transaction.
@@ -79,8 +79,8 @@ impl Writer {
     /// written.
     pub fn start(store: LedgerStore, balances: Shared) -> Result<Writer, String> {
         let (queue, jobs) = mpsc::channel(MAX_BATCH * 8);
-        match store.sqlite() {
-            Some(sqlite) => {
+        match store.writer() {
+            LedgerWriter::Sqlite(sqlite) => {
                 // The batch's statements run synchronously; on a thread of
                 // their own they never stall a runtime worker, and need no
                 // hand-off of the worker's other tasks (`block_in_place`).
@@ -93,8 +93,8 @@ impl Writer {
                     .spawn(move || runtime.block_on(write_sqlite(sqlite, balances, jobs)))
                     .map_err(|e| format!("cannot start the ledger writer's thread: {e}"))?;
             }
-            None => {
-                tokio::spawn(write(store, balances, jobs));
+            LedgerWriter::Postgres(postgres) => {
+                tokio::spawn(write_postgres(postgres, balances, jobs));
             }
         }
         Ok(Writer { queue })
@@ -115,15 +115,15 @@ impl Writer {
     }
 }
 
-/// PostgreSQL: each batch in one transaction, its callers answered after
-/// the commit.
-async fn write(store: LedgerStore, balances: Shared, mut jobs: mpsc::Receiver<Job>) {
+/// PostgreSQL: each batch in one transaction (one round trip, see
+/// [`PostgresLedger::apply`]), its callers answered after the commit.
+async fn write_postgres(postgres: PostgresLedger, balances: Shared, mut jobs: mpsc::Receiver<Job>) {
     let mut buffer: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut batch = Batch::default();
     while batch.gather(&mut jobs, &mut buffer).await {
         let mut attempt = 1;
         let result = loop {
-            match store.apply_pooled(&batch.ops).await {
+            match postgres.apply(&batch.ops).await {
                 Ok(applied) => break Ok(applied),
                 Err(e) if attempt < ATTEMPTS && !crate::store::ledger::is_uncertain(&e) => {
                     tokio::time::sleep(retrying(&e, attempt, batch.ops.len())).await;

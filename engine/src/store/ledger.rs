@@ -6,15 +6,19 @@
 //! group commit of `billing::writer` costs one commit for many calls. Each
 //! operation is a conditional statement that either applies or reports why
 //! not ([`Applied`]); only a database failure fails the batch, and then
-//! none of it applied.
+//! none of it applied. On SQLite the engine steps the statements itself
+//! ([`SqliteWriter`]); on PostgreSQL a batch is one call of the
+//! `kiln_ledger_apply` function, one round trip ([`PostgresLedger`]).
 
 use sqlx::Row;
 
 use super::sqlite_direct::{Dedicated, Direct, Param, WalEnd};
 use super::{DataError, Database};
 
-/// One movement, as the writer queues it. Amounts are micro-units.
-#[derive(Debug, Clone)]
+/// One movement, as the writer queues it. Amounts are micro-units. Its
+/// JSON form is what PostgreSQL's `kiln_ledger_apply` reads.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
     /// Set `amount` aside on `account` for the call `request_key`, when
     /// `balance - pending - held >= amount`.
@@ -168,15 +172,17 @@ macro_rules! in_transaction {
 }
 
 /// A hold's gate: the amount is set aside only when the account can afford
-/// it and no charge under this request key exists. On PostgreSQL the
-/// `UPDATE` locks the account row and re-checks after a concurrent writer,
-/// so two engines never both pass on the same money.
+/// it and no charge under this request key exists.
 const HOLD_GATE: &str = "UPDATE billing_accounts SET held = held + $2 \
      WHERE account = $1 AND balance - pending - held >= $2 \
      AND NOT EXISTS (SELECT 1 FROM billing_entries WHERE request_key = $3)";
 
-// The ledger's statements, one text for both databases: `$n` numbers
-// alike on PostgreSQL, in sqlx's SQLite and in `sqlite_direct`.
+// The statements of a movement on SQLite (`sqlite_direct` binds `$n` by
+// its number). PostgreSQL runs the same ones, in the same order, inside
+// `kiln_ledger_apply` (migrations/postgres/0008_billing_apply.sql): a
+// change here is a change there, and
+// tests/e2e/billing.rs::the_ledger_answers_alike_on_sqlite_and_postgres
+// compares the two.
 const ADJUST_BALANCE: &str = "UPDATE billing_accounts SET balance = balance + $2 WHERE account = $1 AND ($3 OR balance - pending - held >= $4) RETURNING balance";
 const AVAILABLE: &str =
     "SELECT balance - pending - held AS available FROM billing_accounts WHERE account = $1";
@@ -194,7 +200,6 @@ const TAKE_HOLD: &str =
     "DELETE FROM billing_holds WHERE request_key = $1 RETURNING account, amount";
 const TAKE_HOLD_TO_POST: &str =
     "DELETE FROM billing_holds WHERE request_key = $1 RETURNING account, amount, plugin, operation";
-const UNDO_ADJUST: &str = "UPDATE billing_accounts SET balance = balance - $2 WHERE account = $1";
 
 /// The request key a keyed credit or debit is made once under. An account
 /// always has a `:`, so this never meets a hold's "<account> <key>".
@@ -248,35 +253,6 @@ where
     })
 }
 
-/// Gives `$amount` held on `$account` back (a hold voided, expired, or
-/// placed twice), inside transaction `$tx`.
-macro_rules! release_held {
-    ($tx:ident, $account:expr, $amount:expr) => {
-        sqlx::query(RELEASE_HELD)
-            .bind($account)
-            .bind($amount)
-            .execute(&mut *$tx)
-            .await
-            .map_err(unavailable)?
-    };
-}
-
-/// What `$account` may spend now, or `None` when it does not exist, inside
-/// transaction `$tx`.
-macro_rules! available_in {
-    ($tx:ident, $account:expr) => {
-        match sqlx::query(AVAILABLE)
-            .bind($account)
-            .fetch_optional(&mut *$tx)
-            .await
-            .map_err(unavailable)?
-        {
-            Some(row) => Some(row.try_get::<i64, _>("available").map_err(unavailable)?),
-            None => None,
-        }
-    };
-}
-
 #[derive(Clone)]
 pub struct LedgerStore {
     db: Database,
@@ -287,12 +263,14 @@ impl LedgerStore {
         LedgerStore { db }
     }
 
-    /// The ledger's SQLite side, or `None` on PostgreSQL: the one place
-    /// that tells the writer which kind of database it writes to.
-    pub fn sqlite(&self) -> Option<SqliteLedger> {
+    /// Where the movements go: the one place that tells the writer which
+    /// kind of database it writes to.
+    pub fn writer(&self) -> LedgerWriter {
         match &self.db {
-            Database::Sqlite(pool) => Some(SqliteLedger { pool: pool.clone() }),
-            Database::Postgres(_) => None,
+            Database::Sqlite(pool) => LedgerWriter::Sqlite(SqliteLedger { pool: pool.clone() }),
+            Database::Postgres(pool) => {
+                LedgerWriter::Postgres(PostgresLedger { pool: pool.clone() })
+            }
         }
     }
 
@@ -300,274 +278,14 @@ impl LedgerStore {
     /// the database fails, none. (On SQLite, on a connection opened for
     /// the purpose; the engine's writer keeps one, [`SqliteLedger::writer`].)
     pub async fn apply(&self, ops: &[Op]) -> Result<Vec<Applied>, DataError> {
-        match self.sqlite() {
-            Some(sqlite) => {
+        match self.writer() {
+            LedgerWriter::Sqlite(sqlite) => {
                 sqlite
                     .writer(async |writer| writer.apply(ops, |_, _| {}).0)
                     .await?
             }
-            None => self.apply_pooled(ops).await,
+            LedgerWriter::Postgres(postgres) => postgres.apply(ops).await,
         }
-    }
-
-    /// [`LedgerStore::apply`] through the pool, in one sqlx transaction:
-    /// PostgreSQL's way (the future is `Send`, so the writer runs it as a
-    /// task).
-    pub async fn apply_pooled(&self, ops: &[Op]) -> Result<Vec<Applied>, DataError> {
-        Ok(in_transaction!(&self.db, tx => {
-            let mut out = Vec::with_capacity(ops.len());
-            for op in ops {
-                out.push(match op {
-                    Op::Hold { account, request_key, amount, plugin, operation, now_ms, expires_at } => {
-                        // One statement on the way that succeeds; why it did
-                        // not is looked up only when it did not.
-                        let debited = sqlx::query(HOLD_GATE)
-                        .bind(account)
-                        .bind(amount)
-                        .bind(request_key)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(unavailable)?;
-                        if debited.rows_affected() == 0 {
-                            let charged = sqlx::query(ENTRY_OF_KEY)
-                                .bind(request_key)
-                                .fetch_optional(&mut *tx)
-                                .await
-                                .map_err(unavailable)?;
-                            out.push(match (charged, available_in!(tx, account)) {
-                                (Some(_), _) => Applied::AlreadyCharged,
-                                (None, Some(available)) => Applied::Insufficient { available },
-                                (None, None) => Applied::NoAccount,
-                            });
-                            continue;
-                        }
-                        let inserted = sqlx::query(
-                            INSERT_HOLD,
-                        )
-                        .bind(request_key)
-                        .bind(account)
-                        .bind(amount)
-                        .bind(plugin)
-                        .bind(operation)
-                        .bind(now_ms)
-                        .bind(expires_at)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(unavailable)?;
-                        if inserted.rows_affected() == 0 {
-                            // The same key is held already: undo this hold's sum.
-                            release_held!(tx, account, amount);
-                            Applied::InFlight
-                        } else {
-                            Applied::Held
-                        }
-                    }
-                    Op::Post { request_key, amount, reason, request_id, now_ms } => {
-                        let hold = sqlx::query(
-                            TAKE_HOLD_TO_POST,
-                        )
-                        .bind(request_key)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(unavailable)?;
-                        let Some(hold) = hold else {
-                            out.push(Applied::NotHeld);
-                            continue;
-                        };
-                        let account: String = hold.try_get("account").map_err(unavailable)?;
-                        let held: i64 = hold.try_get("amount").map_err(unavailable)?;
-                        let plugin: String = hold.try_get("plugin").map_err(unavailable)?;
-                        let operation: String = hold.try_get("operation").map_err(unavailable)?;
-                        // Never more than was held.
-                        let amount = (*amount).clamp(0, held);
-                        let entry = if amount > 0 {
-                            sqlx::query(
-                                INSERT_CHARGE,
-                            )
-                            .bind(&account)
-                            .bind(amount)
-                            .bind(&plugin)
-                            .bind(&operation)
-                            .bind(reason)
-                            .bind(request_key)
-                            .bind(request_id)
-                            .bind(now_ms)
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(unavailable)?
-                            .map(|row| row.try_get::<i64, _>("id"))
-                            .transpose()
-                            .map_err(unavailable)?
-                        } else {
-                            None
-                        };
-                        // A charge under this key that another engine wrote
-                        // first counts; this one is released.
-                        let charged = if entry.is_some() { amount } else { 0 };
-                        sqlx::query(
-                            POST_HELD,
-                        )
-                        .bind(&account)
-                        .bind(held)
-                        .bind(charged)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(unavailable)?;
-                        match entry {
-                            Some(entry) => Applied::Posted { entry, amount },
-                            None if amount == 0 => Applied::Voided,
-                            None => Applied::AlreadyCharged,
-                        }
-                    }
-                    Op::Void { request_key } => {
-                        let hold = sqlx::query(
-                            TAKE_HOLD,
-                        )
-                        .bind(request_key)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(unavailable)?;
-                        match hold {
-                            None => Applied::NotHeld,
-                            Some(hold) => {
-                                let account: String = hold.try_get("account").map_err(unavailable)?;
-                                let held: i64 = hold.try_get("amount").map_err(unavailable)?;
-                                release_held!(tx, &account, held);
-                                Applied::Voided
-                            }
-                        }
-                    }
-                    Op::Open { account, now_ms } => {
-                        let created = sqlx::query(
-                            OPEN_ACCOUNT,
-                        )
-                        .bind(account)
-                        .bind(now_ms)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(unavailable)?;
-                        if created.rows_affected() == 0 { Applied::Exists } else { Applied::Opened }
-                    }
-                    Op::Adjust { account, credit, amount, reason, key, now_ms } => {
-                        let request_key = adjustment_key(*credit, account, key.as_deref());
-                        if let Some(request_key) = &request_key {
-                            let found = sqlx::query(ENTRY_OF_KEY)
-                                .bind(request_key)
-                                .fetch_optional(&mut *tx)
-                                .await
-                                .map_err(unavailable)?;
-                            if let Some(row) = found {
-                                out.push(Applied::AlreadyApplied {
-                                    entry: row.try_get("id").map_err(unavailable)?,
-                                    amount: row.try_get("amount").map_err(unavailable)?,
-                                });
-                                continue;
-                            }
-                        }
-                        if *credit {
-                            sqlx::query(
-                                OPEN_ACCOUNT,
-                            )
-                            .bind(account)
-                            .bind(now_ms)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(unavailable)?;
-                        }
-                        let sign: i64 = if *credit { 1 } else { -1 };
-                        let changed = sqlx::query(
-                            ADJUST_BALANCE,
-                        )
-                        .bind(account)
-                        .bind(sign * amount)
-                        .bind(*credit)
-                        .bind(amount)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(unavailable)?;
-                        match changed {
-                            None => {
-                                // The same keyed debit from another engine may
-                                // have taken the row first (this UPDATE waited
-                                // for it): then this is its retry, not an overdraft.
-                                let first = match &request_key {
-                                    Some(request_key) => sqlx::query(ENTRY_OF_KEY)
-                                        .bind(request_key)
-                                        .fetch_optional(&mut *tx)
-                                        .await
-                                        .map_err(unavailable)?,
-                                    None => None,
-                                };
-                                match (first, available_in!(tx, account)) {
-                                    (Some(row), _) => Applied::AlreadyApplied {
-                                        entry: row.try_get("id").map_err(unavailable)?,
-                                        amount: row.try_get("amount").map_err(unavailable)?,
-                                    },
-                                    (None, None) => Applied::NoAccount,
-                                    (None, Some(available)) => Applied::Overdrawn { available },
-                                }
-                            }
-                            Some(row) => {
-                                let balance: i64 = row.try_get("balance").map_err(unavailable)?;
-                                let entry = sqlx::query(
-                                    INSERT_ADJUSTMENT,
-                                )
-                                .bind(account)
-                                .bind(if *credit { "credit" } else { "debit" })
-                                .bind(amount)
-                                .bind(reason)
-                                .bind(&request_key)
-                                .bind(now_ms)
-                                .fetch_optional(&mut *tx)
-                                .await
-                                .map_err(unavailable)?;
-                                match entry {
-                                    Some(row) => Applied::Adjusted {
-                                        entry: row.try_get("id").map_err(unavailable)?,
-                                        balance,
-                                    },
-                                    None => {
-                                        // Another engine wrote this key between
-                                        // the look and the write: undo this one.
-                                        sqlx::query(UNDO_ADJUST)
-                                            .bind(account)
-                                            .bind(sign * amount)
-                                            .execute(&mut *tx)
-                                            .await
-                                            .map_err(unavailable)?;
-                                        let first = sqlx::query(ENTRY_OF_KEY)
-                                            .bind(&request_key)
-                                            .fetch_one(&mut *tx)
-                                            .await
-                                            .map_err(unavailable)?;
-                                        Applied::AlreadyApplied {
-                                            entry: first.try_get("id").map_err(unavailable)?,
-                                            amount: first.try_get("amount").map_err(unavailable)?,
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    Op::Expire { now_ms } => {
-                        let expired = sqlx::query(
-                            EXPIRE_HOLDS,
-                        )
-                        .bind(now_ms)
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(unavailable)?;
-                        for hold in &expired {
-                            let account: String = hold.try_get("account").map_err(unavailable)?;
-                            let held: i64 = hold.try_get("amount").map_err(unavailable)?;
-                            release_held!(tx, &account, held);
-                        }
-                        Applied::Expired(expired.len() as u64)
-                    }
-                });
-            }
-            out
-        }))
     }
 
     pub async fn account(&self, account: &str) -> Result<Option<Account>, DataError> {
@@ -763,6 +481,89 @@ impl LedgerStore {
         .await
         .map(|_| ())
         .map_err(unavailable))
+    }
+}
+
+/// The ledger's writing side, by database ([`LedgerStore::writer`]).
+pub enum LedgerWriter {
+    Sqlite(SqliteLedger),
+    Postgres(PostgresLedger),
+}
+
+/// The ledger on PostgreSQL, where several engines write.
+#[derive(Clone)]
+pub struct PostgresLedger {
+    pool: sqlx::PgPool,
+}
+
+impl PostgresLedger {
+    /// [`LedgerStore::apply`] on PostgreSQL: the whole batch in one round
+    /// trip, to `kiln_ledger_apply` (migrations/postgres/0008_billing_apply.sql,
+    /// the same rules as [`apply_one_sqlite`]), in a transaction of its own.
+    /// The answers are read before COMMIT, so only the commit itself can
+    /// leave the outcome unknown.
+    pub async fn apply(&self, ops: &[Op]) -> Result<Vec<Applied>, DataError> {
+        let ops_json = serde_json::to_string(ops)
+            .map_err(|e| DataError::Unavailable(format!("cannot encode the batch: {e}")))?;
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let answers: String = sqlx::query_scalar("SELECT kiln_ledger_apply($1::jsonb)::text")
+            .bind(ops_json)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let answers: Vec<Answer> = serde_json::from_str(&answers).map_err(|e| {
+            DataError::Unavailable(format!("kiln_ledger_apply answered {answers:?}: {e}"))
+        })?;
+        if answers.len() != ops.len() {
+            return Err(DataError::Unavailable(format!(
+                "kiln_ledger_apply answered {} times for {} movements",
+                answers.len(),
+                ops.len()
+            )));
+        }
+        tx.commit().await.map_err(uncertain)?;
+        Ok(answers.into_iter().map(Applied::from).collect())
+    }
+}
+
+/// [`Applied`] as `kiln_ledger_apply` answers it.
+#[derive(serde::Deserialize)]
+#[serde(tag = "r", rename_all = "snake_case", deny_unknown_fields)]
+enum Answer {
+    Held,
+    AlreadyCharged,
+    InFlight,
+    Insufficient { available: i64 },
+    NoAccount,
+    Posted { entry: i64, amount: i64 },
+    NotHeld,
+    Voided,
+    Adjusted { entry: i64, balance: i64 },
+    Overdrawn { available: i64 },
+    AlreadyApplied { entry: i64, amount: i64 },
+    Opened,
+    Exists,
+    Expired { n: u64 },
+}
+
+impl From<Answer> for Applied {
+    fn from(answer: Answer) -> Applied {
+        match answer {
+            Answer::Held => Applied::Held,
+            Answer::AlreadyCharged => Applied::AlreadyCharged,
+            Answer::InFlight => Applied::InFlight,
+            Answer::Insufficient { available } => Applied::Insufficient { available },
+            Answer::NoAccount => Applied::NoAccount,
+            Answer::Posted { entry, amount } => Applied::Posted { entry, amount },
+            Answer::NotHeld => Applied::NotHeld,
+            Answer::Voided => Applied::Voided,
+            Answer::Adjusted { entry, balance } => Applied::Adjusted { entry, balance },
+            Answer::Overdrawn { available } => Applied::Overdrawn { available },
+            Answer::AlreadyApplied { entry, amount } => Applied::AlreadyApplied { entry, amount },
+            Answer::Opened => Applied::Opened,
+            Answer::Exists => Applied::Exists,
+            Answer::Expired { n } => Applied::Expired(n),
+        }
     }
 }
 
