@@ -220,6 +220,9 @@ async fn on_postgres_a_plugin_cannot_reach_other_data() {
         "SELECT * FROM kp_notes_rust.notes",
         "SELECT * FROM public.kv",
         "SELECT * FROM public.sql_roles",
+        "SELECT * FROM public.billing_accounts",
+        // The ledger's batch function moves money: the engine's role only.
+        r#"SELECT public.kiln_ledger_apply('[{"op": "adjust", "account": "key:x", "credit": true, "amount": 1000000, "reason": null, "key": null, "now_ms": 0}]')::text AS r"#,
         "SET ROLE postgres",
         "CREATE TABLE public.planted (x int)",
         "CREATE SCHEMA elsewhere",
