@@ -332,7 +332,8 @@ mod tests {
                 "0002_api_keys.sql",
                 "0003_audit_log.sql",
                 "0004_plugin_names.sql",
-                "0005_billing.sql"
+                "0005_billing.sql",
+                "0006_billing_holds.sql"
             ]
         );
         db.migrate().await.unwrap();
