@@ -10,7 +10,8 @@
 --
 -- ops: a JSON array of {"op": "hold" | "post" | "void" | "adjust" | "open"
 -- | "expire", ...fields of store::ledger::Op}. Answers: a JSON array, one
--- {"r": "held" | "already_charged" | ..., ...} per op, in order.
+-- {"r": "held" | "posted" | ..., "v": its facts, if any} per op, in order
+-- (store::ledger::Applied).
 CREATE FUNCTION kiln_ledger_apply(ops jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -49,7 +50,7 @@ BEGIN
                     SELECT balance - pending - held INTO v_available
                       FROM billing_accounts WHERE account = op->>'account';
                     IF FOUND THEN
-                        answer := jsonb_build_object('r', 'insufficient', 'available', v_available);
+                        answer := jsonb_build_object('r', 'insufficient', 'v', jsonb_build_object('available', v_available));
                     ELSE
                         answer := '{"r": "no_account"}';
                     END IF;
@@ -94,7 +95,7 @@ BEGIN
                        pending = pending + CASE WHEN v_entry IS NULL THEN 0 ELSE v_charged END
                  WHERE account = v_account;
                 IF v_entry IS NOT NULL THEN
-                    answer := jsonb_build_object('r', 'posted', 'entry', v_entry, 'amount', v_charged);
+                    answer := jsonb_build_object('r', 'posted', 'v', jsonb_build_object('entry', v_entry, 'amount', v_charged));
                 ELSIF v_charged = 0 THEN
                     answer := '{"r": "voided"}';
                 ELSE
@@ -132,7 +133,7 @@ BEGIN
             IF v_key IS NOT NULL THEN
                 SELECT id, amount INTO v_entry, v_charged FROM billing_entries WHERE request_key = v_key;
                 IF FOUND THEN
-                    answer := jsonb_build_object('r', 'already_applied', 'entry', v_entry, 'amount', v_charged);
+                    answer := jsonb_build_object('r', 'already_applied', 'v', jsonb_build_object('entry', v_entry, 'amount', v_charged));
                 END IF;
             END IF;
             IF answer IS NULL THEN
@@ -151,14 +152,14 @@ BEGIN
                     IF v_key IS NOT NULL THEN
                         SELECT id, amount INTO v_entry, v_charged FROM billing_entries WHERE request_key = v_key;
                         IF FOUND THEN
-                            answer := jsonb_build_object('r', 'already_applied', 'entry', v_entry, 'amount', v_charged);
+                            answer := jsonb_build_object('r', 'already_applied', 'v', jsonb_build_object('entry', v_entry, 'amount', v_charged));
                         END IF;
                     END IF;
                     IF answer IS NULL THEN
                         SELECT balance - pending - held INTO v_available
                           FROM billing_accounts WHERE account = v_account;
                         IF FOUND THEN
-                            answer := jsonb_build_object('r', 'overdrawn', 'available', v_available);
+                            answer := jsonb_build_object('r', 'overdrawn', 'v', jsonb_build_object('available', v_available));
                         ELSE
                             answer := '{"r": "no_account"}';
                         END IF;
@@ -170,7 +171,7 @@ BEGIN
                     ON CONFLICT (request_key) DO NOTHING
                     RETURNING id INTO v_entry;
                     IF FOUND THEN
-                        answer := jsonb_build_object('r', 'adjusted', 'entry', v_entry, 'balance', v_balance);
+                        answer := jsonb_build_object('r', 'adjusted', 'v', jsonb_build_object('entry', v_entry, 'balance', v_balance));
                     ELSE
                         -- Another engine wrote this key between the look and
                         -- the write: undo this one, answer the first.
@@ -178,7 +179,7 @@ BEGIN
                          WHERE account = v_account;
                         SELECT id, amount INTO STRICT v_entry, v_charged
                           FROM billing_entries WHERE request_key = v_key;
-                        answer := jsonb_build_object('r', 'already_applied', 'entry', v_entry, 'amount', v_charged);
+                        answer := jsonb_build_object('r', 'already_applied', 'v', jsonb_build_object('entry', v_entry, 'amount', v_charged));
                     END IF;
                 END IF;
             END IF;
@@ -197,7 +198,7 @@ BEGIN
                 UPDATE billing_accounts SET held = held - v_gone.amount WHERE account = v_gone.account;
                 changed := changed + v_gone.holds;
             END LOOP;
-            answer := jsonb_build_object('r', 'expired', 'n', changed);
+            answer := jsonb_build_object('r', 'expired', 'v', changed);
 
         ELSE
             RAISE EXCEPTION 'kiln_ledger_apply: unknown op %', op->>'op';

@@ -60,8 +60,11 @@ pub enum Op {
     Expire { now_ms: i64 },
 }
 
-/// What one [`Op`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What one [`Op`] did. Its JSON form (`{"r": "posted", "v": {"entry": 7,
+/// "amount": 250}}`, `{"r": "held"}`) is what PostgreSQL's
+/// `kiln_ledger_apply` answers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(tag = "r", content = "v", rename_all = "snake_case")]
 pub enum Applied {
     Held,
     /// A charge for this request key is already in the ledger.
@@ -511,7 +514,7 @@ impl PostgresLedger {
             .fetch_one(&mut *tx)
             .await
             .map_err(unavailable)?;
-        let answers: Vec<Answer> = serde_json::from_str(&answers).map_err(|e| {
+        let answers: Vec<Applied> = serde_json::from_str(&answers).map_err(|e| {
             DataError::Unavailable(format!("kiln_ledger_apply answered {answers:?}: {e}"))
         })?;
         if answers.len() != ops.len() {
@@ -522,48 +525,7 @@ impl PostgresLedger {
             )));
         }
         tx.commit().await.map_err(uncertain)?;
-        Ok(answers.into_iter().map(Applied::from).collect())
-    }
-}
-
-/// [`Applied`] as `kiln_ledger_apply` answers it.
-#[derive(serde::Deserialize)]
-#[serde(tag = "r", rename_all = "snake_case", deny_unknown_fields)]
-enum Answer {
-    Held,
-    AlreadyCharged,
-    InFlight,
-    Insufficient { available: i64 },
-    NoAccount,
-    Posted { entry: i64, amount: i64 },
-    NotHeld,
-    Voided,
-    Adjusted { entry: i64, balance: i64 },
-    Overdrawn { available: i64 },
-    AlreadyApplied { entry: i64, amount: i64 },
-    Opened,
-    Exists,
-    Expired { n: u64 },
-}
-
-impl From<Answer> for Applied {
-    fn from(answer: Answer) -> Applied {
-        match answer {
-            Answer::Held => Applied::Held,
-            Answer::AlreadyCharged => Applied::AlreadyCharged,
-            Answer::InFlight => Applied::InFlight,
-            Answer::Insufficient { available } => Applied::Insufficient { available },
-            Answer::NoAccount => Applied::NoAccount,
-            Answer::Posted { entry, amount } => Applied::Posted { entry, amount },
-            Answer::NotHeld => Applied::NotHeld,
-            Answer::Voided => Applied::Voided,
-            Answer::Adjusted { entry, balance } => Applied::Adjusted { entry, balance },
-            Answer::Overdrawn { available } => Applied::Overdrawn { available },
-            Answer::AlreadyApplied { entry, amount } => Applied::AlreadyApplied { entry, amount },
-            Answer::Opened => Applied::Opened,
-            Answer::Exists => Applied::Exists,
-            Answer::Expired { n } => Applied::Expired(n),
-        }
+        Ok(answers)
     }
 }
 
@@ -645,9 +607,7 @@ impl SqliteWriter<'_, '_> {
             ),
         }
     }
-}
 
-impl SqliteWriter<'_, '_> {
     /// Between batches: ends a long WAL ([`Direct::end_wal_if_long`]).
     pub fn end_wal_if_long(&self) -> Result<WalEnd, String> {
         self.0.end_wal_if_long()

@@ -126,6 +126,7 @@ impl Dedicated {
             db: handle.as_raw_handle(),
             statements: RefCell::new(&mut self.statements),
             wal_frames: &hook.frames,
+            wal_retry_at: std::cell::Cell::new(0),
         };
         Ok(work(&direct).await)
     }
@@ -193,6 +194,9 @@ pub struct Direct<'c> {
     db: NonNull<ffi::sqlite3>,
     statements: RefCell<&'c mut Statements>,
     wal_frames: &'c AtomicI32,
+    /// The WAL length at which [`Direct::end_wal_if_long`] tries again
+    /// after a pass a reader kept from copying all of it (0: none).
+    wal_retry_at: std::cell::Cell<i32>,
 }
 
 /// What [`Direct::end_wal_if_long`] did.
@@ -202,8 +206,11 @@ pub enum WalEnd {
     Short,
     /// Another connection is checkpointing; try after the next commit.
     Busy,
-    /// Copied through `copied` of the WAL's `frames` frames (all of them:
-    /// the next transaction starts the WAL over).
+    /// Copied `copied` of the WAL's `frames` frames. When that is all of
+    /// them the next transaction starts the WAL over; when a reader kept
+    /// the rest, the writer tries again once the WAL grew by another
+    /// eighth of [`WAL_RESTART_FRAMES`] (not after every batch: each pass
+    /// syncs the database).
     Copied { frames: i32, copied: i32 },
 }
 
@@ -364,7 +371,13 @@ impl Direct<'_> {
     /// WAL, this connection's next transaction writes it from the start.
     /// Only between transactions.
     pub fn end_wal_if_long(&self) -> Result<WalEnd, String> {
-        if self.wal_frames.load(Ordering::Relaxed) < WAL_RESTART_FRAMES {
+        let long = self.wal_frames.load(Ordering::Relaxed);
+        if long < WAL_RESTART_FRAMES {
+            // Started over (by whichever connection): no retry pending.
+            self.wal_retry_at.set(0);
+            return Ok(WalEnd::Short);
+        }
+        if long < self.wal_retry_at.get() {
             return Ok(WalEnd::Short);
         }
         let (mut frames, mut copied) = (0, 0);
@@ -382,6 +395,10 @@ impl Direct<'_> {
             ffi::SQLITE_OK => {
                 if copied == frames {
                     self.wal_frames.store(0, Ordering::Relaxed);
+                    self.wal_retry_at.set(0);
+                } else {
+                    self.wal_retry_at
+                        .set(frames.saturating_add(WAL_RESTART_FRAMES / 8));
                 }
                 Ok(WalEnd::Copied { frames, copied })
             }
@@ -511,6 +528,66 @@ mod tests {
                 other => panic!("not ended: {other:?}"),
             }
             // The next transaction writes the WAL from its start.
+            d.execute("INSERT INTO t VALUES (x'00')", &[])?;
+            let after = d.wal_frames.load(Ordering::Relaxed);
+            assert!(after < 10, "the WAL started over: {after} frames");
+            Ok::<_, String>(())
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_wal_a_reader_holds_is_tried_again_only_after_it_grew() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("t.db"))
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        sqlx::query("CREATE TABLE t (b BLOB)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let write = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?1) \
+                     INSERT INTO t SELECT randomblob(3000) FROM n";
+        // A reader whose snapshot predates what the writer adds.
+        let mut reader = pool.begin().await.unwrap();
+        sqlx::query("SELECT count(*) FROM t")
+            .fetch_one(&mut *reader)
+            .await
+            .unwrap();
+        let mut conn = Dedicated::open(&pool).await.unwrap();
+        let reader = conn
+            .hold(async |d| {
+                d.execute(write, &[Param::Int(i64::from(WAL_RESTART_FRAMES) + 100)])?;
+                let Ok(WalEnd::Copied { frames, copied }) = d.end_wal_if_long() else {
+                    panic!("no pass");
+                };
+                assert!(
+                    copied < frames,
+                    "the reader keeps the rest: {copied} of {frames}"
+                );
+                // A batch later the WAL is as long: no second pass (and sync) yet.
+                d.execute("INSERT INTO t VALUES (x'00')", &[])?;
+                assert_eq!(d.end_wal_if_long()?, WalEnd::Short);
+                // Grown by an eighth: tried again.
+                d.execute(write, &[Param::Int(i64::from(WAL_RESTART_FRAMES / 8) + 10)])?;
+                assert!(matches!(d.end_wal_if_long()?, WalEnd::Copied { .. }));
+                Ok::<_, String>(reader)
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        reader.commit().await.unwrap();
+        conn.hold(async |d| {
+            d.execute("INSERT INTO t VALUES (x'00')", &[])?;
+            // The reader is gone: all of it copied, the WAL starts over.
+            match d.end_wal_if_long()? {
+                WalEnd::Copied { frames, copied } => assert_eq!(frames, copied),
+                other => panic!("not ended: {other:?}"),
+            }
             d.execute("INSERT INTO t VALUES (x'00')", &[])?;
             let after = d.wal_frames.load(Ordering::Relaxed);
             assert!(after < 10, "the WAL started over: {after} frames");
