@@ -21,6 +21,8 @@ pub struct Meter {
     billing: Arc<Billing>,
     account: String,
     held: u64,
+    /// The ledger batch the hold went into (see `Writer::batch_now`).
+    batch: u64,
     charges: Mutex<Charges>,
 }
 
@@ -43,11 +45,12 @@ pub enum ChargeError {
 }
 
 impl Meter {
-    pub(super) fn new(billing: Arc<Billing>, account: String, held: u64) -> Self {
+    pub(super) fn new(billing: Arc<Billing>, account: String, held: u64, batch: u64) -> Self {
         Meter {
             billing,
             account,
             held,
+            batch,
             charges: Mutex::new(Charges::default()),
         }
     }
@@ -96,8 +99,11 @@ impl Meter {
     }
 
     /// What the paying account may still spend (this call's hold already
-    /// taken out), read from the ledger.
+    /// taken out), read from the ledger. On SQLite the hold may have been
+    /// answered before its batch committed; the read waits for that commit
+    /// so that it sees the hold.
     pub async fn available(&self) -> Result<i64, DataError> {
+        self.billing.writer.ended(self.batch).await;
         let account = self.billing.balance(&self.account).await?;
         Ok(account.map_or(0, |a| a.available))
     }

@@ -309,7 +309,12 @@ impl Billing {
                 request_key: Some(request_key),
                 amount,
                 request_id: request_id.to_string(),
-                meter: Arc::new(Meter::new(self.clone(), account, price)),
+                meter: Arc::new(Meter::new(
+                    self.clone(),
+                    account,
+                    price,
+                    self.writer.batch_now(),
+                )),
             }),
             Ok(Applied::Insufficient { available }) => Err(Refusal::Insufficient {
                 account,
@@ -620,6 +625,50 @@ mod tests {
             .hold(Some(&a), None, "r2", "p", "GET /x", 300)
             .await
             .unwrap();
+        assert!(matches!(
+            hold.finish(true).await,
+            Ok(Applied::Posted { amount: 300, .. })
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_plugin_reading_its_funds_sees_its_hold_though_the_hold_was_answered_before_its_commit()
+     {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = crate::store::Database::connect(&Default::default(), tmp.path())
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let billing = Billing::start(
+            LedgerStore::new(db),
+            BillingConfig::default(),
+            None,
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .unwrap();
+        billing.credit("key:a", 1_000, None, None).await.unwrap();
+        // Read once, so the balance cache holds the account before the hold.
+        assert_eq!(
+            billing.balance("key:a").await.unwrap().unwrap().available,
+            1_000
+        );
+
+        // The hold's commit takes long: the hold is answered while its
+        // batch is still open, and nobody outside the writer sees it yet.
+        let file = tmp.path().join("kiln.db");
+        crate::store::ledger::pause_next_commits(&file, 1, Duration::from_millis(300));
+        let hold = billing
+            .hold(Some(&caller("a")), None, "r1", "p", "GET /x", 300)
+            .await
+            .unwrap();
+        let seen_now = billing.store().account("key:a").await.unwrap().unwrap();
+        assert_eq!(
+            seen_now.held, 0,
+            "the test needs the hold still uncommitted"
+        );
+
+        // The plugin's view waits for the commit, then counts the hold.
+        assert_eq!(hold.meter.available().await.unwrap(), 700);
         assert!(matches!(
             hold.finish(true).await,
             Ok(Applied::Posted { amount: 300, .. })

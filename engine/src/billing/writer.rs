@@ -9,9 +9,11 @@
 //! not retried: its callers hear the failure. After each commit, the
 //! balance cache forgets the accounts the batch touched (`balances`).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::balances::Shared;
 use crate::store::DataError;
@@ -71,6 +73,38 @@ impl Batch {
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::Sender<Job>,
+    progress: Arc<Progress>,
+}
+
+/// How far the SQLite writer has got, in batches: a hold answered before
+/// its batch committed is visible to other connections (and the balance
+/// cache) only once that batch has ended, which [`Writer::ended`] awaits.
+/// The PostgreSQL writer answers after each commit and leaves it at zero.
+struct Progress {
+    /// The number of the batch being written (counted from 1).
+    started: AtomicU64,
+    /// The number of the last batch that committed or failed, its
+    /// callers answered and the balance cache told.
+    ended: watch::Sender<u64>,
+}
+
+/// Ends every batch when dropped.
+struct EndAll(Arc<Progress>);
+
+impl Drop for EndAll {
+    fn drop(&mut self) {
+        self.0.end(u64::MAX);
+    }
+}
+
+impl Progress {
+    fn begin(&self) -> u64 {
+        self.started.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    fn end(&self, batch: u64) {
+        self.ended.send_replace(batch);
+    }
 }
 
 impl Writer {
@@ -79,6 +113,10 @@ impl Writer {
     /// written.
     pub fn start(store: LedgerStore, balances: Shared) -> Result<Writer, String> {
         let (queue, jobs) = mpsc::channel(MAX_BATCH * 8);
+        let progress = Arc::new(Progress {
+            started: AtomicU64::new(0),
+            ended: watch::Sender::new(0),
+        });
         match store.writer() {
             LedgerWriter::Sqlite(sqlite) => {
                 // The batch's statements run synchronously; on a thread of
@@ -88,16 +126,36 @@ impl Writer {
                 // never a timer, so a runtime that shuts down under it
                 // leaves it to end when its queue closes.
                 let runtime = tokio::runtime::Handle::current();
+                let progress = progress.clone();
                 std::thread::Builder::new()
                     .name("kiln-ledger".into())
-                    .spawn(move || runtime.block_on(write_sqlite(sqlite, balances, jobs)))
+                    .spawn(move || {
+                        // However the thread ends (a panic included), no
+                        // reader waits for a batch that will never end.
+                        let _unblock = EndAll(progress.clone());
+                        runtime.block_on(write_sqlite(sqlite, balances, jobs, &progress))
+                    })
                     .map_err(|e| format!("cannot start the ledger writer's thread: {e}"))?;
             }
             LedgerWriter::Postgres(postgres) => {
                 tokio::spawn(write_postgres(postgres, balances, jobs));
             }
         }
-        Ok(Writer { queue })
+        Ok(Writer { queue, progress })
+    }
+
+    /// The batch a hold answered just now went into (or a later one): the
+    /// hold is visible outside the writer once [`Writer::ended`] that
+    /// batch. Zero on PostgreSQL, whose holds are answered committed.
+    pub fn batch_now(&self) -> u64 {
+        self.progress.started.load(Ordering::Acquire)
+    }
+
+    /// Waits until `batch` has ended (committed, or failed and so taken
+    /// its holds with it), or the writer's thread has ended.
+    pub async fn ended(&self, batch: u64) {
+        let mut ended = self.progress.ended.subscribe();
+        let _ = ended.wait_for(|n| *n >= batch).await;
     }
 
     /// Queues `op` and waits until the batch it went into has committed
@@ -142,9 +200,15 @@ async fn write_postgres(postgres: PostgresLedger, balances: Shared, mut jobs: mp
 /// the call then waits for one commit, its post's, not two. Should that
 /// commit fail, the hold is gone with its batch: the call's post finds no
 /// hold and the call fails with `billing_unavailable` (nothing charged,
-/// never a free answer). Every other movement is answered after its
-/// commit.
-async fn write_sqlite(sqlite: SqliteLedger, balances: Shared, mut jobs: mpsc::Receiver<Job>) {
+/// never a free answer). Until the commit only this connection sees the
+/// hold: a reader that must see it waits on [`Progress`]. Every other
+/// movement is answered after its commit.
+async fn write_sqlite(
+    sqlite: SqliteLedger,
+    balances: Shared,
+    mut jobs: mpsc::Receiver<Job>,
+    progress: &Progress,
+) {
     let mut buffer: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut batch = Batch::default();
     loop {
@@ -155,6 +219,7 @@ async fn write_sqlite(sqlite: SqliteLedger, balances: Shared, mut jobs: mpsc::Re
                     if batch.is_empty() && !batch.gather(&mut jobs, &mut buffer).await {
                         return Served::Closed;
                     }
+                    let number = progress.begin();
                     let mut attempt = 1;
                     let (result, broken) = loop {
                         let Batch { ops, replies } = &mut batch;
@@ -179,6 +244,7 @@ async fn write_sqlite(sqlite: SqliteLedger, balances: Shared, mut jobs: mpsc::Re
                         }
                     };
                     answer(&mut batch, result, &balances);
+                    progress.end(number);
                     if broken {
                         // A connection left inside a transaction is not used again.
                         return Served::Broken;
@@ -207,6 +273,7 @@ async fn write_sqlite(sqlite: SqliteLedger, balances: Shared, mut jobs: mpsc::Re
                     return;
                 }
                 batch.fail(&e);
+                progress.end(progress.begin());
                 std::thread::sleep(Duration::from_millis(100));
             }
         }

@@ -614,32 +614,59 @@ impl SqliteWriter<'_, '_> {
     }
 }
 
-/// Tests make the next commits to one database file fail
-/// ([`fail_next_commits`]); other tests' databases are left alone.
+/// Tests make the next commits to one database file fail or wait
+/// ([`fail_next_commits`], [`pause_next_commits`]); other tests'
+/// databases are left alone.
 #[cfg(test)]
-static FAILING_COMMITS: std::sync::Mutex<Option<(std::path::PathBuf, u32)>> =
-    std::sync::Mutex::new(None);
+static COMMIT_FAULTS: std::sync::Mutex<Option<CommitFault>> = std::sync::Mutex::new(None);
+
+#[cfg(test)]
+struct CommitFault {
+    db: std::path::PathBuf,
+    left: u32,
+    /// `None`: the commit fails; else it waits this long first.
+    pause: Option<std::time::Duration>,
+}
 
 /// Makes the next `n` ledger commits to the SQLite file `db` fail (after
 /// their statements ran), as a full disk or an I/O error would.
 #[cfg(test)]
 pub fn fail_next_commits(db: &std::path::Path, n: u32) {
+    arm_commit_fault(db, n, None);
+}
+
+/// Makes the next `n` ledger commits to the SQLite file `db` wait `pause`
+/// first, as a slow disk would.
+#[cfg(test)]
+pub fn pause_next_commits(db: &std::path::Path, n: u32, pause: std::time::Duration) {
+    arm_commit_fault(db, n, Some(pause));
+}
+
+#[cfg(test)]
+fn arm_commit_fault(db: &std::path::Path, left: u32, pause: Option<std::time::Duration>) {
     let db = db.canonicalize().unwrap_or_else(|_| db.to_path_buf());
-    *FAILING_COMMITS.lock().unwrap_or_else(|e| e.into_inner()) = Some((db, n));
+    *COMMIT_FAULTS.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some(CommitFault { db, left, pause });
 }
 
 fn commit(direct: &Direct<'_>) -> Result<u64, String> {
     #[cfg(test)]
     {
-        let mut armed = FAILING_COMMITS.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((db, n)) = armed.as_mut()
-            && *n > 0
+        let mut armed = COMMIT_FAULTS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(fault) = armed.as_mut()
+            && fault.left > 0
             && direct
                 .filename()
-                .is_some_and(|f| std::path::Path::new(&f) == db)
+                .is_some_and(|f| std::path::Path::new(&f) == fault.db)
         {
-            *n -= 1;
-            return Err("disk I/O error (injected by a test)".into());
+            fault.left -= 1;
+            match fault.pause {
+                None => return Err("disk I/O error (injected by a test)".into()),
+                Some(pause) => {
+                    drop(armed);
+                    std::thread::sleep(pause);
+                }
+            }
         }
     }
     direct.execute("COMMIT", &[])
