@@ -64,12 +64,23 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -p kiln -p kiln-sdk -p kiln-e2e -- -D warnings
 
-unit:
-	$(CARGO) test -p kiln -p kiln-sdk -p auth-rust
+# Every debug build of the tests selects the same packages. Cargo resolves
+# features per invocation, and with different selections most of the tree
+# was built three times (criterion, a dev-dependency of the engine, turns
+# on zerocopy's `derive`; the harness turns on reqwest's `http2`).
+TEST_PKGS    := -p kiln -p kiln-sdk -p auth-rust -p kiln-e2e
+ENGINE_TESTS := $(patsubst engine/tests/%.rs,--test %,$(wildcard engine/tests/*.rs))
+TARGET_DIR   := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 
+unit:
+	$(CARGO) test $(TEST_PKGS) --lib --bins $(ENGINE_TESTS)
+	$(CARGO) test $(TEST_PKGS) --doc
+
+# The harness uses the `kiln` built here (KILN_E2E_BIN) instead of building
+# one with `-p kiln` alone, which would resolve features differently.
 e2e:
-	$(CARGO) build -p kiln --bin kiln
-	$(CARGO) test -p kiln-e2e
+	$(CARGO) build $(TEST_PKGS) --bins --tests
+	KILN_E2E_BIN=$(TARGET_DIR)/debug/kiln $(CARGO) test $(TEST_PKGS) --test e2e
 
 # Not part of `make test`: numbers, not pass/fail. See docs/performance.md.
 bench: setup js-clients examples fixtures

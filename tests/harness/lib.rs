@@ -40,10 +40,21 @@ fn run(mut cmd: Command, what: &str) {
     assert!(status.success(), "{what} failed: {status}");
 }
 
-/// The debug `kiln` binary, built once per test process.
+/// The debug `kiln` binary, built once per test process. `make test`
+/// builds it beside the tests (same packages, so the same features and one
+/// build of the dependencies) and names it in `KILN_E2E_BIN`.
 pub fn kiln_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(built) = std::env::var_os("KILN_E2E_BIN") {
+            let built = PathBuf::from(built);
+            assert!(
+                built.is_file(),
+                "KILN_E2E_BIN={} is not a file",
+                built.display()
+            );
+            return built;
+        }
         let mut c = cargo();
         c.args(["build", "--quiet", "-p", "kiln", "--bin", "kiln"]);
         run(c, "cargo build -p kiln");
