@@ -65,9 +65,11 @@ lint:
 	$(CARGO) clippy --all-targets -p kiln -p kiln-sdk -p kiln-e2e -- -D warnings
 
 # Every debug build of the tests selects the same packages. Cargo resolves
-# features per invocation, and with different selections most of the tree
-# was built three times (criterion, a dev-dependency of the engine, turns
-# on zerocopy's `derive`; the harness turns on reqwest's `http2`).
+# features per invocation: with three different selections the engine's
+# library was built five times and wasmtime, axum, reqwest, rmcp and some
+# 30 more crates twice (criterion, a dev-dependency of the engine, turns on
+# zerocopy's `derive`; the harness turns on reqwest's `http2`). Counted
+# with `cargo ... --unit-graph` (RUSTC_BOOTSTRAP=1): 646 units, now 610.
 TEST_PKGS    := -p kiln -p kiln-sdk -p auth-rust -p kiln-e2e
 ENGINE_TESTS := $(patsubst engine/tests/%.rs,--test %,$(wildcard engine/tests/*.rs))
 TARGET_DIR   := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
