@@ -574,10 +574,10 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_hold_whose_batch_failed_to_commit_is_gone_and_its_call_charges_nothing() {
-        let tmp = tempfile::tempdir().unwrap();
-        let db = crate::store::Database::connect(&Default::default(), tmp.path())
+    /// Billing on a migrated SQLite file `kiln.db` in `dir`, the account
+    /// `key:a` credited 1,000.
+    async fn on_sqlite_with_1000_in_key_a(dir: &std::path::Path) -> Arc<Billing> {
+        let db = crate::store::Database::connect(&Default::default(), dir)
             .await
             .unwrap();
         db.migrate().await.unwrap();
@@ -589,6 +589,13 @@ mod tests {
         )
         .unwrap();
         billing.credit("key:a", 1_000, None, None).await.unwrap();
+        billing
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hold_whose_batch_failed_to_commit_is_gone_and_its_call_charges_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let billing = on_sqlite_with_1000_in_key_a(tmp.path()).await;
         let a = caller("a");
 
         // On SQLite a hold is answered before its batch commits; this
@@ -635,18 +642,7 @@ mod tests {
     async fn a_plugin_reading_its_funds_sees_its_hold_though_the_hold_was_answered_before_its_commit()
      {
         let tmp = tempfile::tempdir().unwrap();
-        let db = crate::store::Database::connect(&Default::default(), tmp.path())
-            .await
-            .unwrap();
-        db.migrate().await.unwrap();
-        let billing = Billing::start(
-            LedgerStore::new(db),
-            BillingConfig::default(),
-            None,
-            tokio_util::sync::CancellationToken::new(),
-        )
-        .unwrap();
-        billing.credit("key:a", 1_000, None, None).await.unwrap();
+        let billing = on_sqlite_with_1000_in_key_a(tmp.path()).await;
         // Read once, so the balance cache holds the account before the hold.
         assert_eq!(
             billing.balance("key:a").await.unwrap().unwrap().available,

@@ -618,8 +618,10 @@ impl SqliteWriter<'_, '_> {
 /// ([`fail_next_commits`], [`pause_next_commits`]); other tests'
 /// databases are left alone.
 #[cfg(test)]
-static COMMIT_FAULTS: std::sync::Mutex<Option<CommitFault>> = std::sync::Mutex::new(None);
+static COMMIT_FAULTS: std::sync::Mutex<Vec<CommitFault>> = std::sync::Mutex::new(Vec::new());
 
+/// One database file's armed fault (tests run side by side, each on its
+/// own file).
 #[cfg(test)]
 struct CommitFault {
     db: std::path::PathBuf,
@@ -645,19 +647,22 @@ pub fn pause_next_commits(db: &std::path::Path, n: u32, pause: std::time::Durati
 #[cfg(test)]
 fn arm_commit_fault(db: &std::path::Path, left: u32, pause: Option<std::time::Duration>) {
     let db = db.canonicalize().unwrap_or_else(|_| db.to_path_buf());
-    *COMMIT_FAULTS.lock().unwrap_or_else(|e| e.into_inner()) =
-        Some(CommitFault { db, left, pause });
+    let mut faults = COMMIT_FAULTS.lock().unwrap_or_else(|e| e.into_inner());
+    faults.retain(|f| f.db != db);
+    faults.push(CommitFault { db, left, pause });
 }
 
 fn commit(direct: &Direct<'_>) -> Result<u64, String> {
     #[cfg(test)]
     {
         let mut armed = COMMIT_FAULTS.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(fault) = armed.as_mut()
+        let file = direct.filename();
+        let mine = armed.iter_mut().find(|fault| {
+            file.as_deref()
+                .is_some_and(|f| std::path::Path::new(f) == fault.db)
+        });
+        if let Some(fault) = mine
             && fault.left > 0
-            && direct
-                .filename()
-                .is_some_and(|f| std::path::Path::new(&f) == fault.db)
         {
             fault.left -= 1;
             match fault.pause {
