@@ -207,9 +207,12 @@ async fn a_call_in_flight_finishes_on_the_version_it_started_on() {
         .plugin("app", "fixture-reload-v1", None)
         .start()
         .await;
+    // The swap (compiling v2 beside the rest of the suite) must end while
+    // this call still runs: 1.5 s was once too short on a busy machine, and
+    // 8 s stays under the default 10 s call timeout.
     let slow = {
         let client = e.client.clone();
-        let url = e.url("/version/slow/1500");
+        let url = e.url("/version/slow/8000");
         tokio::spawn(async move { client.get(url).send().await.unwrap().text().await.unwrap() })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
