@@ -494,6 +494,23 @@ mod tests {
         assert!(error.contains("no such table"), "{error}");
     }
 
+    /// Fills table `t` with ?1 rows of 3,000 bytes: a page and more each.
+    const FILL: &str = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?1) \
+                        INSERT INTO t SELECT randomblob(3000) FROM n";
+
+    /// Asserts that the writer copies all of its long WAL and that the
+    /// next transaction writes the WAL from its start; the frames copied.
+    fn ends_the_whole_wal(d: &Direct<'_>) -> Result<i32, String> {
+        let WalEnd::Copied { frames, copied } = d.end_wal_if_long()? else {
+            panic!("not ended");
+        };
+        assert_eq!(frames, copied, "all of it copied");
+        d.execute("INSERT INTO t VALUES (x'00')", &[])?;
+        let after = d.wal_frames.load(Ordering::Relaxed);
+        assert!(after < 10, "the WAL started over: {after} frames");
+        Ok(copied)
+    }
+
     #[tokio::test]
     async fn the_writer_syncs_each_commit_and_ends_a_long_wal_between_transactions() {
         let dir = tempfile::tempdir().unwrap();
@@ -514,23 +531,10 @@ mod tests {
             assert_eq!(d.end_wal_if_long()?, WalEnd::Short);
             // One commit of more pages than WAL_RESTART_FRAMES: SQLite's own
             // checkpoint would have run inside it; the hook only counts.
-            d.execute(
-                "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?1) \
-                 INSERT INTO t SELECT randomblob(3000) FROM n",
-                &[Param::Int(i64::from(WAL_RESTART_FRAMES) + 100)],
-            )?;
+            d.execute(FILL, &[Param::Int(i64::from(WAL_RESTART_FRAMES) + 100)])?;
             let long = d.wal_frames.load(Ordering::Relaxed);
             assert!(long > WAL_RESTART_FRAMES, "{long} frames");
-            match d.end_wal_if_long()? {
-                WalEnd::Copied { frames, copied } => {
-                    assert_eq!((frames, copied), (long, long), "all of it copied")
-                }
-                other => panic!("not ended: {other:?}"),
-            }
-            // The next transaction writes the WAL from its start.
-            d.execute("INSERT INTO t VALUES (x'00')", &[])?;
-            let after = d.wal_frames.load(Ordering::Relaxed);
-            assert!(after < 10, "the WAL started over: {after} frames");
+            assert_eq!(ends_the_whole_wal(d)?, long);
             Ok::<_, String>(())
         })
         .await
@@ -550,8 +554,6 @@ mod tests {
             .execute(&pool)
             .await
             .unwrap();
-        let write = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?1) \
-                     INSERT INTO t SELECT randomblob(3000) FROM n";
         // A reader whose snapshot predates what the writer adds.
         let mut reader = pool.begin().await.unwrap();
         sqlx::query("SELECT count(*) FROM t")
@@ -561,7 +563,7 @@ mod tests {
         let mut conn = Dedicated::open(&pool).await.unwrap();
         let reader = conn
             .hold(async |d| {
-                d.execute(write, &[Param::Int(i64::from(WAL_RESTART_FRAMES) + 100)])?;
+                d.execute(FILL, &[Param::Int(i64::from(WAL_RESTART_FRAMES) + 100)])?;
                 let Ok(WalEnd::Copied { frames, copied }) = d.end_wal_if_long() else {
                     panic!("no pass");
                 };
@@ -573,7 +575,7 @@ mod tests {
                 d.execute("INSERT INTO t VALUES (x'00')", &[])?;
                 assert_eq!(d.end_wal_if_long()?, WalEnd::Short);
                 // Grown by an eighth: tried again.
-                d.execute(write, &[Param::Int(i64::from(WAL_RESTART_FRAMES / 8) + 10)])?;
+                d.execute(FILL, &[Param::Int(i64::from(WAL_RESTART_FRAMES / 8) + 10)])?;
                 assert!(matches!(d.end_wal_if_long()?, WalEnd::Copied { .. }));
                 Ok::<_, String>(reader)
             })
@@ -584,13 +586,7 @@ mod tests {
         conn.hold(async |d| {
             d.execute("INSERT INTO t VALUES (x'00')", &[])?;
             // The reader is gone: all of it copied, the WAL starts over.
-            match d.end_wal_if_long()? {
-                WalEnd::Copied { frames, copied } => assert_eq!(frames, copied),
-                other => panic!("not ended: {other:?}"),
-            }
-            d.execute("INSERT INTO t VALUES (x'00')", &[])?;
-            let after = d.wal_frames.load(Ordering::Relaxed);
-            assert!(after < 10, "the WAL started over: {after} frames");
+            ends_the_whole_wal(d)?;
             Ok::<_, String>(())
         })
         .await
